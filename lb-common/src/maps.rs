@@ -1,0 +1,376 @@
+//! Keys and values of the BPF maps, and the maps' names.
+//!
+//! Map layout (see ARCHITECTURE.md for the packet path that uses it):
+//!
+//! | map              | type            | key            | value            |
+//! |------------------|-----------------|----------------|------------------|
+//! | `FRONTENDS`      | hash            | [`FrontendKey`]| [`Frontend`]     |
+//! | `SERVICES`       | array           | service id     | [`Service`]      |
+//! | `BACKENDS`       | hash            | backend id     | [`Backend`]      |
+//! | `MAGLEV`         | array           | id × M + slot  | backend id       |
+//! | `CONNTRACK`      | LRU hash        | [`FlowKey`]    | [`Flow`]         |
+//! | `INTERFACES`     | hash            | ifindex        | [`Interface`]    |
+//! | `CONFIG`         | array (1)       | 0              | [`Config`]       |
+//! | `SERVICE_STATS`  | per-CPU array   | service id     | [`ServiceStats`] |
+//! | `COUNTERS`       | per-CPU array   | [`Counter`]    | `u64`            |
+
+pub const MAP_FRONTENDS: &str = "FRONTENDS";
+pub const MAP_SERVICES: &str = "SERVICES";
+pub const MAP_BACKENDS: &str = "BACKENDS";
+pub const MAP_MAGLEV: &str = "MAGLEV";
+pub const MAP_CONNTRACK: &str = "CONNTRACK";
+pub const MAP_INTERFACES: &str = "INTERFACES";
+pub const MAP_CONFIG: &str = "CONFIG";
+pub const MAP_SERVICE_STATS: &str = "SERVICE_STATS";
+pub const MAP_COUNTERS: &str = "COUNTERS";
+
+/// Names of the kernel programs in the object file.
+pub const PROG_XDP: &str = "lb_xdp";
+pub const PROG_TC_EGRESS: &str = "lb_tc_egress";
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+
+/// Compile-time capacities of the maps; userspace may lower or raise some of
+/// them at load time (`EbpfLoader::set_max_entries`).
+pub const DEFAULT_MAX_FRONTENDS: u32 = 65_536;
+pub const DEFAULT_MAX_SERVICES: u32 = 1_024;
+pub const DEFAULT_MAX_BACKENDS: u32 = 65_536;
+pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
+pub const MAX_INTERFACES: u32 = 64;
+
+/// A frontend: an address, port and protocol on which a service is offered
+/// (node IP × nodePort, LoadBalancer ingress IP × port, external IP × port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrontendKey {
+    /// IPv4 address, network byte order.
+    pub addr: u32,
+    /// Port, network byte order.
+    pub port: u16,
+    pub protocol: u8,
+    pub _pad: u8,
+}
+
+/// Masquerade (SNAT to the node address) flows whose backend is reached
+/// through another node (`externalTrafficPolicy: Cluster`).
+pub const FRONTEND_SNAT: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frontend {
+    pub service_id: u32,
+    pub flags: u32,
+}
+
+/// One service port (Kubernetes' "ServicePortName"): the unit that owns a
+/// set of backends and a Maglev row. Indexed by service id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Service {
+    /// Number of usable backends; 0 means new flows are rejected with ICMP
+    /// port unreachable, as kube-proxy does.
+    pub backend_count: u32,
+    pub flags: u32,
+}
+
+/// A backend of one service port. Ids are never reused while the agent
+/// runs, so a conntrack entry whose backend id is gone knows its backend was
+/// removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Backend {
+    /// Pod (or endpoint) IPv4 address, network byte order.
+    pub addr: u32,
+    /// Target port, network byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// A 5-tuple as it appears in a packet at the hook that looks it up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Conntrack entry: what to rewrite a packet of this flow to.
+///
+/// A forward entry (client → frontend) rewrites to (new source = client or
+/// SNAT address, new destination = backend). A reply entry (backend →
+/// client or SNAT address) rewrites to (new source = frontend, new
+/// destination = client) and, when it is handled in XDP, says which L2
+/// header to send it back with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub new_src_addr: u32,
+    pub new_dst_addr: u32,
+    pub new_src_port: u16,
+    pub new_dst_port: u16,
+    /// Forward entries: the backend chosen. Reply entries: the same id.
+    pub backend_id: u32,
+    pub service_id: u32,
+    /// Reply entries handled in XDP: interface to send the reply out of.
+    pub ifindex: u32,
+    /// `bpf_ktime_get_ns()` of the last packet seen.
+    pub last_seen_ns: u64,
+    /// Reply entries handled in XDP: Ethernet source and destination.
+    pub reply_src_mac: [u8; 6],
+    pub reply_dst_mac: [u8; 6],
+    pub direction: u8,
+    pub flags: u8,
+    pub _pad: [u8; 2],
+}
+
+pub const FLOW_FORWARD: u8 = 0;
+pub const FLOW_REPLY: u8 = 1;
+
+/// The flow was source-NATed to the node address.
+pub const FLOW_SNAT: u8 = 1;
+/// A TCP FIN or RST was seen: the entry expires after the closing timeout.
+pub const FLOW_CLOSING: u8 = 2;
+
+/// An interface the agent manages (an uplink).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Interface {
+    /// Address used to masquerade flows leaving through this interface,
+    /// network byte order.
+    pub snat_addr: u32,
+    pub flags: u32,
+}
+
+/// Run-time settings of the data path (`CONFIG[0]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// Maglev table size M (prime).
+    pub maglev_size: u32,
+    /// Number of Maglev rows (= `SERVICES` entries).
+    pub max_services: u32,
+    /// Masquerade source ports, host byte order, inclusive.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub tcp_timeout_s: u32,
+    pub tcp_closing_timeout_s: u32,
+    pub udp_timeout_s: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            maglev_size: 16_381,
+            max_services: DEFAULT_MAX_SERVICES,
+            snat_port_min: 61_000,
+            snat_port_max: 65_535,
+            tcp_timeout_s: 21_600,
+            tcp_closing_timeout_s: 10,
+            udp_timeout_s: 60,
+        }
+    }
+}
+
+/// Per-service traffic counters (summed over CPUs in userspace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceStats {
+    /// Client → service packets and bytes.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Service → client (reverse-NATed) packets and bytes.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// Global data-path counters: why packets took the path they took.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// Not IPv4 (ARP, IPv6, VLAN-tagged, ...): passed to the stack.
+    PassNotIpv4 = 0,
+    /// Headers cut short by the end of the packet: passed to the stack.
+    PassTruncated,
+    /// IPv4 header with options: passed to the stack.
+    PassIpOptions,
+    /// IPv4 fragment: passed to the stack.
+    PassFragment,
+    /// Neither a frontend nor a reply of a tracked flow: passed untouched.
+    PassNotService,
+    /// A new flow was created.
+    FlowNew,
+    /// A packet of a tracked flow (either direction) was translated.
+    FlowHit,
+    /// A tracked flow's backend was removed; the flow was re-balanced.
+    FlowBackendGone,
+    /// New flow to a service without backends: answered ICMP port unreachable.
+    RejectNoBackend,
+    /// Sent back out of the interface it came in on.
+    Tx,
+    /// Redirected to another interface.
+    Redirect,
+    /// Translated and handed to the kernel (local backend, or next hop
+    /// not resolved yet).
+    PassLocal,
+    PassNeighbourUnresolved,
+    /// No route to the backend: dropped.
+    DropNoRoute,
+    /// No masquerade port was free for the flow: dropped.
+    DropSnatExhausted,
+    /// Inconsistent maps (a row points to a missing backend): dropped.
+    DropNoBackend,
+    /// TC egress rewrote a reply from a local backend.
+    TcReplyNat,
+    /// Must stay last.
+    Max,
+}
+
+pub const COUNTER_COUNT: u32 = Counter::Max as u32;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::PassNotIpv4,
+        Counter::PassTruncated,
+        Counter::PassIpOptions,
+        Counter::PassFragment,
+        Counter::PassNotService,
+        Counter::FlowNew,
+        Counter::FlowHit,
+        Counter::FlowBackendGone,
+        Counter::RejectNoBackend,
+        Counter::Tx,
+        Counter::Redirect,
+        Counter::PassLocal,
+        Counter::PassNeighbourUnresolved,
+        Counter::DropNoRoute,
+        Counter::DropSnatExhausted,
+        Counter::DropNoBackend,
+        Counter::TcReplyNat,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::PassNotIpv4 => "pass_not_ipv4",
+            Counter::PassTruncated => "pass_truncated",
+            Counter::PassIpOptions => "pass_ip_options",
+            Counter::PassFragment => "pass_fragment",
+            Counter::PassNotService => "pass_not_service",
+            Counter::FlowNew => "flow_new",
+            Counter::FlowHit => "flow_hit",
+            Counter::FlowBackendGone => "flow_backend_gone",
+            Counter::RejectNoBackend => "reject_no_backend",
+            Counter::Tx => "tx",
+            Counter::Redirect => "redirect",
+            Counter::PassLocal => "pass_local",
+            Counter::PassNeighbourUnresolved => "pass_neighbour_unresolved",
+            Counter::DropNoRoute => "drop_no_route",
+            Counter::DropSnatExhausted => "drop_snat_exhausted",
+            Counter::DropNoBackend => "drop_no_backend",
+            Counter::TcReplyNat => "tc_reply_nat",
+            Counter::Max => "max",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are #[repr(C)] structs of integers and byte
+    // arrays with explicit padding fields: every bit pattern is valid and
+    // there are no implicit padding bytes.
+    unsafe impl aya::Pod for FrontendKey {}
+    unsafe impl aya::Pod for Frontend {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Flow {}
+    unsafe impl aya::Pod for Interface {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for ServiceStats {}
+}
+
+#[cfg(feature = "user")]
+mod ctors {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// An address as stored in maps (network byte order in a `u32`).
+    pub fn addr_to_map(ip: Ipv4Addr) -> u32 {
+        u32::from_ne_bytes(ip.octets())
+    }
+
+    pub fn addr_from_map(addr: u32) -> Ipv4Addr {
+        Ipv4Addr::from(addr.to_ne_bytes())
+    }
+
+    /// A port as stored in maps (network byte order in a `u16`).
+    pub fn port_to_map(port: u16) -> u16 {
+        port.to_be()
+    }
+
+    pub fn port_from_map(port: u16) -> u16 {
+        u16::from_be(port)
+    }
+
+    impl FrontendKey {
+        pub fn new(addr: Ipv4Addr, port: u16, protocol: u8) -> Self {
+            Self { addr: addr_to_map(addr), port: port_to_map(port), protocol, _pad: 0 }
+        }
+    }
+
+    impl Backend {
+        pub fn new(addr: Ipv4Addr, port: u16) -> Self {
+            Self { addr: addr_to_map(addr), port: port_to_map(port), _pad: 0 }
+        }
+    }
+
+    impl FlowKey {
+        pub fn new(src: Ipv4Addr, src_port: u16, dst: Ipv4Addr, dst_port: u16, protocol: u8) -> Self {
+            Self {
+                src_addr: addr_to_map(src),
+                dst_addr: addr_to_map(dst),
+                src_port: port_to_map(src_port),
+                dst_port: port_to_map(dst_port),
+                protocol,
+                _pad: [0; 3],
+            }
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+pub use ctors::*;
+
+#[cfg(all(test, feature = "user"))]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<FrontendKey>(), 8);
+        assert_eq!(size_of::<Frontend>(), 8);
+        assert_eq!(size_of::<Service>(), 8);
+        assert_eq!(size_of::<Backend>(), 8);
+        assert_eq!(size_of::<FlowKey>(), 16);
+        assert_eq!(size_of::<Flow>(), 48);
+        assert_eq!(size_of::<Interface>(), 8);
+        assert_eq!(size_of::<Config>(), 24);
+        assert_eq!(size_of::<ServiceStats>(), 32);
+    }
+
+    #[test]
+    fn counter_names_are_unique_and_complete() {
+        let names: std::collections::BTreeSet<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), COUNTER_COUNT as usize);
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}
