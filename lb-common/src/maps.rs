@@ -136,6 +136,9 @@ pub const FLOW_REPLY: u8 = 1;
 pub const FLOW_SNAT: u8 = 1;
 /// A TCP FIN or RST was seen: the entry expires after the closing timeout.
 pub const FLOW_CLOSING: u8 = 2;
+/// The backend is on this node: packets are handed to the kernel after DNAT
+/// and replies are reverse-NATed by the TC egress program.
+pub const FLOW_LOCAL: u8 = 4;
 
 /// An interface the agent manages (an uplink).
 #[repr(C)]
@@ -225,6 +228,9 @@ pub enum Counter {
     DropSnatExhausted,
     /// Inconsistent maps (a row points to a missing backend): dropped.
     DropNoBackend,
+    /// More than the allowed rejections per second on this CPU: dropped
+    /// instead of answered (like the kernel's ICMP rate limit).
+    DropRejectRateLimited,
     /// TC egress rewrote a reply from a local backend.
     TcReplyNat,
     /// Must stay last.
@@ -251,6 +257,7 @@ impl Counter {
         Counter::DropNoRoute,
         Counter::DropSnatExhausted,
         Counter::DropNoBackend,
+        Counter::DropRejectRateLimited,
         Counter::TcReplyNat,
     ];
 
@@ -272,6 +279,7 @@ impl Counter {
             Counter::DropNoRoute => "drop_no_route",
             Counter::DropSnatExhausted => "drop_snat_exhausted",
             Counter::DropNoBackend => "drop_no_backend",
+            Counter::DropRejectRateLimited => "drop_reject_rate_limited",
             Counter::TcReplyNat => "tc_reply_nat",
             Counter::Max => "max",
         }

@@ -1,0 +1,49 @@
+//! The maps shared with userspace (names and value types in `lb_common`).
+//! Sizes here are defaults; the agent may override them at load time.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    Backend, COUNTER_COUNT, Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS,
+    DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, Flow, FlowKey, Frontend, FrontendKey, Interface,
+    MAX_INTERFACES, Service, ServiceStats,
+};
+
+#[map]
+pub static FRONTENDS: HashMap<FrontendKey, Frontend> =
+    HashMap::with_max_entries(DEFAULT_MAX_FRONTENDS, 0);
+
+#[map]
+pub static SERVICES: Array<Service> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+#[map]
+pub static BACKENDS: HashMap<u32, Backend> = HashMap::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// Maglev rows, one per service id: entry `service_id * M + slot` holds a
+/// backend id. Sized `max_services * M` by the agent at load time.
+#[map]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static CONNTRACK: LruHashMap<FlowKey, Flow> =
+    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);
+
+#[map]
+pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static SERVICE_STATS: PerCpuArray<ServiceStats> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}

@@ -1,0 +1,225 @@
+//! Applies compiled [`DataplaneTables`] to the maps by difference: only what
+//! changed is written, in an order that never lets the XDP program see a
+//! Maglev slot pointing at a backend that is not in `BACKENDS`:
+//!
+//! 1. new backends are inserted; 2. changed Maglev slots are written;
+//! 3. `SERVICES` (backend counts) is updated; 4. frontends are added,
+//! changed and removed; 5. removed backends and services are deleted.
+//!
+//! The in-memory picture of the maps is updated write by write, so after a
+//! failed write the next apply starts from what the kernel really holds.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use lb_common::{Backend, FRONTEND_SNAT, Frontend, FrontendKey, Service, ServiceStats};
+
+use super::DataplaneMaps;
+use super::ids::{BackendIds, ServiceIds};
+use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, ServiceEntry, ServicePortName};
+
+/// What one apply changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub frontends_written: usize,
+    pub frontends_deleted: usize,
+    pub backends_written: usize,
+    pub backends_deleted: usize,
+    pub maglev_slots_written: usize,
+    pub services_written: usize,
+    pub services_deleted: usize,
+    /// Service ports left out because every service id is taken.
+    pub services_over_capacity: Vec<ServicePortName>,
+}
+
+impl ApplyReport {
+    pub fn is_empty(&self) -> bool {
+        *self == Self { services_over_capacity: self.services_over_capacity.clone(), ..Default::default() }
+    }
+}
+
+/// A service port as it is in the maps.
+#[derive(Debug)]
+struct AppliedService {
+    id: u32,
+    backends: BTreeMap<BackendAddr, u32>,
+    /// Backend id per Maglev slot (empty until first written).
+    row: Vec<u32>,
+    backend_count: u32,
+}
+
+pub struct Applier {
+    maps: DataplaneMaps,
+    maglev_size: u32,
+    service_ids: ServiceIds,
+    backend_ids: BackendIds,
+    services: BTreeMap<ServicePortName, AppliedService>,
+    frontends: BTreeMap<FrontendAddr, Frontend>,
+}
+
+impl Applier {
+    pub fn new(maps: DataplaneMaps, maglev_size: u32, max_services: u32) -> Self {
+        Self {
+            maps,
+            maglev_size,
+            service_ids: ServiceIds::new(max_services),
+            backend_ids: BackendIds::default(),
+            services: BTreeMap::new(),
+            frontends: BTreeMap::new(),
+        }
+    }
+
+    pub fn maps(&self) -> &DataplaneMaps {
+        &self.maps
+    }
+
+    pub fn maps_mut(&mut self) -> &mut DataplaneMaps {
+        &mut self.maps
+    }
+
+    /// The id a service port has in the maps, if it is there.
+    pub fn service_id(&self, name: &ServicePortName) -> Option<u32> {
+        self.services.get(name).map(|s| s.id)
+    }
+
+    pub fn apply(&mut self, tables: &DataplaneTables) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        let mut stale_backends: Vec<u32> = Vec::new();
+        for (name, entry) in &tables.services {
+            if !self.services.contains_key(name) {
+                let Some(id) = self.service_ids.allocate() else {
+                    report.services_over_capacity.push(name.clone());
+                    continue;
+                };
+                self.reset_stats(id)?;
+                self.services.insert(
+                    name.clone(),
+                    AppliedService { id, backends: BTreeMap::new(), row: Vec::new(), backend_count: 0 },
+                );
+            }
+            stale_backends.extend(self.update_service(name, entry, &mut report)?);
+        }
+        self.update_frontends(tables, &mut report)?;
+        for id in stale_backends {
+            self.delete_backend(id, &mut report)?;
+        }
+        let removed: Vec<ServicePortName> =
+            self.services.keys().filter(|n| !tables.services.contains_key(*n)).cloned().collect();
+        for name in removed {
+            self.delete_service(&name, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Steps 1–3 for one service; returns the ids of backends to delete.
+    fn update_service(&mut self, name: &ServicePortName, entry: &ServiceEntry, report: &mut ApplyReport) -> Result<Vec<u32>> {
+        let maglev_size = self.maglev_size as usize;
+        if !entry.maglev.is_empty() && entry.maglev.len() != maglev_size {
+            return Err(anyhow!("{name}: Maglev row has {} slots, expected {maglev_size}", entry.maglev.len()));
+        }
+        let applied = self.services.get_mut(name).expect("allocated above");
+        for addr in &entry.backends {
+            if !applied.backends.contains_key(addr) {
+                let id = self.backend_ids.allocate();
+                self.maps
+                    .backends
+                    .insert(id, Backend::new(addr.ip, addr.port), 0)
+                    .with_context(|| format!("{name}: inserting backend {addr}"))?;
+                applied.backends.insert(*addr, id);
+                report.backends_written += 1;
+            }
+        }
+        let base = applied.id * self.maglev_size;
+        if applied.row.len() != maglev_size {
+            applied.row = vec![0; maglev_size];
+        }
+        for (slot, &index) in entry.maglev.iter().enumerate() {
+            let addr = entry.backends.get(index as usize).ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
+            let id = applied.backends[addr];
+            if applied.row[slot] != id {
+                self.maps
+                    .maglev
+                    .set(base + slot as u32, id, 0)
+                    .with_context(|| format!("{name}: writing Maglev slot {slot}"))?;
+                applied.row[slot] = id;
+                report.maglev_slots_written += 1;
+            }
+        }
+        let count = entry.backends.len() as u32;
+        if applied.backend_count != count {
+            self.maps
+                .services
+                .set(applied.id, Service { backend_count: count, flags: 0 }, 0)
+                .with_context(|| format!("{name}: writing SERVICES"))?;
+            applied.backend_count = count;
+            report.services_written += 1;
+        }
+        let gone: Vec<BackendAddr> =
+            applied.backends.keys().filter(|a| entry.backends.binary_search(a).is_err()).copied().collect();
+        Ok(gone.iter().filter_map(|a| applied.backends.remove(a)).collect())
+    }
+
+    /// Step 4.
+    fn update_frontends(&mut self, tables: &DataplaneTables, report: &mut ApplyReport) -> Result<()> {
+        for (addr, entry) in &tables.frontends {
+            let Some(service) = self.services.get(&entry.service) else { continue };
+            let value = Frontend { service_id: service.id, flags: if entry.snat { FRONTEND_SNAT } else { 0 } };
+            if self.frontends.get(addr) != Some(&value) {
+                self.maps
+                    .frontends
+                    .insert(frontend_key(addr), value, 0)
+                    .with_context(|| format!("writing frontend {addr} of {}", entry.service))?;
+                self.frontends.insert(*addr, value);
+                report.frontends_written += 1;
+            }
+        }
+        let removed: Vec<FrontendAddr> = self
+            .frontends
+            .keys()
+            .filter(|a| tables.frontends.get(*a).is_none_or(|e| !self.services.contains_key(&e.service)))
+            .copied()
+            .collect();
+        for addr in removed {
+            self.maps.frontends.remove(&frontend_key(&addr)).with_context(|| format!("deleting frontend {addr}"))?;
+            self.frontends.remove(&addr);
+            report.frontends_deleted += 1;
+        }
+        Ok(())
+    }
+
+    fn delete_backend(&mut self, id: u32, report: &mut ApplyReport) -> Result<()> {
+        self.maps.backends.remove(&id).with_context(|| format!("deleting backend id {id}"))?;
+        report.backends_deleted += 1;
+        Ok(())
+    }
+
+    /// Step 5 for a service port no longer in the tables (its frontends are
+    /// already gone).
+    fn delete_service(&mut self, name: &ServicePortName, report: &mut ApplyReport) -> Result<()> {
+        let applied = self.services.get_mut(name).expect("listed above");
+        if applied.backend_count != 0 {
+            self.maps.services.set(applied.id, Service::default(), 0).with_context(|| format!("{name}: clearing SERVICES"))?;
+            applied.backend_count = 0;
+        }
+        let ids: Vec<u32> = applied.backends.values().copied().collect();
+        for id in ids {
+            self.delete_backend(id, report)?;
+            self.services.get_mut(name).expect("present").backends.retain(|_, v| *v != id);
+        }
+        let applied = self.services.remove(name).expect("present");
+        self.service_ids.release(applied.id);
+        report.services_deleted += 1;
+        Ok(())
+    }
+
+    fn reset_stats(&mut self, id: u32) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![ServiceStats::default(); cpus])?;
+        self.maps.service_stats.set(id, zeros, 0).context("resetting SERVICE_STATS")?;
+        Ok(())
+    }
+}
+
+fn frontend_key(addr: &FrontendAddr) -> FrontendKey {
+    FrontendKey::new(addr.ip, addr.port, addr.protocol.number())
+}

@@ -1,0 +1,109 @@
+//! Loading the kernel programs and attaching them to the uplinks.
+//!
+//! XDP and TC programs are attached as BPF links (TCX for TC on Linux ≥
+//! 6.6), owned by this process: when the agent exits, for whatever reason,
+//! the kernel detaches them and the node is back to plain kernel networking.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use lb_common::{
+    Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS, PROG_XDP,
+    addr_to_map,
+};
+use tracing::{info, warn};
+
+use super::{DataplaneMaps, DataplaneSettings, object};
+
+/// How to attach XDP: `auto` prefers native (driver) mode and falls back to
+/// generic (skb) mode when the driver has no XDP support.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttachMode {
+    #[default]
+    Auto,
+    Driver,
+    Skb,
+}
+
+/// An uplink to attach to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub ifindex: u32,
+    /// The address flows leaving through this uplink are masqueraded to.
+    pub snat_addr: Ipv4Addr,
+}
+
+/// The loaded programs (their maps are handed out separately, to the
+/// applier).
+pub struct Datapath {
+    ebpf: Ebpf,
+}
+
+impl Datapath {
+    /// Loads (verifies) both programs and sizes the maps; attaches nothing.
+    pub fn load(settings: &DataplaneSettings) -> Result<(Self, DataplaneMaps)> {
+        settings.validate()?;
+        let mut ebpf = EbpfLoader::new()
+            .set_max_entries(MAP_MAGLEV, settings.maglev_slots())
+            .set_max_entries(MAP_SERVICES, settings.max_services)
+            .set_max_entries(MAP_SERVICE_STATS, settings.max_services)
+            .set_max_entries(MAP_CONNTRACK, settings.conntrack_entries)
+            .load(object::bytes())
+            .context("loading the eBPF object (are we root, with BPF allowed?)")?;
+        xdp_program(&mut ebpf)?.load().context("verifying the XDP program")?;
+        tc_program(&mut ebpf)?.load().context("verifying the TC egress program")?;
+        let mut maps = DataplaneMaps::take_from(&mut ebpf)?;
+        maps.config.set(0, settings.kernel_config(), 0).context("writing CONFIG")?;
+        Ok((Self { ebpf }, maps))
+    }
+
+    /// Attaches XDP (ingress) and TC (egress) to an uplink.
+    pub fn attach(&mut self, maps: &mut DataplaneMaps, uplink: &Attachment, mode: XdpAttachMode) -> Result<()> {
+        let iface = Interface { snat_addr: addr_to_map(uplink.snat_addr), flags: 0 };
+        maps.interfaces
+            .insert(uplink.ifindex, iface, 0)
+            .with_context(|| format!("registering interface {}", uplink.name))?;
+        let xdp = xdp_program(&mut self.ebpf)?;
+        let attached = match mode {
+            XdpAttachMode::Driver => xdp.attach(&uplink.name, XdpMode::Driver).map(|_| "driver"),
+            XdpAttachMode::Skb => xdp.attach(&uplink.name, XdpMode::Skb).map(|_| "skb"),
+            XdpAttachMode::Auto => match xdp.attach(&uplink.name, XdpMode::Driver) {
+                Ok(_) => Ok("driver"),
+                Err(e) => {
+                    warn!(interface = %uplink.name, error = %e, "native XDP unavailable; using generic (skb) mode");
+                    xdp.attach(&uplink.name, XdpMode::Skb).map(|_| "skb")
+                }
+            },
+        }
+        .with_context(|| format!("attaching XDP to {}", uplink.name))?;
+        tc_program(&mut self.ebpf)?
+            .attach(&uplink.name, TcAttachType::Egress)
+            .with_context(|| format!("attaching TC egress to {}", uplink.name))?;
+        info!(interface = %uplink.name, ifindex = uplink.ifindex, xdp_mode = attached, snat = %uplink.snat_addr, "attached");
+        Ok(())
+    }
+
+    /// The XDP program, for `BPF_PROG_TEST_RUN`.
+    pub fn xdp(&mut self) -> Result<&mut Xdp> {
+        xdp_program(&mut self.ebpf)
+    }
+
+    /// The TC egress program, for `BPF_PROG_TEST_RUN`.
+    pub fn tc_egress(&mut self) -> Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf)
+    }
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    let program = ebpf.program_mut(PROG_XDP).with_context(|| format!("no program {PROG_XDP}"))?;
+    Ok(program.try_into()?)
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    let program =
+        ebpf.program_mut(PROG_TC_EGRESS).with_context(|| format!("no program {PROG_TC_EGRESS}"))?;
+    Ok(program.try_into()?)
+}

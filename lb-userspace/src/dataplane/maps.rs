@@ -1,0 +1,43 @@
+//! Typed handles on the kernel programs' maps.
+
+use anyhow::{Context, Result};
+use aya::Ebpf;
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use lb_common::{
+    Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_BACKENDS, MAP_CONFIG,
+    MAP_CONNTRACK, MAP_COUNTERS,
+    MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, Service,
+    ServiceStats,
+};
+
+pub struct DataplaneMaps {
+    pub frontends: HashMap<MapData, FrontendKey, Frontend>,
+    pub services: Array<MapData, Service>,
+    pub backends: HashMap<MapData, u32, Backend>,
+    pub maglev: Array<MapData, u32>,
+    pub conntrack: HashMap<MapData, FlowKey, Flow>,
+    pub interfaces: HashMap<MapData, u32, Interface>,
+    pub config: Array<MapData, Config>,
+    pub service_stats: PerCpuArray<MapData, ServiceStats>,
+    pub counters: PerCpuArray<MapData, u64>,
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name).with_context(|| format!("the eBPF object has no map {name}"))
+}
+
+impl DataplaneMaps {
+    pub fn take_from(ebpf: &mut Ebpf) -> Result<Self> {
+        Ok(Self {
+            frontends: HashMap::try_from(take(ebpf, MAP_FRONTENDS)?)?,
+            services: Array::try_from(take(ebpf, MAP_SERVICES)?)?,
+            backends: HashMap::try_from(take(ebpf, MAP_BACKENDS)?)?,
+            maglev: Array::try_from(take(ebpf, MAP_MAGLEV)?)?,
+            conntrack: HashMap::try_from(take(ebpf, MAP_CONNTRACK)?)?,
+            interfaces: HashMap::try_from(take(ebpf, MAP_INTERFACES)?)?,
+            config: Array::try_from(take(ebpf, MAP_CONFIG)?)?,
+            service_stats: PerCpuArray::try_from(take(ebpf, MAP_SERVICE_STATS)?)?,
+            counters: PerCpuArray::try_from(take(ebpf, MAP_COUNTERS)?)?,
+        })
+    }
+}

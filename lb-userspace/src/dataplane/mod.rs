@@ -1,0 +1,16 @@
+//! The thin I/O shell around the kernel programs: load and attach them, and
+//! apply compiled tables to their maps by difference.
+
+mod applier;
+mod ids;
+mod loader;
+mod maps;
+pub mod object;
+mod settings;
+mod stats;
+
+pub use applier::{ApplyReport, Applier};
+pub use loader::{Attachment, Datapath, XdpAttachMode};
+pub use maps::DataplaneMaps;
+pub use settings::{DataplaneSettings, PortRange};
+pub use stats::{CounterSnapshot, read_counters};

@@ -1,0 +1,114 @@
+//! Run-time settings of the data path, validated before anything is loaded.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Context, bail, ensure};
+use lb_common::{Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_SERVICES, maglev};
+
+/// An inclusive port range written `MIN-MAX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (min, max) = s.split_once('-').context("expected MIN-MAX, e.g. 61000-65535")?;
+        let min: u16 = min.trim().parse().context("MIN is not a port number")?;
+        let max: u16 = max.trim().parse().context("MAX is not a port number")?;
+        ensure!(min >= 1024 && min <= max, "the range must be within 1024-65535 with MIN <= MAX");
+        Ok(Self { min, max })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneSettings {
+    pub maglev_table_size: u32,
+    pub max_services: u32,
+    pub conntrack_entries: u32,
+    pub snat_ports: PortRange,
+    pub tcp_timeout_s: u32,
+    pub tcp_closing_timeout_s: u32,
+    pub udp_timeout_s: u32,
+}
+
+impl Default for DataplaneSettings {
+    fn default() -> Self {
+        let config = Config::default();
+        Self {
+            maglev_table_size: maglev::DEFAULT_TABLE_SIZE,
+            max_services: DEFAULT_MAX_SERVICES,
+            conntrack_entries: DEFAULT_CONNTRACK_ENTRIES,
+            snat_ports: PortRange { min: config.snat_port_min, max: config.snat_port_max },
+            tcp_timeout_s: config.tcp_timeout_s,
+            tcp_closing_timeout_s: config.tcp_closing_timeout_s,
+            udp_timeout_s: config.udp_timeout_s,
+        }
+    }
+}
+
+impl DataplaneSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !maglev::is_prime(self.maglev_table_size) {
+            bail!("--maglev-table-size {} is not a prime number", self.maglev_table_size);
+        }
+        ensure!(self.max_services >= 1, "--max-services must be at least 1");
+        let slots = u64::from(self.maglev_table_size) * u64::from(self.max_services);
+        ensure!(
+            slots <= u64::from(u32::MAX),
+            "--max-services × --maglev-table-size ({slots}) exceeds the 2^32 Maglev slots a map can index"
+        );
+        ensure!(self.conntrack_entries >= 1024, "--conntrack-entries must be at least 1024");
+        Ok(())
+    }
+
+    /// Total Maglev slots (`MAGLEV` array size).
+    pub fn maglev_slots(&self) -> u32 {
+        self.maglev_table_size * self.max_services
+    }
+
+    /// The kernel-side view (`CONFIG[0]`).
+    pub fn kernel_config(&self) -> Config {
+        Config {
+            maglev_size: self.maglev_table_size,
+            max_services: self.max_services,
+            snat_port_min: self.snat_ports.min,
+            snat_port_max: self.snat_ports.max,
+            tcp_timeout_s: self.tcp_timeout_s,
+            tcp_closing_timeout_s: self.tcp_closing_timeout_s,
+            udp_timeout_s: self.udp_timeout_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_range_parses_and_rejects() {
+        assert_eq!("61000-65535".parse::<PortRange>().unwrap(), PortRange { min: 61000, max: 65535 });
+        for bad in ["", "61000", "a-b", "65535-61000", "80-90", "61000-70000"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        assert!(DataplaneSettings::default().validate().is_ok());
+        let not_prime = DataplaneSettings { maglev_table_size: 16380, ..Default::default() };
+        assert!(not_prime.validate().unwrap_err().to_string().contains("not a prime"));
+        let too_many = DataplaneSettings { max_services: 1 << 20, ..Default::default() };
+        assert!(too_many.validate().is_err());
+    }
+}
