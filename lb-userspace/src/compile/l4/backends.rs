@@ -1,0 +1,184 @@
+//! The backends of a service port, from its EndpointSlices, as kube-proxy
+//! picks them.
+//!
+//! - A Service's slices are the `addressType: IPv4` EndpointSlices of its
+//!   namespace labelled `kubernetes.io/service-name: <name>`.
+//! - Target port, per slice: the slice port with the service port's name
+//!   (both unnamed counts as equal) and protocol; else, for a named
+//!   `targetPort`, the slice port with that name; else, for a slice without
+//!   ports, the numeric `targetPort` (or `port` when it is unset). A slice
+//!   whose port cannot be resolved contributes nothing and is diagnosed.
+//! - Endpoints: `ready` unset means ready, `serving` unset means the value
+//!   of `ready`, `terminating` unset means false. Ready endpoints are used;
+//!   when there are none, the serving and terminating ones are (kube-proxy's
+//!   graceful termination fallback). Every address of an endpoint is a
+//!   backend.
+//! - `externalTrafficPolicy: Local`: only the endpoints on this node.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::ServicePort;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::ServiceRef;
+use crate::compile::tables::{BackendAddr, Protocol};
+use crate::diagnostics::Diagnostic;
+use crate::snapshot::object_key;
+
+pub(super) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The IPv4 EndpointSlices of each Service, by namespace and service name.
+pub(super) struct SliceIndex<'a> {
+    by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
+}
+
+impl<'a> SliceIndex<'a> {
+    pub fn new(slices: &'a [EndpointSlice]) -> Self {
+        let mut by_service: HashMap<_, HashMap<_, Vec<_>>> = HashMap::new();
+        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+            let labels = slice.metadata.labels.as_ref();
+            let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else { continue };
+            let namespace = slice.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
+            by_service.entry(namespace).or_default().entry(service.as_str()).or_default().push(slice);
+        }
+        for slices in by_service.values_mut().flat_map(HashMap::values_mut) {
+            slices.sort_by(|a, b| object_key(&a.metadata).cmp(&object_key(&b.metadata)));
+        }
+        Self { by_service }
+    }
+
+    pub fn for_service(&self, namespace: &str, name: &str) -> &[&'a EndpointSlice] {
+        self.by_service.get(namespace).and_then(|services| services.get(name)).map(Vec::as_slice).unwrap_or_default()
+    }
+}
+
+/// Which backends `spec.ports[index]` of a Service wants.
+pub(super) struct BackendQuery<'a> {
+    pub svc: &'a ServiceRef<'a>,
+    pub index: usize,
+    pub port: &'a ServicePort,
+    pub protocol: Protocol,
+    /// `Some(node)` for `externalTrafficPolicy: Local`.
+    pub local_node: Option<&'a str>,
+}
+
+/// An endpoint address usable as a backend, and its conditions.
+struct Candidate {
+    backend: BackendAddr,
+    ready: bool,
+    serving_terminating: bool,
+}
+
+impl BackendQuery<'_> {
+    /// The backends, sorted and without duplicates.
+    pub fn resolve(&self, slices: &[&EndpointSlice], diagnostics: &mut Vec<Diagnostic>) -> Vec<BackendAddr> {
+        let mut candidates = Vec::new();
+        let mut unresolved = Vec::new();
+        for slice in slices {
+            match self.target_port(slice) {
+                Some(port) => self.candidates(slice, port, &mut candidates, diagnostics),
+                None => unresolved.push(*slice),
+            }
+        }
+        if !unresolved.is_empty() {
+            diagnostics.push(self.unresolved(&unresolved, unresolved.len() == slices.len()));
+        }
+        let ready: BTreeSet<BackendAddr> = candidates.iter().filter(|c| c.ready).map(|c| c.backend).collect();
+        if !ready.is_empty() {
+            return ready.into_iter().collect();
+        }
+        let terminating = candidates.iter().filter(|c| c.serving_terminating).map(|c| c.backend);
+        terminating.collect::<BTreeSet<_>>().into_iter().collect()
+    }
+
+    /// The target port of this service port in `slice`, if it resolves.
+    fn target_port(&self, slice: &EndpointSlice) -> Option<u16> {
+        let ports = slice.ports.as_deref().unwrap_or_default();
+        let numeric = match &self.port.target_port {
+            None => Some(self.port.port),
+            Some(IntOrString::Int(port)) => Some(*port),
+            Some(IntOrString::String(_)) => None,
+        };
+        let wanted = self.port.name.as_deref().unwrap_or_default();
+        let by_name = |name: &str| {
+            ports.iter().find(|p| p.name.as_deref().unwrap_or_default() == name && self.protocol_matches(p))
+        };
+        let found = by_name(wanted).or_else(|| match &self.port.target_port {
+            Some(IntOrString::String(target)) => by_name(target),
+            _ => None,
+        });
+        let port = match found {
+            Some(found) => found.port.or(numeric),
+            None if ports.is_empty() => numeric,
+            None => None,
+        };
+        port.and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0)
+    }
+
+    fn protocol_matches(&self, port: &EndpointPort) -> bool {
+        let protocol = port.protocol.as_deref().unwrap_or("TCP");
+        protocol == self.protocol.to_string()
+    }
+
+    fn candidates(
+        &self,
+        slice: &EndpointSlice,
+        port: u16,
+        candidates: &mut Vec<Candidate>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
+            if self.local_node.is_some_and(|node| endpoint.node_name.as_deref() != Some(node)) {
+                continue;
+            }
+            let (ready, serving, terminating) = conditions(endpoint);
+            for (j, address) in endpoint.addresses.iter().enumerate() {
+                let Ok(ip) = address.parse::<Ipv4Addr>() else {
+                    let (namespace, name) = object_key(&slice.metadata);
+                    let field = format!("endpoints[{i}].addresses[{j}]");
+                    let message = format!("{address:?} is not an IPv4 address; the endpoint address is ignored");
+                    diagnostics.push(Diagnostic::for_object("EndpointSlice", namespace, name, field, message));
+                    continue;
+                };
+                let backend = BackendAddr { ip, port };
+                candidates.push(Candidate { backend, ready, serving_terminating: serving && terminating });
+            }
+        }
+    }
+
+    fn unresolved(&self, slices: &[&EndpointSlice], all: bool) -> Diagnostic {
+        let names: Vec<String> = slices
+            .iter()
+            .map(|s| {
+                let (namespace, name) = object_key(&s.metadata);
+                format!("{namespace}/{name}")
+            })
+            .collect();
+        let names = names.join(", ");
+        let field = format!("spec.ports[{}]", self.index);
+        let (field, what) = match &self.port.target_port {
+            Some(IntOrString::String(target)) => (format!("{field}.targetPort"), format!("named port {target:?}")),
+            _ => {
+                let name = self.port.name.as_deref().unwrap_or_default();
+                (format!("{field}.name"), format!("a {} port named {name:?}", self.protocol))
+            }
+        };
+        let message = if all {
+            format!("{what} not found in any EndpointSlice ({names})")
+        } else {
+            format!("{what} not found in EndpointSlice {names}; its endpoints are not used")
+        };
+        self.svc.diagnostic(field, message)
+    }
+}
+
+/// (ready, serving, terminating) with the API's defaults for unset values.
+fn conditions(endpoint: &Endpoint) -> (bool, bool, bool) {
+    let conditions = endpoint.conditions.as_ref();
+    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+    (ready, serving, terminating)
+}

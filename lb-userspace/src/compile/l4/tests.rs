@@ -1,0 +1,364 @@
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::*;
+use crate::compile::tables::{FrontendAddr, Protocol};
+
+/// A snapshot of the Services and EndpointSlices in a multi-document YAML.
+fn snapshot(yaml: &str) -> Snapshot {
+    let mut services = Vec::new();
+    let mut slices = Vec::new();
+    for document in serde_norway::Deserializer::from_str(yaml) {
+        let mut value = Value::deserialize(document).unwrap();
+        if value.pointer("/metadata/namespace").is_none() {
+            value["metadata"]["namespace"] = "default".into();
+        }
+        match value["kind"].as_str() {
+            Some("Service") => services.push(serde_json::from_value(value).unwrap()),
+            Some("EndpointSlice") => slices.push(serde_json::from_value(value).unwrap()),
+            other => panic!("unexpected kind {other:?}"),
+        }
+    }
+    Snapshot::new(services, slices)
+}
+
+fn node() -> NodeContext {
+    NodeContext { name: "node-a".into(), addresses: vec![Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(10, 0, 0, 10)] }
+}
+
+fn compile(yaml: &str) -> (DataplaneTables, Vec<Diagnostic>) {
+    compile_l4(&snapshot(yaml), &node(), &CompileOptions::default())
+}
+
+fn port_name(name: &str, port: &str, protocol: Protocol) -> ServicePortName {
+    ServicePortName { namespace: "default".into(), name: name.into(), port: port.into(), protocol }
+}
+
+fn frontend(ip: [u8; 4], port: u16, protocol: Protocol) -> FrontendAddr {
+    FrontendAddr { ip: ip.into(), port, protocol }
+}
+
+fn backend(ip: [u8; 4], port: u16) -> BackendAddr {
+    BackendAddr { ip: ip.into(), port }
+}
+
+fn backends(tables: &DataplaneTables, name: &ServicePortName) -> Vec<BackendAddr> {
+    tables.services[name].backends.clone()
+}
+
+const NODEPORT: &str = "
+apiVersion: v1
+kind: Service
+metadata:
+  name: my-service-nodeport
+spec:
+  type: NodePort
+  selector:
+    app: nginx
+  ports:
+  - port: 80
+    targetPort: 80
+    nodePort: 30007
+";
+
+/// An EndpointSlice of `service` with one endpoint per `(ip, conditions)`.
+fn slice(name: &str, service: &str, ports: &str, endpoints: &[(&str, &str)]) -> String {
+    let endpoints: String =
+        endpoints.iter().map(|(ip, extra)| format!("\n- addresses: [{ip}]\n  nodeName: node-a{extra}")).collect();
+    format!(
+        "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  labels:
+    kubernetes.io/service-name: {service}
+addressType: IPv4
+ports: {ports}
+endpoints:{endpoints}
+"
+    )
+}
+
+fn three_pods(service: &str, ports: &str) -> String {
+    slice(&format!("{service}-1"), service, ports, &[("10.244.1.10", ""), ("10.244.2.10", ""), ("10.244.1.11", "")])
+}
+
+#[test]
+fn nodeport_seed_with_three_ready_pods() {
+    let (tables, diagnostics) = compile(&format!("{NODEPORT}{}", three_pods("my-service-nodeport", "[{port: 80}]")));
+    assert_eq!(diagnostics, []);
+    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(tables.services.len(), 1);
+    let frontends: Vec<_> = tables.frontends.keys().copied().collect();
+    assert_eq!(
+        frontends,
+        [frontend([10, 0, 0, 10], 30007, Protocol::Tcp), frontend([192, 168, 1, 10], 30007, Protocol::Tcp)]
+    );
+    assert!(tables.frontends.values().all(|f| f.service == name && f.snat));
+    let entry = &tables.services[&name];
+    assert_eq!(
+        entry.backends,
+        [backend([10, 244, 1, 10], 80), backend([10, 244, 1, 11], 80), backend([10, 244, 2, 10], 80)]
+    );
+    assert_eq!(entry.maglev.len(), 16381);
+    for i in 0..3 {
+        let slots = entry.maglev.iter().filter(|&&s| s == i).count();
+        assert!((5400..=5520).contains(&slots), "backend {i} has {slots} slots");
+    }
+}
+
+#[test]
+fn named_target_port_resolves_through_slice_port_names() {
+    let service = "
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  ports:
+  - {name: http, port: 80, targetPort: http-web, nodePort: 30080}
+  - {name: admin, port: 81, targetPort: admin-port, nodePort: 30081}
+";
+    // Slice a names its ports after the Service's ports (what Kubernetes
+    // does); slice b after the target port names (hand-written).
+    let a = slice("web-a", "web", "[{name: http, port: 8080}, {name: admin, port: 9090}]", &[("10.244.1.1", "")]);
+    let b = slice("web-b", "web", "[{name: http-web, port: 8081}]", &[("10.244.1.2", "")]);
+    let (tables, diagnostics) = compile(&format!("{service}{a}{b}"));
+    let http = port_name("web", "http", Protocol::Tcp);
+    assert_eq!(backends(&tables, &http), [backend([10, 244, 1, 1], 8080), backend([10, 244, 1, 2], 8081)]);
+    let admin = port_name("web", "admin", Protocol::Tcp);
+    assert_eq!(backends(&tables, &admin), [backend([10, 244, 1, 1], 9090)]);
+    let shown: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "Service default/web: spec.ports[1].targetPort: named port \"admin-port\" not found in EndpointSlice default/web-b; its endpoints are not used"
+        ]
+    );
+}
+
+#[test]
+fn unresolved_named_port_is_diagnosed_with_the_field() {
+    let service = "
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  externalIPs: [203.0.113.1]
+  ports:
+  - {port: 80, targetPort: http}
+";
+    let (tables, diagnostics) = compile(&format!("{service}{}", three_pods("web", "[]")));
+    assert_eq!(backends(&tables, &port_name("web", "", Protocol::Tcp)), []);
+    assert_eq!(diagnostics.len(), 1);
+    assert_eq!(diagnostics[0].field, "spec.ports[0].targetPort");
+    assert!(diagnostics[0].message.contains("named port \"http\" not found in any EndpointSlice"));
+}
+
+#[test]
+fn numeric_target_port_with_a_portless_slice() {
+    let service = NODEPORT.replace("targetPort: 80", "targetPort: 8080");
+    let (tables, diagnostics) = compile(&format!("{service}{}", three_pods("my-service-nodeport", "[]")));
+    assert_eq!(diagnostics, []);
+    let entry = &tables.services[&port_name("my-service-nodeport", "", Protocol::Tcp)];
+    assert!(entry.backends.iter().all(|b| b.port == 8080));
+    assert_eq!(entry.backends.len(), 3);
+
+    let no_target = NODEPORT.replace("    targetPort: 80\n", "");
+    let (tables, _) = compile(&format!("{no_target}{}", three_pods("my-service-nodeport", "[]")));
+    assert!(tables.services.values().all(|e| e.backends.iter().all(|b| b.port == 80)));
+}
+
+#[test]
+fn not_ready_endpoints_are_excluded() {
+    let endpoints = [
+        ("10.244.1.1", ""),
+        ("10.244.1.2", "\n  conditions: {ready: false}"),
+        ("10.244.1.3", "\n  conditions: {ready: true, serving: true, terminating: false}"),
+        ("10.244.1.4", "\n  conditions: {ready: false, serving: true, terminating: true}"),
+    ];
+    let yaml = format!("{NODEPORT}{}", slice("s", "my-service-nodeport", "[{port: 80}]", &endpoints));
+    let (tables, _) = compile(&yaml);
+    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(backends(&tables, &name), [backend([10, 244, 1, 1], 80), backend([10, 244, 1, 3], 80)]);
+}
+
+#[test]
+fn terminating_endpoints_are_used_when_none_is_ready() {
+    let endpoints = [
+        ("10.244.1.2", "\n  conditions: {ready: false}"),
+        ("10.244.1.4", "\n  conditions: {ready: false, serving: true, terminating: true}"),
+        ("10.244.1.5", "\n  conditions: {ready: false, serving: false, terminating: true}"),
+    ];
+    let yaml = format!("{NODEPORT}{}", slice("s", "my-service-nodeport", "[{port: 80}]", &endpoints));
+    let (tables, _) = compile(&yaml);
+    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(backends(&tables, &name), [backend([10, 244, 1, 4], 80)]);
+}
+
+#[test]
+fn local_policy_keeps_this_nodes_endpoints_and_does_not_snat() {
+    let service = NODEPORT.replace("type: NodePort", "type: NodePort\n  externalTrafficPolicy: Local");
+    let endpoints =
+        [("10.244.1.1", ""), ("10.244.2.1", "\n  nodeName: node-b"), ("10.244.2.2", "\n  nodeName: node-b")];
+    // The second nodeName key overrides the first in our little template.
+    let slice = slice("s", "my-service-nodeport", "[{port: 80}]", &endpoints)
+        .replace("  nodeName: node-a\n  nodeName", "  nodeName");
+    let (tables, diagnostics) = compile(&format!("{service}{slice}"));
+    assert_eq!(diagnostics, []);
+    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(backends(&tables, &name), [backend([10, 244, 1, 1], 80)]);
+    assert!(tables.frontends.values().all(|f| !f.snat));
+}
+
+#[test]
+fn load_balancer_status_and_external_ips_are_frontends() {
+    let service = "
+apiVersion: v1
+kind: Service
+metadata: {name: lb, namespace: default}
+spec:
+  type: LoadBalancer
+  loadBalancerIP: 192.168.1.199
+  externalIPs: [203.0.113.5, '2001:db8::1']
+  ports:
+  - {port: 8088, targetPort: 80, nodePort: 31000}
+status:
+  loadBalancer:
+    ingress: [{ip: 192.168.1.150}, {hostname: lb.example.com}]
+";
+    let (tables, diagnostics) = compile(service);
+    assert_eq!(diagnostics, []);
+    let frontends: Vec<_> = tables.frontends.keys().copied().collect();
+    assert_eq!(
+        frontends,
+        [
+            frontend([10, 0, 0, 10], 31000, Protocol::Tcp),
+            frontend([192, 168, 1, 10], 31000, Protocol::Tcp),
+            frontend([192, 168, 1, 150], 8088, Protocol::Tcp),
+            frontend([203, 0, 113, 5], 8088, Protocol::Tcp),
+        ]
+    );
+    // Without status, the requested address is used.
+    let (tables, _) = compile(&service.replace("ingress: [{ip: 192.168.1.150}, {hostname: lb.example.com}]", "{}"));
+    assert!(tables.frontends.contains_key(&frontend([192, 168, 1, 199], 8088, Protocol::Tcp)));
+    let name = port_name("lb", "", Protocol::Tcp);
+    assert_eq!(tables.services[&name], ServiceEntry::default(), "no backends: an empty entry");
+}
+
+#[test]
+fn udp_and_multi_port_services() {
+    let service = "
+apiVersion: v1
+kind: Service
+metadata: {name: dns}
+spec:
+  externalIPs: [203.0.113.53]
+  ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+  - {name: sctp, port: 54, protocol: SCTP}
+";
+    let ports = "[{name: dns, port: 5353, protocol: UDP}, {name: dns-tcp, port: 5354}]";
+    let (tables, diagnostics) = compile(&format!("{service}{}", three_pods("dns", ports)));
+    assert_eq!(diagnostics.len(), 1);
+    assert_eq!(diagnostics[0].field, "spec.ports[2].protocol");
+    let udp = port_name("dns", "dns", Protocol::Udp);
+    let tcp = port_name("dns", "dns-tcp", Protocol::Tcp);
+    assert_eq!(tables.frontends[&frontend([203, 0, 113, 53], 53, Protocol::Udp)].service, udp);
+    assert_eq!(tables.frontends[&frontend([203, 0, 113, 53], 53, Protocol::Tcp)].service, tcp);
+    assert!(backends(&tables, &udp).iter().all(|b| b.port == 5353));
+    assert!(backends(&tables, &tcp).iter().all(|b| b.port == 5354));
+    assert_eq!(tables.services.len(), 2);
+}
+
+#[test]
+fn a_frontend_claimed_twice_goes_to_the_first_service() {
+    let service = |name: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  externalIPs: [203.0.113.1]\n  ports:\n  - {{port: 80}}\n"
+        )
+    };
+    let (tables, diagnostics) = compile(&format!("{}{}", service("b"), service("a")));
+    let a = port_name("a", "", Protocol::Tcp);
+    assert_eq!(tables.frontends[&frontend([203, 0, 113, 1], 80, Protocol::Tcp)].service, a);
+    assert_eq!(tables.services.len(), 1, "b has no frontend left");
+    assert_eq!(
+        diagnostics.iter().map(Diagnostic::to_string).collect::<Vec<_>>(),
+        [
+            "Service default/b: spec.externalIPs[0]: frontend 203.0.113.1:80/TCP is already used by default/a/TCP; ignored here"
+        ]
+    );
+}
+
+#[test]
+fn invalid_addresses_are_diagnosed_with_the_field() {
+    let service = "
+apiVersion: v1
+kind: Service
+metadata: {name: bad}
+spec:
+  externalIPs: [203.0.113.1, not-an-ip]
+  ports:
+  - {port: 80}
+";
+    let (tables, diagnostics) = compile(service);
+    assert_eq!(tables.frontends.len(), 1);
+    assert_eq!(
+        diagnostics.iter().map(Diagnostic::to_string).collect::<Vec<_>>(),
+        ["Service default/bad: spec.externalIPs[1]: \"not-an-ip\" is not an IP address"]
+    );
+}
+
+#[test]
+fn external_name_cluster_ip_and_headless_services_have_no_frontends() {
+    let yaml = "
+apiVersion: v1
+kind: Service
+metadata: {name: my-database}
+spec: {type: ExternalName, externalName: db.example.com}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster-only}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  externalIPs: [203.0.113.1]
+  ports: [{port: 80}]
+";
+    let (tables, diagnostics) = compile(yaml);
+    assert_eq!(diagnostics, []);
+    assert_eq!(tables, DataplaneTables::default());
+}
+
+#[test]
+fn compiling_twice_gives_equal_tables() {
+    let yaml = format!("{NODEPORT}{}", three_pods("my-service-nodeport", "[{port: 80}]"));
+    let snapshot = snapshot(&yaml);
+    let first = compile_l4(&snapshot, &node(), &CompileOptions::default());
+    let second = compile_l4(&snapshot.clone(), &node(), &CompileOptions::default());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_bad_maglev_size_is_one_diagnostic() {
+    let yaml = format!(
+        "{NODEPORT}{}{}",
+        three_pods("my-service-nodeport", "[{port: 80}]"),
+        NODEPORT.replace("my-service-nodeport", "other").replace("30007", "30008")
+    );
+    let (tables, diagnostics) = compile_l4(&snapshot(&yaml), &node(), &CompileOptions { maglev_table_size: 16380 });
+    assert_eq!(diagnostics.len(), 1);
+    assert_eq!(diagnostics[0].field, "maglev_table_size");
+    assert_eq!(tables.services.len(), 2);
+    assert!(tables.services.values().all(|e| e.maglev.is_empty()));
+}

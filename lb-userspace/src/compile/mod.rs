@@ -1,0 +1,9 @@
+//! Pure compilers: a [`Snapshot`](crate::snapshot::Snapshot) in, tables and
+//! [`Diagnostic`](crate::diagnostics::Diagnostic)s out. No I/O here: this is
+//! where Kubernetes semantics live, tested with plain objects.
+
+pub mod l4;
+pub mod tables;
+
+pub use l4::{CompileOptions, NodeContext, compile_l4};
+pub use tables::*;

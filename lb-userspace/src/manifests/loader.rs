@@ -1,0 +1,195 @@
+//! Loading a directory of manifests into a [`Snapshot`].
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::{Metadata, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::documents::{Document, parse_documents};
+use crate::diagnostics::{Diagnostic, document_ref, object_ref};
+use crate::snapshot::Snapshot;
+
+/// Loads every manifest file of `dir` (see [`manifest_files`]). Problems
+/// (unreadable files, documents that do not parse, objects without a name,
+/// duplicates) are returned as diagnostics; everything else still loads.
+pub fn load_dir(dir: &Path) -> (Snapshot, Vec<Diagnostic>) {
+    try_load_dir(dir).unwrap_or_else(|e| {
+        (
+            Snapshot::default(),
+            vec![Diagnostic::new(dir.display().to_string(), "", format!("cannot read directory: {e}"))],
+        )
+    })
+}
+
+/// Like [`load_dir`], but fails when the directory itself cannot be listed,
+/// so a watcher can keep its last snapshot instead of emptying it.
+pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)> {
+    let mut load = Load::default();
+    for file in manifest_files(dir)? {
+        match fs::read_to_string(&file) {
+            Ok(text) => load.file(&file, &text),
+            Err(e) => {
+                load.diagnostics.push(Diagnostic::new(file.display().to_string(), "", format!("cannot read: {e}")))
+            }
+        }
+    }
+    Ok((Snapshot::new(load.services, load.endpoint_slices), load.diagnostics))
+}
+
+/// The manifest files of `dir`, sorted by name: `*.yaml`, `*.yml` and
+/// `*.json` regular files (or links to them), not in subdirectories. Hidden
+/// files (`.name`, which also covers Kubernetes' `..data` volume links) and
+/// editor temporary files (`name~`, `#name#`, `.name.swp`) are ignored.
+pub fn manifest_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if is_manifest_name(name) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn is_manifest_name(name: &str) -> bool {
+    let hidden_or_temporary = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+    !hidden_or_temporary && matches!(extension.as_deref(), Some("yaml" | "yml" | "json"))
+}
+
+/// Where a document came from, as diagnostics name it.
+struct Origin<'a> {
+    file: &'a Path,
+    document: &'a Document,
+    /// Field path of the object inside the document (`items[2]` in a List).
+    prefix: String,
+}
+
+impl Origin<'_> {
+    /// `file.yaml document 2, line 14`.
+    fn describe(&self) -> String {
+        format!("{}, line {}", document_ref(self.file, self.document.index), self.document.line)
+    }
+
+    /// [`Self::describe`] plus the object's place in a List.
+    fn location(&self) -> String {
+        if self.prefix.is_empty() { self.describe() } else { format!("{} {}", self.describe(), self.prefix) }
+    }
+
+    fn field(&self, field: &str) -> String {
+        match (self.prefix.is_empty(), field.is_empty()) {
+            (true, _) => field.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{field}", self.prefix),
+        }
+    }
+
+    fn diagnostic(&self, object: Option<String>, field: &str, message: impl Into<String>) -> Diagnostic {
+        let object = match object {
+            Some(object) => format!("{object} ({})", self.describe()),
+            None => self.describe(),
+        };
+        Diagnostic::new(object, self.field(field), message)
+    }
+}
+
+#[derive(Default)]
+struct Load {
+    services: Vec<Service>,
+    endpoint_slices: Vec<EndpointSlice>,
+    diagnostics: Vec<Diagnostic>,
+    /// Object reference → where it was first defined.
+    seen: HashMap<String, String>,
+}
+
+impl Load {
+    fn file(&mut self, file: &Path, text: &str) {
+        for document in parse_documents(file, text) {
+            let origin = Origin { file, document: &document, prefix: String::new() };
+            match &document.value {
+                Ok(value) => self.value(&origin, value.clone()),
+                Err(message) => self.diagnostics.push(origin.diagnostic(None, "", message.clone())),
+            }
+        }
+    }
+
+    fn value(&mut self, origin: &Origin<'_>, value: Value) {
+        if value.is_null() {
+            return;
+        }
+        if !value.is_object() {
+            let message = "not a Kubernetes object (a mapping with apiVersion, kind and metadata)";
+            return self.diagnostics.push(origin.diagnostic(None, "", message));
+        }
+        let text = |field| value.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let (Some(api_version), Some(kind)) = (text("apiVersion"), text("kind")) else {
+            let field = if text("apiVersion").is_none() { "apiVersion" } else { "kind" };
+            return self.diagnostics.push(origin.diagnostic(None, field, "missing; the document is skipped"));
+        };
+        match (api_version.as_str(), kind.as_str()) {
+            (_, "List") => self.list(origin, value),
+            ("v1", "Service") => self.object(origin, value, |load| &mut load.services),
+            ("discovery.k8s.io/v1", "EndpointSlice") => self.object(origin, value, |load| &mut load.endpoint_slices),
+            _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),
+        }
+    }
+
+    fn list(&mut self, origin: &Origin<'_>, mut value: Value) {
+        let items = match value.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => return self.diagnostics.push(origin.diagnostic(Some("List".into()), "items", "not a list")),
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let prefix = origin.field(&format!("items[{i}]"));
+            self.value(&Origin { prefix, ..*origin }, item);
+        }
+    }
+
+    fn object<K>(&mut self, origin: &Origin<'_>, value: Value, list: impl FnOnce(&mut Self) -> &mut Vec<K>)
+    where
+        K: DeserializeOwned + Metadata<Ty = ObjectMeta> + Resource,
+    {
+        let described = described_object::<K>(&value);
+        let mut object: K = match serde_path_to_error::deserialize(value) {
+            Ok(object) => object,
+            Err(e) => {
+                let field = e.path().to_string();
+                let field = if field == "." { "" } else { &field };
+                return self.diagnostics.push(origin.diagnostic(described, field, e.inner().to_string()));
+            }
+        };
+        let Some(name) = object.metadata().name.clone().filter(|n| !n.is_empty()) else {
+            let message = format!("a {} needs a name", K::KIND);
+            return self.diagnostics.push(origin.diagnostic(Some(K::KIND.into()), "metadata.name", message));
+        };
+        let meta = object.metadata_mut();
+        let namespace = meta.namespace.get_or_insert_with(|| "default".into());
+        if namespace.is_empty() {
+            *namespace = "default".into();
+        }
+        let reference = object_ref(K::KIND, namespace, &name);
+        if let Some(first) = self.seen.get(&reference) {
+            let message = format!("duplicate of the one in {first}; this one is ignored");
+            return self.diagnostics.push(origin.diagnostic(Some(reference), "metadata.name", message));
+        }
+        self.seen.insert(reference, origin.location());
+        list(self).push(object);
+    }
+}
+
+/// `Kind namespace/name` of an object that may not parse, when it has a name.
+fn described_object<K: Resource>(value: &Value) -> Option<String> {
+    let text = |pointer| value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let name = text("/metadata/name")?;
+    Some(object_ref(K::KIND, text("/metadata/namespace").unwrap_or("default"), name))
+}
