@@ -97,7 +97,8 @@ pub fn port_unreachable(ctx: &XdpContext) -> u32 {
         write(data, ETH_HLEN, 0x45u8);
         write(data, ETH_HLEN + 1, 0u8);
         write(data, ETH_HLEN + 2, ((IP_HLEN + ICMP_HLEN + QUOTED) as u16).to_be());
-        write(data, ETH_HLEN + 4, 0u32);
+        write(data, ETH_HLEN + 4, 0u16); // identification
+        write(data, ETH_HLEN + 6, 0x4000u16.to_be()); // don't fragment
         write(data, ETH_HLEN + 8, 64u8);
         write(data, ETH_HLEN + 9, PROTO_ICMP);
         write(data, ETH_HLEN + 10, 0u16);

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::dataplane::{PortRange, XdpAttachMode};
 
 #[derive(Debug, Parser)]
-#[command(name = "lb", version, about = "eBPF/XDP load balancer for Kubernetes nodes: replaces kube-proxy for NodePort, LoadBalancer and external-IP traffic")]
+#[command(
+    name = "lb",
+    version,
+    about = "eBPF/XDP load balancer for Kubernetes nodes: replaces kube-proxy for NodePort, LoadBalancer and external-IP traffic"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

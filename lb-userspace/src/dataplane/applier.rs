@@ -112,7 +112,12 @@ impl Applier {
     }
 
     /// Steps 1–3 for one service; returns the ids of backends to delete.
-    fn update_service(&mut self, name: &ServicePortName, entry: &ServiceEntry, report: &mut ApplyReport) -> Result<Vec<u32>> {
+    fn update_service(
+        &mut self,
+        name: &ServicePortName,
+        entry: &ServiceEntry,
+        report: &mut ApplyReport,
+    ) -> Result<Vec<u32>> {
         let maglev_size = self.maglev_size as usize;
         if !entry.maglev.is_empty() && entry.maglev.len() != maglev_size {
             return Err(anyhow!("{name}: Maglev row has {} slots, expected {maglev_size}", entry.maglev.len()));
@@ -134,7 +139,10 @@ impl Applier {
             applied.row = vec![0; maglev_size];
         }
         for (slot, &index) in entry.maglev.iter().enumerate() {
-            let addr = entry.backends.get(index as usize).ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
+            let addr = entry
+                .backends
+                .get(index as usize)
+                .ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
             let id = applied.backends[addr];
             if applied.row[slot] != id {
                 self.maps
@@ -198,7 +206,10 @@ impl Applier {
     fn delete_service(&mut self, name: &ServicePortName, report: &mut ApplyReport) -> Result<()> {
         let applied = self.services.get_mut(name).expect("listed above");
         if applied.backend_count != 0 {
-            self.maps.services.set(applied.id, Service::default(), 0).with_context(|| format!("{name}: clearing SERVICES"))?;
+            self.maps
+                .services
+                .set(applied.id, Service::default(), 0)
+                .with_context(|| format!("{name}: clearing SERVICES"))?;
             applied.backend_count = 0;
         }
         let ids: Vec<u32> = applied.backends.values().copied().collect();

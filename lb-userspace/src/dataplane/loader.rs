@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS, PROG_XDP,
-    addr_to_map,
+    Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS, PROG_XDP, addr_to_map,
 };
 use tracing::{info, warn};
 
@@ -47,10 +46,10 @@ impl Datapath {
     pub fn load(settings: &DataplaneSettings) -> Result<(Self, DataplaneMaps)> {
         settings.validate()?;
         let mut ebpf = EbpfLoader::new()
-            .set_max_entries(MAP_MAGLEV, settings.maglev_slots())
-            .set_max_entries(MAP_SERVICES, settings.max_services)
-            .set_max_entries(MAP_SERVICE_STATS, settings.max_services)
-            .set_max_entries(MAP_CONNTRACK, settings.conntrack_entries)
+            .map_max_entries(MAP_MAGLEV, settings.maglev_slots())
+            .map_max_entries(MAP_SERVICES, settings.max_services)
+            .map_max_entries(MAP_SERVICE_STATS, settings.max_services)
+            .map_max_entries(MAP_CONNTRACK, settings.conntrack_entries)
             .load(object::bytes())
             .context("loading the eBPF object (are we root, with BPF allowed?)")?;
         xdp_program(&mut ebpf)?.load().context("verifying the XDP program")?;
@@ -103,7 +102,6 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
 }
 
 fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
-    let program =
-        ebpf.program_mut(PROG_TC_EGRESS).with_context(|| format!("no program {PROG_TC_EGRESS}"))?;
+    let program = ebpf.program_mut(PROG_TC_EGRESS).with_context(|| format!("no program {PROG_TC_EGRESS}"))?;
     Ok(program.try_into()?)
 }

@@ -4,10 +4,8 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_BACKENDS, MAP_CONFIG,
-    MAP_CONNTRACK, MAP_COUNTERS,
-    MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, Service,
-    ServiceStats,
+    Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK,
+    MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, Service, ServiceStats,
 };
 
 pub struct DataplaneMaps {

@@ -9,7 +9,7 @@ pub mod object;
 mod settings;
 mod stats;
 
-pub use applier::{ApplyReport, Applier};
+pub use applier::{Applier, ApplyReport};
 pub use loader::{Attachment, Datapath, XdpAttachMode};
 pub use maps::DataplaneMaps;
 pub use settings::{DataplaneSettings, PortRange};
