@@ -1,0 +1,330 @@
+//! The test bed: its description (nodes, pods), its builder, and what tests
+//! do with it (start processes, echo pods, the `lb` agent).
+
+use std::ffi::{OsStr, OsString};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{self, ProcessHandle};
+use crate::resources::{CleanupHandle, Resources, cleanup_stale};
+use crate::{ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
+
+mod topology;
+
+/// A pod to create: its name, the node it runs on (`node1`/`node2`), its IP
+/// (inside that node's pod CIDR).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSpec {
+    pub name: String,
+    pub node: String,
+    pub ip: Ipv4Addr,
+}
+
+impl PodSpec {
+    pub fn new(name: &str, node: &str, ip: Ipv4Addr) -> Self {
+        Self { name: name.to_string(), node: node.to_string(), ip }
+    }
+}
+
+/// The three nginx pods of the users' deployment: two on node1, one on node2.
+pub fn default_pods() -> Vec<PodSpec> {
+    vec![
+        PodSpec::new("nginx-7c5ddbdf54-2xkqn", "node1", Ipv4Addr::new(10, 244, 1, 10)),
+        PodSpec::new("nginx-7c5ddbdf54-8rz4m", "node1", Ipv4Addr::new(10, 244, 1, 11)),
+        PodSpec::new("nginx-7c5ddbdf54-q9wvt", "node2", Ipv4Addr::new(10, 244, 2, 10)),
+    ]
+}
+
+/// A node of the bed.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `node1` / `node2` (the Kubernetes node name).
+    pub name: String,
+    /// Its network namespace.
+    pub ns: String,
+    /// Its LAN address on `eth0`.
+    pub ip: Ipv4Addr,
+    /// Its `cni0` bridge address (the pods' gateway).
+    pub cni_ip: Ipv4Addr,
+    /// Its pod CIDR (`10.244.N.0`, /24).
+    pub pod_cidr: Ipv4Addr,
+    /// The bridge-side veth in the LAN namespace (`n1` / `n2`).
+    pub lan_port: String,
+}
+
+/// A pod of the bed.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub name: String,
+    /// Its network namespace.
+    pub ns: String,
+    pub ip: Ipv4Addr,
+    /// Name of the node it runs on.
+    pub node: String,
+    /// Its veth's node-side end (in the node namespace, on `cni0`).
+    pub host_veth: String,
+}
+
+/// Options of a bed; `build()` creates it.
+#[derive(Debug, Clone)]
+pub struct TestBedBuilder {
+    pods: Vec<PodSpec>,
+    rp_filter: u8,
+    remove_stale: bool,
+}
+
+impl Default for TestBedBuilder {
+    fn default() -> Self {
+        Self { pods: default_pods(), rp_filter: 0, remove_stale: true }
+    }
+}
+
+impl TestBedBuilder {
+    /// The pods to create (default: [`default_pods`]).
+    pub fn pods(mut self, pods: Vec<PodSpec>) -> Self {
+        self.pods = pods;
+        self
+    }
+
+    /// `net.ipv4.conf.{all,default}.rp_filter` on the nodes (default 0: an
+    /// L4 balancer's asymmetric paths are not dropped as spoofed).
+    pub fn rp_filter(mut self, mode: u8) -> Self {
+        self.rp_filter = mode;
+        self
+    }
+
+    /// Whether `build` first removes namespaces of crashed runs (default true).
+    pub fn remove_stale(mut self, yes: bool) -> Self {
+        self.remove_stale = yes;
+        self
+    }
+
+    /// Creates the namespaces, links, addresses and routes. On error,
+    /// whatever was created is removed again.
+    pub fn build(self) -> Result<TestBed> {
+        crate::require_root()?;
+        netns::require_tool("ip", "iproute2")?;
+        netns::require_tool("ethtool", "ethtool")?;
+        if self.remove_stale {
+            cleanup_stale(NAMESPACE_SCHEME_PREFIX)?;
+        }
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let prefix =
+            format!("{NAMESPACE_SCHEME_PREFIX}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let log_dir = std::env::temp_dir().join("lb-testbed").join(prefix.trim_end_matches('-'));
+        let nodes = topology::nodes(&prefix);
+        let pods = topology::pods(&prefix, &nodes, &self.pods)?;
+        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating log dir {}", log_dir.display()))?;
+        let bed = TestBed {
+            lan: format!("{prefix}lan"),
+            client: format!("{prefix}client"),
+            prefix,
+            nodes,
+            pods,
+            resources: Arc::new(Resources::new(log_dir)),
+        };
+        // `bed` owns everything from here on: an error drops it, which cleans up.
+        topology::create(&bed, self.rp_filter).context("building the test bed")?;
+        Ok(bed)
+    }
+}
+
+/// A running bed. Dropping it stops its processes and deletes its namespaces.
+pub struct TestBed {
+    prefix: String,
+    lan: String,
+    client: String,
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    resources: Arc<Resources>,
+}
+
+/// How long [`TestBed::start_echo_pods`] waits for every pod to answer.
+pub const ECHO_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl TestBed {
+    /// A bed with the default pods.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    pub fn builder() -> TestBedBuilder {
+        TestBedBuilder::default()
+    }
+
+    /// Prefix of this bed's namespace names (`lbt{pid}-{n}-`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The namespace holding the LAN bridge `br0`.
+    pub fn lan_ns(&self) -> &str {
+        &self.lan
+    }
+
+    /// The client's namespace.
+    pub fn client_ns(&self) -> &str {
+        &self.client
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The node called `name` (`node1`/`node2`).
+    pub fn node(&self, name: &str) -> Result<&Node> {
+        self.nodes.iter().find(|n| n.name == name).with_context(|| format!("no node {name} in the bed"))
+    }
+
+    /// Namespace of node `name`.
+    pub fn node_ns(&self, name: &str) -> Result<&str> {
+        Ok(&self.node(name)?.ns)
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// The pod called `name`.
+    pub fn pod(&self, name: &str) -> Result<&Pod> {
+        self.pods.iter().find(|p| p.name == name).with_context(|| format!("no pod {name} in the bed"))
+    }
+
+    /// Every namespace of the bed (LAN, client, nodes, pods).
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut all = vec![self.lan.clone(), self.client.clone()];
+        all.extend(self.nodes.iter().map(|n| n.ns.clone()));
+        all.extend(self.pods.iter().map(|p| p.ns.clone()));
+        all
+    }
+
+    /// Directory holding the processes' stdout/stderr files (removed with
+    /// the bed unless a panic is under way or `LB_TESTBED_KEEP_LOGS` is set).
+    pub fn log_dir(&self) -> &Path {
+        self.resources.log_dir()
+    }
+
+    /// A handle that can remove the bed from another thread (signal handler).
+    pub fn cleanup_handle(&self) -> CleanupHandle {
+        CleanupHandle(self.resources.clone())
+    }
+
+    /// Starts `program args` inside namespace `ns` (`ip netns exec`), output
+    /// captured under [`log_dir`](Self::log_dir). The bed stops it on drop.
+    pub fn spawn_in<I, S>(&self, ns: &str, program: &Path, args: I) -> Result<ProcessHandle>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        if !netns::ns_exists(ns) {
+            bail!("namespace {ns} does not exist");
+        }
+        let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let seq = self.resources.process_count();
+        let entry = process::spawn(self.log_dir(), seq, ns, program, &args)?;
+        self.resources.add_process(entry.clone());
+        Ok(ProcessHandle(entry))
+    }
+
+    /// Logs of every process started so far (last `max_bytes` of each stream).
+    pub fn logs(&self, max_bytes: usize) -> String {
+        self.resources.processes().into_iter().map(|p| ProcessHandle(p).logs(max_bytes)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Prints every process's logs to stderr.
+    pub fn dump_logs(&self) {
+        eprintln!("{}", self.logs(16 * 1024));
+    }
+
+    /// Starts `lb-echo --name POD` (HTTP :80, UDP :5353) in every pod and
+    /// waits until each answers HTTP on its pod IP from its node.
+    pub fn start_echo_pods(&self) -> Result<Vec<ProcessHandle>> {
+        let bin = crate::lb_echo_bin()?;
+        let mut handles = Vec::new();
+        for pod in &self.pods {
+            let args = [
+                "--name".to_string(),
+                pod.name.clone(),
+                "--http".to_string(),
+                format!("0.0.0.0:{ECHO_HTTP_PORT}"),
+                "--udp".to_string(),
+                format!("0.0.0.0:{ECHO_UDP_PORT}"),
+            ];
+            handles.push(self.spawn_in(&pod.ns, &bin, args)?);
+        }
+        for (pod, handle) in self.pods.iter().zip(&handles) {
+            let node_ns = self.node_ns(&pod.node)?;
+            let addr = SocketAddr::V4(SocketAddrV4::new(pod.ip, ECHO_HTTP_PORT));
+            let (name, _) = wait_for_http(node_ns, addr, ECHO_READY_TIMEOUT, Some(handle))
+                .with_context(|| format!("echo pod {} did not come up", pod.name))?;
+            if name != pod.name {
+                bail!("pod {} at {addr} answered as {name:?}", pod.name);
+            }
+        }
+        Ok(handles)
+    }
+
+    /// Starts `lb run --manifests DIR --interface eth0 --node-name NODE` in
+    /// node `node`'s namespace (arguments from [`crate::lb_run_args`]).
+    pub fn start_lb(&self, node: &str, manifests: &Path) -> Result<ProcessHandle> {
+        let ns = self.node_ns(node)?.to_string();
+        let bin = crate::lb_bin()?;
+        self.spawn_in(&ns, &bin, crate::lb_run_args(manifests, node))
+    }
+}
+
+/// Polls `GET /` from `ns` to `addr` until it answers 200 (every 50 ms, at
+/// most `timeout`). If `process` is given and exits meanwhile, fails at
+/// once with its logs.
+pub fn wait_for_http(
+    ns: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+    process: Option<&ProcessHandle>,
+) -> Result<(String, String)> {
+    let deadline = Instant::now() + timeout;
+    let per_try = Duration::from_millis(500);
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        let last = match client::http_get(ns, addr, per_try) {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        if let Some(p) = process
+            && let Some(status) = p.exit_status()
+        {
+            bail!("{} exited ({status}) while waiting for {addr}\n{}", p.label(), p.logs(8 * 1024));
+        }
+        if Instant::now() >= deadline || tries >= 10_000 {
+            let logs = process.map(|p| p.logs(8 * 1024)).unwrap_or_default();
+            bail!("{addr} did not answer from {ns} within {timeout:?} ({tries} tries): {last:#}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for TestBed {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        if panicking && self.resources.process_count() > 0 {
+            eprintln!("[testbed] panic: logs of the bed's processes (kept in {}):", self.log_dir().display());
+            self.dump_logs();
+        }
+        self.resources.cleanup(panicking);
+    }
+}
+
+/// The path of this bed's namespace for a role, e.g. `{prefix}node1`.
+pub(crate) fn ns_name(prefix: &str, role: &str) -> String {
+    let role: String = role
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{prefix}{role}")
+}

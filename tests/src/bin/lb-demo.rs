@@ -1,0 +1,211 @@
+//! `lb-demo`: the load balancer on a two-node netns cluster.
+//!
+//! Builds the test bed, starts the echo pods and `lb run` on both nodes with
+//! the example manifests, then sends requests from the client to the
+//! NodePort on both nodes, the LoadBalancer IP and the UDP NodePort, and
+//! shows which pod answered. Everything is removed at the end, also on
+//! Ctrl-C / SIGTERM (then the exit code is 130).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use lb_testbed::{
+    CleanupHandle, LOADBALANCER_IP, NODE1_IP, NODE2_IP, TestBed, example_manifests_dir, http_get, udp_echo,
+    wait_for_http,
+};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+
+/// NodePort of `my-service-nodeport` (TCP 80 -> pods :80).
+const HTTP_NODE_PORT: u16 = 30007;
+/// Port of the LoadBalancer service `nginx2-service` (-> pods :80).
+const LOADBALANCER_PORT: u16 = 8088;
+/// UDP NodePort of the examples (-> pods :5353).
+const UDP_NODE_PORT: u16 = 30053;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const LB_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Parser, Debug)]
+#[command(name = "lb-demo", about = "Runs lb on a two-node network-namespace cluster and shows it balancing")]
+struct Args {
+    /// Requests to send to the NodePort of each node.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    requests: u32,
+    /// Directory of Kubernetes manifests for `lb run` (default: manifests/examples).
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// Leave the bed up after the requests until Enter is pressed.
+    #[arg(long)]
+    keep: bool,
+}
+
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+static CLEANUP: OnceLock<CleanupHandle> = OnceLock::new();
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM set a flag; a watcher thread then removes the bed and exits 130.
+fn install_signal_handlers() -> Result<()> {
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &action) }.with_context(|| format!("installing {sig} handler"))?;
+    }
+    std::thread::spawn(|| {
+        while !SIGNALLED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("\nlb-demo: interrupted, removing the test bed ...");
+        if let Some(handle) = CLEANUP.get() {
+            handle.cleanup();
+        }
+        eprintln!("lb-demo: cleaned up");
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = install_signal_handlers().and_then(|()| run(&args)) {
+        if SIGNALLED.load(Ordering::SeqCst) {
+            // The failure is the interruption itself (its cleanup killed our
+            // processes): let the watcher thread finish and exit 130.
+            for _ in 0..600 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::process::exit(130);
+        }
+        eprintln!("lb-demo: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(ip, port))
+}
+
+fn run(args: &Args) -> Result<()> {
+    let manifests = args.manifests.clone().unwrap_or_else(example_manifests_dir);
+    if !manifests.is_dir() {
+        bail!("manifest directory {} does not exist", manifests.display());
+    }
+    println!("==> building the test bed (client, LAN bridge, node1, node2, pods)");
+    let bed = TestBed::new()?;
+    let _ = CLEANUP.set(bed.cleanup_handle());
+    print_topology(&bed);
+
+    println!("==> starting echo pods");
+    bed.start_echo_pods()?;
+    println!("==> starting `lb run` on node1 and node2 (manifests: {})", manifests.display());
+    let lb1 = bed.start_lb("node1", &manifests)?;
+    let lb2 = bed.start_lb("node2", &manifests)?;
+    println!("    lb on node1: pid {}, lb on node2: pid {}", lb1.pid(), lb2.pid());
+
+    let first = addr(NODE1_IP, HTTP_NODE_PORT);
+    println!("==> waiting (at most {LB_READY_TIMEOUT:?}) until {first} answers the client");
+    if let Err(e) = wait_for_http(bed.client_ns(), first, LB_READY_TIMEOUT, Some(&lb1)) {
+        bed.dump_logs();
+        return Err(e.context("the NodePort never answered"));
+    }
+    if let Some(status) = lb2.exit_status() {
+        bed.dump_logs();
+        bail!("lb on node2 exited ({status})");
+    }
+
+    let mut failures = 0u32;
+    for node_ip in [NODE1_IP, NODE2_IP] {
+        failures += nodeport_round(&bed, addr(node_ip, HTTP_NODE_PORT), args.requests);
+    }
+
+    println!("\n==> LoadBalancer IP and UDP NodePort");
+    let lb_addr = addr(LOADBALANCER_IP, LOADBALANCER_PORT);
+    match http_get(bed.client_ns(), lb_addr, REQUEST_TIMEOUT) {
+        Ok((pod, _)) => println!("client -> {lb_addr}  answered by {pod}"),
+        Err(e) => {
+            failures += 1;
+            println!("client -> {lb_addr}  FAILED: {e:#}");
+        }
+    }
+    let udp_addr = addr(NODE1_IP, UDP_NODE_PORT);
+    match udp_echo(bed.client_ns(), udp_addr, "hello", REQUEST_TIMEOUT) {
+        Ok((pod, echoed)) => println!("client -> {udp_addr}/udp  answered by {pod} ({echoed:?})"),
+        Err(e) => {
+            failures += 1;
+            println!("client -> {udp_addr}/udp  FAILED: {e:#}");
+        }
+    }
+
+    if args.keep {
+        keep_until_enter(&bed);
+    }
+    if failures > 0 {
+        bed.dump_logs();
+        bail!("{failures} requests failed");
+    }
+    println!("\n==> all requests answered; removing the test bed");
+    drop(bed);
+    Ok(())
+}
+
+/// `count` requests to `target`, one line each, then a tally per pod.
+/// Returns the number of failed requests.
+fn nodeport_round(bed: &TestBed, target: SocketAddr, count: u32) -> u32 {
+    println!("\n==> {count} requests to {target}");
+    let mut tally: BTreeMap<String, u32> = BTreeMap::new();
+    let mut failures = 0;
+    for _ in 0..count {
+        match http_get(bed.client_ns(), target, REQUEST_TIMEOUT) {
+            Ok((pod, _)) => {
+                println!("client -> {target}  answered by {pod}");
+                *tally.entry(pod).or_default() += 1;
+            }
+            Err(e) => {
+                failures += 1;
+                println!("client -> {target}  FAILED: {e:#}");
+            }
+        }
+    }
+    println!("tally for {target}:");
+    for pod in bed.pods() {
+        let n = tally.get(&pod.name).copied().unwrap_or(0);
+        println!("  {:<28} ({}) {n:>4}", pod.name, pod.node);
+    }
+    for (pod, n) in tally.iter().filter(|(p, _)| bed.pod(p).is_err()) {
+        println!("  {pod:<28} (unknown!) {n:>4}");
+    }
+    if failures > 0 {
+        println!("  failed                       {failures:>4}");
+    }
+    failures
+}
+
+fn print_topology(bed: &TestBed) {
+    println!("    client  ns {}  192.168.1.2", bed.client_ns());
+    for node in bed.nodes() {
+        println!("    {}   ns {}  {} (pods {}/24 on cni0)", node.name, node.ns, node.ip, node.pod_cidr);
+    }
+    for pod in bed.pods() {
+        println!("    pod {} on {}: {}", pod.name, pod.node, pod.ip);
+    }
+}
+
+fn keep_until_enter(bed: &TestBed) {
+    println!(
+        "\n==> bed kept up; try e.g.:\n    ip netns exec {} curl -s http://{}:{HTTP_NODE_PORT}/\n\
+         logs: {}\npress Enter to remove it",
+        bed.client_ns(),
+        NODE1_IP,
+        bed.log_dir().display()
+    );
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
