@@ -21,7 +21,8 @@ use crate::{reject, reply};
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> Result<u32, ()> {
-    let h = match parse(ctx.data(), ctx.data_end()) {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    let h = match parse(data, data_end, data_end - data) {
         Ok(h) => h,
         Err(reason) => {
             count(reason);

@@ -76,9 +76,11 @@ pub unsafe fn write<T: Copy>(data: usize, offset: usize, value: T) {
     unsafe { core::ptr::write_unaligned((data + offset) as *mut T, value) }
 }
 
-/// Parses the frame in `data..data_end`; `Err` names why it is not ours.
+/// Parses the frame whose directly readable bytes are `data..data_end` and
+/// whose full length is `frame_len` (larger than `data_end - data` for an
+/// skb whose payload sits in fragments). `Err` names why it is not ours.
 #[inline(always)]
-pub fn parse(data: usize, data_end: usize) -> Result<Headers, Counter> {
+pub fn parse(data: usize, data_end: usize, frame_len: usize) -> Result<Headers, Counter> {
     if data + L4_OFF > data_end {
         // Too short for Ethernet + IPv4; might be a short non-IP frame.
         if data + ETH_HLEN <= data_end && unsafe { read::<u16>(data, OFF_ETH_TYPE) } == ETH_P_IPV4_BE {
@@ -110,7 +112,7 @@ pub fn parse(data: usize, data_end: usize) -> Result<Headers, Counter> {
         _ => return Err(Counter::PassNotService),
     };
     let tot_len = u16::from_be(unsafe { read::<u16>(data, OFF_IP_TOT_LEN) }) as usize;
-    if tot_len < IP_HLEN + l4_len || data + IP_OFF + tot_len > data_end {
+    if tot_len < IP_HLEN + l4_len || IP_OFF + tot_len > frame_len {
         return Err(Counter::PassTruncated);
     }
     let tcp_flags = if protocol == PROTO_TCP && data + L4_OFF + TCP_HLEN <= data_end {
@@ -129,7 +131,7 @@ pub fn parse(data: usize, data_end: usize) -> Result<Headers, Counter> {
             dst_addr: read(data, OFF_IP_DADDR),
             src_port: read(data, OFF_L4_SPORT),
             dst_port: read(data, OFF_L4_DPORT),
-            len: (data_end - data) as u64,
+            len: frame_len as u64,
         })
     }
 }

@@ -22,7 +22,7 @@ pub fn handle_egress(ctx: &TcContext) -> Result<i32, i32> {
     // Make sure the headers are in the linear part of the skb.
     let want = (L4_OFF + TCP_HLEN) as u32;
     let _ = ctx.pull_data(if ctx.len() < want { ctx.len() } else { want });
-    let Ok(h) = parse(ctx.data(), ctx.data_end()) else {
+    let Ok(h) = parse(ctx.data(), ctx.data_end(), ctx.len() as usize) else {
         return Ok(TC_ACT_OK);
     };
     let Some(flow) = CONNTRACK.get_ptr_mut(&key_of(&h)) else {
@@ -54,7 +54,7 @@ pub fn handle_egress(ctx: &TcContext) -> Result<i32, i32> {
         .map_err(|_| TC_ACT_OK)?;
     ctx.store(OFF_IP_SADDR, &current.new_src_addr, 0).map_err(|_| TC_ACT_OK)?;
     ctx.store(OFF_L4_SPORT, &current.new_src_port, 0).map_err(|_| TC_ACT_OK)?;
-    service_tx(current.service_id, ctx.len() as u64);
+    service_tx(current.service_id, h.len);
     count(Counter::TcReplyNat);
     Ok(TC_ACT_OK)
 }

@@ -127,9 +127,12 @@ impl TestBedBuilder {
             nodes,
             pods,
             resources: Arc::new(Resources::new(log_dir)),
+            lan_xdp: None,
         };
         // `bed` owns everything from here on: an error drops it, which cleans up.
+        let mut bed = bed;
         topology::create(&bed, self.rp_filter).context("building the test bed")?;
+        bed.lan_xdp = Some(topology::attach_lan_xdp(&bed)?);
         Ok(bed)
     }
 }
@@ -142,6 +145,8 @@ pub struct TestBed {
     nodes: Vec<Node>,
     pods: Vec<Pod>,
     resources: Arc<Resources>,
+    /// The pass-everything XDP program on the LAN ports facing the nodes.
+    lan_xdp: Option<aya::Ebpf>,
 }
 
 /// How long [`TestBed::start_echo_pods`] waits for every pod to answer.

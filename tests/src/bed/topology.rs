@@ -84,6 +84,8 @@ pub(super) fn create(bed: &TestBed, rp_filter: u8) -> Result<()> {
         // XDP_TX / XDP_REDIRECT out of the node's eth0 lands on this peer:
         // veth only accepts such frames when the receiving peer runs NAPI,
         // which GRO (or an XDP program) turns on. Without it they are dropped.
+        // (XDP_TX frames are only flushed promptly when the peer runs an XDP
+        // program: see `attach_lan_xdp`.)
         ethtool(lan, &node.lan_port, &["gro", "on"])?;
     }
 
@@ -172,4 +174,31 @@ fn ethtool(ns: &str, dev: &str, features: &[&str]) -> Result<()> {
     args.extend_from_slice(features);
     exec_in(ns, "ethtool", &args)?;
     Ok(())
+}
+
+/// Where `cargo xtask build-ebpf` (or lb-userspace's build script) leaves the
+/// test bed's pass-everything XDP program.
+fn testbed_xdp_object() -> std::path::PathBuf {
+    crate::repo_root().join("lb-ebpf/target/bpfel-unknown-none/release/testbed-xdp-pass")
+}
+
+/// Attaches an `XDP_PASS` program to the LAN ports that face the nodes. A
+/// veth flushes frames its peer sent with `XDP_TX` only if it runs an XDP
+/// program itself; with GRO alone they wait in its queue until other traffic
+/// arrives (seconds). Returns the loaded object: dropping it detaches.
+pub(super) fn attach_lan_xdp(bed: &TestBed) -> Result<aya::Ebpf> {
+    use aya::programs::{Xdp, XdpMode};
+    let object = testbed_xdp_object();
+    let ports: Vec<String> = bed.nodes.iter().map(|n| n.lan_port.clone()).collect();
+    crate::netns::in_netns(&bed.lan, move || -> Result<aya::Ebpf> {
+        let mut ebpf = aya::Ebpf::load_file(&object)
+            .with_context(|| format!("loading {} (run `cargo xtask build-ebpf`)", object.display()))?;
+        let program: &mut Xdp =
+            ebpf.program_mut("testbed_pass").context("no program testbed_pass")?.try_into()?;
+        program.load()?;
+        for port in &ports {
+            program.attach(port, XdpMode::Driver).with_context(|| format!("attaching XDP_PASS to {port}"))?;
+        }
+        Ok(ebpf)
+    })?
 }
