@@ -279,7 +279,7 @@ impl TestBed {
     pub fn start_lb(&self, node: &str, manifests: &Path) -> Result<ProcessHandle> {
         let ns = self.node_ns(node)?.to_string();
         let bin = crate::lb_bin()?;
-        self.spawn_in(&ns, &bin, crate::lb_run_args(manifests, node))
+        self.spawn_in(&ns, &bin, crate::lb_run_args(manifests))
     }
 }
 

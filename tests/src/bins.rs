@@ -57,16 +57,14 @@ pub fn lb_echo_bin() -> Result<PathBuf> {
     find_bin("lb-echo", "LB_ECHO_BIN", "lb-testbed")
 }
 
-/// Arguments of `lb` to run the data path on a bed node:
-/// `run --manifests DIR --interface eth0 --node-name NODE`.
-pub fn lb_run_args(manifests: &Path, node_name: &str) -> Vec<OsString> {
+/// Arguments of `lb` to run the data path on a bed node: it is told only its
+/// uplink (`run --manifests DIR --interface eth0`) and finds the rest itself.
+pub fn lb_run_args(manifests: &Path) -> Vec<OsString> {
     vec![
         "run".into(),
         "--manifests".into(),
         manifests.as_os_str().to_owned(),
         "--interface".into(),
         "eth0".into(),
-        "--node-name".into(),
-        node_name.into(),
     ]
 }
