@@ -89,8 +89,7 @@ pub fn claim_snat_port(
                     && existing.new_dst_port == reply.new_dst_port
                     && existing.new_src_addr == reply.new_src_addr
                     && existing.new_src_port == reply.new_src_port;
-                (same_flow || expired(existing, protocol, now, cfg))
-                    && CONNTRACK.insert(&key, reply, 0).is_ok()
+                (same_flow || expired(existing, protocol, now, cfg)) && CONNTRACK.insert(&key, reply, 0).is_ok()
             }
         };
         if reusable {

@@ -7,8 +7,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Backend, Config, Counter, FLOW_FORWARD, FLOW_LOCAL, FLOW_REPLY, FLOW_SNAT, Flow, FlowKey,
-    Frontend, FrontendKey, FRONTEND_SNAT, flow_hash::flow_hash,
+    Backend, Config, Counter, FLOW_FORWARD, FLOW_LOCAL, FLOW_REPLY, FLOW_SNAT, FRONTEND_SNAT, Flow, FlowKey, Frontend,
+    FrontendKey, flow_hash::flow_hash,
 };
 
 use crate::conntrack::{claim_snat_port, expired, key_of, touch};
@@ -188,12 +188,7 @@ fn pick_backend(service_id: u32, hash: u32, cfg: &Config) -> Option<(u32, Backen
 #[inline(always)]
 fn masquerade_address(egress: u32, ingress: u32) -> Option<u32> {
     // SAFETY: copied out at once.
-    unsafe {
-        INTERFACES
-            .get(&egress)
-            .or_else(|| INTERFACES.get(&ingress))
-            .map(|iface| iface.snat_addr)
-    }
+    unsafe { INTERFACES.get(&egress).or_else(|| INTERFACES.get(&ingress)).map(|iface| iface.snat_addr) }
 }
 
 /// Rewrites the packet to `to` and sends it along `route`.

@@ -6,14 +6,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, COUNTER_COUNT, Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS,
-    DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, Flow, FlowKey, Frontend, FrontendKey, Interface,
-    MAX_INTERFACES, Service, ServiceStats,
+    Backend, COUNTER_COUNT, Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS,
+    DEFAULT_MAX_SERVICES, Flow, FlowKey, Frontend, FrontendKey, Interface, MAX_INTERFACES, Service, ServiceStats,
 };
 
 #[map]
-pub static FRONTENDS: HashMap<FrontendKey, Frontend> =
-    HashMap::with_max_entries(DEFAULT_MAX_FRONTENDS, 0);
+pub static FRONTENDS: HashMap<FrontendKey, Frontend> = HashMap::with_max_entries(DEFAULT_MAX_FRONTENDS, 0);
 
 #[map]
 pub static SERVICES: Array<Service> = Array::with_max_entries(DEFAULT_MAX_SERVICES, 0);
@@ -27,8 +25,7 @@ pub static BACKENDS: HashMap<u32, Backend> = HashMap::with_max_entries(DEFAULT_M
 pub static MAGLEV: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static CONNTRACK: LruHashMap<FlowKey, Flow> =
-    LruHashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);
+pub static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);
 
 #[map]
 pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_INTERFACES, 0);
@@ -37,8 +34,7 @@ pub static INTERFACES: HashMap<u32, Interface> = HashMap::with_max_entries(MAX_I
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static SERVICE_STATS: PerCpuArray<ServiceStats> =
-    PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
+pub static SERVICE_STATS: PerCpuArray<ServiceStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_SERVICES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

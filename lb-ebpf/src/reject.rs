@@ -73,12 +73,7 @@ pub fn port_unreachable(ctx: &XdpContext) -> u32 {
     // bytes already sit where the ICMP payload goes.
     // SAFETY: offsets below FRAME_LEN, checked above.
     let (orig_dst_mac, orig_src_mac, orig_saddr, orig_daddr): ([u8; 6], [u8; 6], u32, u32) = unsafe {
-        (
-            read(data, GROW),
-            read(data, GROW + 6),
-            read(data, GROW + OFF_IP_SADDR),
-            read(data, GROW + OFF_IP_DADDR),
-        )
+        (read(data, GROW), read(data, GROW + 6), read(data, GROW + OFF_IP_SADDR), read(data, GROW + OFF_IP_DADDR))
     };
     let excess = (data_end - data) as i32 - FRAME_LEN as i32;
     // SAFETY: helper on our own context.

@@ -3,11 +3,7 @@
 //! (frontend → client) and send them back where the client's packets came
 //! from.
 
-use aya_ebpf::{
-    bindings::xdp_action::XDP_PASS,
-    helpers::bpf_ktime_get_ns,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action::XDP_PASS, helpers::bpf_ktime_get_ns, programs::XdpContext};
 use lb_common::{Counter, FLOW_REPLY, FLOW_SNAT};
 
 use crate::conntrack::{expired, key_of, touch};

@@ -2,8 +2,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS,
-        bpf_fib_lookup as FibParams,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams,
     },
     helpers::bpf_fib_lookup,
     programs::XdpContext,
@@ -48,21 +47,12 @@ pub fn lookup(ctx: &XdpContext, ingress: u32, protocol: u8, src: u32, dst: u32) 
     params.__bindgen_anon_3.ipv4_src = src;
     params.__bindgen_anon_4.ipv4_dst = dst;
     // SAFETY: params is a properly sized, initialised bpf_fib_lookup.
-    let ret = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx as *mut _,
-            &mut params,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let ret = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut params, core::mem::size_of::<FibParams>() as i32, 0) };
     let uplink = params.ifindex == ingress || unsafe { INTERFACES.get(&params.ifindex) }.is_some();
     match ret as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS if uplink => Route::Remote {
-            ifindex: params.ifindex,
-            src_mac: params.smac,
-            dst_mac: params.dmac,
-        },
+        BPF_FIB_LKUP_RET_SUCCESS if uplink => {
+            Route::Remote { ifindex: params.ifindex, src_mac: params.smac, dst_mac: params.dmac }
+        }
         BPF_FIB_LKUP_RET_NO_NEIGH if uplink => Route::RemoteUnresolved { ifindex: params.ifindex },
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH | BPF_FIB_LKUP_RET_NOT_FWDED => Route::Local,
         _ => Route::Unreachable,

@@ -12,9 +12,7 @@ use lb_common::{Counter, FLOW_LOCAL, FLOW_REPLY, PROTO_TCP};
 
 use crate::conntrack::{expired, key_of, touch};
 use crate::maps::{CONNTRACK, config};
-use crate::packet::{
-    L4_OFF, OFF_IP_CHECK, OFF_IP_SADDR, OFF_L4_SPORT, OFF_TCP_CHECK, OFF_UDP_CHECK, TCP_HLEN, parse,
-};
+use crate::packet::{L4_OFF, OFF_IP_CHECK, OFF_IP_SADDR, OFF_L4_SPORT, OFF_TCP_CHECK, OFF_UDP_CHECK, TCP_HLEN, parse};
 use crate::stats::{count, service_tx};
 
 #[inline(always)]
@@ -33,25 +31,18 @@ pub fn handle_egress(ctx: &TcContext) -> Result<i32, i32> {
     let cfg = config().ok_or(TC_ACT_OK)?;
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if current.direction != FLOW_REPLY
-        || current.flags & FLOW_LOCAL == 0
-        || expired(&current, h.protocol, now, cfg)
-    {
+    if current.direction != FLOW_REPLY || current.flags & FLOW_LOCAL == 0 || expired(&current, h.protocol, now, cfg) {
         return Ok(TC_ACT_OK);
     }
     touch(flow, now, h.is_closing());
-    let (check_off, mangled_0) = if h.protocol == PROTO_TCP {
-        (OFF_TCP_CHECK, 0)
-    } else {
-        (OFF_UDP_CHECK, BPF_F_MARK_MANGLED_0 as u64)
-    };
+    let (check_off, mangled_0) =
+        if h.protocol == PROTO_TCP { (OFF_TCP_CHECK, 0) } else { (OFF_UDP_CHECK, BPF_F_MARK_MANGLED_0 as u64) };
     let pseudo = BPF_F_PSEUDO_HDR as u64;
     ctx.l4_csum_replace(check_off, h.src_addr as u64, current.new_src_addr as u64, pseudo | mangled_0 | 4)
         .map_err(|_| TC_ACT_OK)?;
     ctx.l4_csum_replace(check_off, h.src_port as u64, current.new_src_port as u64, mangled_0 | 2)
         .map_err(|_| TC_ACT_OK)?;
-    ctx.l3_csum_replace(OFF_IP_CHECK, h.src_addr as u64, current.new_src_addr as u64, 4)
-        .map_err(|_| TC_ACT_OK)?;
+    ctx.l3_csum_replace(OFF_IP_CHECK, h.src_addr as u64, current.new_src_addr as u64, 4).map_err(|_| TC_ACT_OK)?;
     ctx.store(OFF_IP_SADDR, &current.new_src_addr, 0).map_err(|_| TC_ACT_OK)?;
     ctx.store(OFF_L4_SPORT, &current.new_src_port, 0).map_err(|_| TC_ACT_OK)?;
     service_tx(current.service_id, h.len);

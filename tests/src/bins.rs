@@ -60,11 +60,5 @@ pub fn lb_echo_bin() -> Result<PathBuf> {
 /// Arguments of `lb` to run the data path on a bed node: it is told only its
 /// uplink (`run --manifests DIR --interface eth0`) and finds the rest itself.
 pub fn lb_run_args(manifests: &Path) -> Vec<OsString> {
-    vec![
-        "run".into(),
-        "--manifests".into(),
-        manifests.as_os_str().to_owned(),
-        "--interface".into(),
-        "eth0".into(),
-    ]
+    vec!["run".into(), "--manifests".into(), manifests.as_os_str().to_owned(), "--interface".into(), "eth0".into()]
 }

@@ -45,7 +45,25 @@ impl FixtureNet {
     fn configure(&self) -> Result<()> {
         let (node, peer) = (self.node.as_str(), self.peer.as_str());
         let mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        ip_in(node, &["link", "add", UPLINK, "address", &mac(NODE_MAC), "type", "veth", "peer", "name", "peer0", "netns", peer, "address", &mac(PEER_MAC)])?;
+        ip_in(
+            node,
+            &[
+                "link",
+                "add",
+                UPLINK,
+                "address",
+                &mac(NODE_MAC),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "peer0",
+                "netns",
+                peer,
+                "address",
+                &mac(PEER_MAC),
+            ],
+        )?;
         ip_in(node, &["link", "add", "pods0", "type", "veth", "peer", "name", "pods0p", "netns", peer])?;
         for (ns, dev) in [(node, "lo"), (node, UPLINK), (node, "pods0"), (peer, "peer0"), (peer, "pods0p")] {
             ip_in(ns, &["link", "set", dev, "up"])?;
@@ -53,7 +71,10 @@ impl FixtureNet {
         ip_in(node, &["addr", "add", "192.168.1.11/24", "dev", UPLINK])?;
         ip_in(node, &["addr", "add", "10.244.1.1/24", "dev", "pods0"])?;
         ip_in(node, &["route", "add", "10.244.2.0/24", "via", &PEER_IP.to_string(), "dev", UPLINK])?;
-        ip_in(node, &["neigh", "replace", &PEER_IP.to_string(), "lladdr", &mac(PEER_MAC), "dev", UPLINK, "nud", "permanent"])?;
+        ip_in(
+            node,
+            &["neigh", "replace", &PEER_IP.to_string(), "lladdr", &mac(PEER_MAC), "dev", UPLINK, "nud", "permanent"],
+        )?;
         sysctl(node, "net.ipv4.ip_forward", "1")?;
         Ok(())
     }

@@ -19,8 +19,7 @@ use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
 use lb_common::{Counter, flow_hash::flow_hash};
 use lb_testbed::fixture::{FixtureNet, NODE_IP, NODE_MAC, PEER_MAC};
 use lb_userspace::compile::{
-    BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry,
-    ServicePortName,
+    BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry, ServicePortName,
 };
 use lb_userspace::dataplane::{Applier, Datapath, DataplaneSettings, read_counters};
 
@@ -35,25 +34,15 @@ const LOCAL_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 10);
 const MAGLEV_SIZE: u32 = 251;
 
 fn service(name: &str, protocol: Protocol) -> ServicePortName {
-    ServicePortName {
-        namespace: "default".into(),
-        name: name.into(),
-        port: String::new(),
-        protocol,
-    }
+    ServicePortName { namespace: "default".into(), name: name.into(), port: String::new(), protocol }
 }
 
 fn entry(backends: &[BackendAddr]) -> ServiceEntry {
     let mut backends = backends.to_vec();
     backends.sort();
     let names: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
-    let input: Vec<lb_common::maglev::MaglevBackend<'_>> = names
-        .iter()
-        .map(|n| lb_common::maglev::MaglevBackend {
-            name: n.as_bytes(),
-            weight: 1,
-        })
-        .collect();
+    let input: Vec<lb_common::maglev::MaglevBackend<'_>> =
+        names.iter().map(|n| lb_common::maglev::MaglevBackend { name: n.as_bytes(), weight: 1 }).collect();
     let maglev = lb_common::maglev::build_table(&input, MAGLEV_SIZE).expect("maglev");
     ServiceEntry { backends, maglev }
 }
@@ -65,37 +54,13 @@ fn tables() -> DataplaneTables {
     let tcp = service("remote-tcp", Protocol::Tcp);
     let udp = service("local-udp", Protocol::Udp);
     let empty = service("no-endpoints", Protocol::Tcp);
-    t.services.insert(
-        tcp.clone(),
-        entry(&[BackendAddr {
-            ip: REMOTE_POD,
-            port: 80,
-        }]),
-    );
-    t.services.insert(
-        udp.clone(),
-        entry(&[BackendAddr {
-            ip: LOCAL_POD,
-            port: 5353,
-        }]),
-    );
+    t.services.insert(tcp.clone(), entry(&[BackendAddr { ip: REMOTE_POD, port: 80 }]));
+    t.services.insert(udp.clone(), entry(&[BackendAddr { ip: LOCAL_POD, port: 5353 }]));
     t.services.insert(empty.clone(), ServiceEntry::default());
-    for (port, protocol, svc) in [
-        (30007, Protocol::Tcp, tcp),
-        (30053, Protocol::Udp, udp),
-        (30099, Protocol::Tcp, empty),
-    ] {
-        t.frontends.insert(
-            FrontendAddr {
-                ip: NODE_IP,
-                port,
-                protocol,
-            },
-            FrontendEntry {
-                service: svc,
-                snat: true,
-            },
-        );
+    for (port, protocol, svc) in
+        [(30007, Protocol::Tcp, tcp), (30053, Protocol::Udp, udp), (30099, Protocol::Tcp, empty)]
+    {
+        t.frontends.insert(FrontendAddr { ip: NODE_IP, port, protocol }, FrontendEntry { service: svc, snat: true });
     }
     t
 }
@@ -107,37 +72,21 @@ struct Loaded {
 }
 
 fn load(net: &FixtureNet) -> Loaded {
-    let settings = DataplaneSettings {
-        maglev_table_size: MAGLEV_SIZE,
-        max_services: 16,
-        ..Default::default()
-    };
-    let (mut datapath, maps) =
-        Datapath::load(&settings).expect("load eBPF (root and BPF are required)");
+    let settings = DataplaneSettings { maglev_table_size: MAGLEV_SIZE, max_services: 16, ..Default::default() };
+    let (mut datapath, maps) = Datapath::load(&settings).expect("load eBPF (root and BPF are required)");
     let mut applier = Applier::new(maps, MAGLEV_SIZE, 16);
     let uplink = net.uplink();
     datapath
-        .attach(
-            applier.maps_mut(),
-            &uplink,
-            lb_userspace::dataplane::XdpAttachMode::Driver,
-        )
+        .attach(applier.maps_mut(), &uplink, lb_userspace::dataplane::XdpAttachMode::Driver)
         .expect("attach to the fixture uplink");
     applier.apply(&tables()).expect("apply tables");
-    Loaded {
-        datapath,
-        applier,
-        ifindex: uplink.ifindex,
-    }
+    Loaded { datapath, applier, ifindex: uplink.ifindex }
 }
 
 /// Runs the XDP program once on `packet` as if it arrived on the uplink.
 fn run_xdp(l: &mut Loaded, packet: &[u8]) -> (u32, Vec<u8>) {
     // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
-    let ctx: Vec<u8> = [0, packet.len() as u32, 0, l.ifindex, 0, 0]
-        .iter()
-        .flat_map(|v| v.to_ne_bytes())
-        .collect();
+    let ctx: Vec<u8> = [0, packet.len() as u32, 0, l.ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
     let mut out = vec![0u8; 512];
     let result = l
         .datapath
@@ -161,46 +110,24 @@ fn run_tc(l: &mut Loaded, packet: &[u8]) -> (u32, Vec<u8>) {
         .datapath
         .tc_egress()
         .unwrap()
-        .test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            repeat: 1,
-            ..Default::default()
-        })
+        .test_run(TestRunOptions { data_in: Some(packet), data_out: Some(&mut out), repeat: 1, ..Default::default() })
         .expect("BPF_PROG_TEST_RUN (tc)");
     out.truncate(result.data_size_out as usize);
     (result.return_value, out)
 }
 
-fn tcp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    ttl: u8,
-    syn: bool,
-) -> Vec<u8> {
+fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), ttl: u8, syn: bool) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src.0.octets(), dst.0.octets(), ttl)
         .tcp(src.1, dst.1, 1000, 64240);
-    let builder = if syn {
-        builder.syn()
-    } else {
-        builder.ack(2000)
-    };
+    let builder = if syn { builder.syn() } else { builder.ack(2000) };
     let payload: &[u8] = if syn { b"" } else { b"GET / HTTP/1.1\r\n\r\n" };
     let mut out = Vec::new();
     builder.write(&mut out, payload).unwrap();
     out
 }
 
-fn udp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    ttl: u8,
-) -> Vec<u8> {
+fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), ttl: u8) -> Vec<u8> {
     let mut out = Vec::new();
     PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src.0.octets(), dst.0.octets(), ttl)
@@ -235,12 +162,7 @@ fn assert_frame(name: &str, (verdict, out): (u32, Vec<u8>), want_verdict: u32, w
 
 fn hex(b: &[u8]) -> String {
     b.chunks(16)
-        .map(|c| {
-            c.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|c| c.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -255,64 +177,22 @@ fn tcp_nodeport_syn_established_and_reply() {
 
         // TCP SYN to a NodePort whose pod is on another node: DNAT + SNAT,
         // TTL - 1, MACs from the FIB, out of the same port.
-        let syn = tcp(
-            CLIENT_MAC,
-            NODE_MAC,
-            (CLIENT, cport),
-            (NODE_IP, 30007),
-            64,
-            true,
-        );
-        let want = tcp(
-            NODE_MAC,
-            PEER_MAC,
-            (NODE_IP, snat),
-            (REMOTE_POD, 80),
-            63,
-            true,
-        );
+        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
+        let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, true);
         assert_frame("syn", run_xdp(&mut l, &syn), XDP_TX, &want);
         assert_eq!(counter(&l, Counter::FlowNew), 1);
 
         // Established flow: the conntrack entry translates the same way.
-        let ack = tcp(
-            CLIENT_MAC,
-            NODE_MAC,
-            (CLIENT, cport),
-            (NODE_IP, 30007),
-            64,
-            false,
-        );
-        let want = tcp(
-            NODE_MAC,
-            PEER_MAC,
-            (NODE_IP, snat),
-            (REMOTE_POD, 80),
-            63,
-            false,
-        );
+        let ack = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, false);
+        let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, false);
         assert_frame("established", run_xdp(&mut l, &ack), XDP_TX, &want);
         assert_eq!(counter(&l, Counter::FlowHit), 1);
         assert_eq!(counter(&l, Counter::FlowNew), 1, "no second flow");
 
         // The pod's reply comes back from the other node to the masquerade
         // port: reverse NAT to frontend → client, back to the client's MAC.
-        let reply = tcp(
-            PEER_MAC,
-            NODE_MAC,
-            (REMOTE_POD, 80),
-            (NODE_IP, snat),
-            64,
-            false,
-        );
-        let want = tcp(
-            NODE_MAC,
-            CLIENT_MAC,
-            (NODE_IP, 30007),
-            (CLIENT, cport),
-            63,
-            false,
-        );
+        let reply = tcp(PEER_MAC, NODE_MAC, (REMOTE_POD, 80), (NODE_IP, snat), 64, false);
+        let want = tcp(NODE_MAC, CLIENT_MAC, (NODE_IP, 30007), (CLIENT, cport), 63, false);
         assert_frame("reply", run_xdp(&mut l, &reply), XDP_TX, &want);
     });
 }
@@ -347,31 +227,18 @@ fn no_endpoints_answers_icmp_port_unreachable() {
     let net = FixtureNet::create().expect("fixture namespace");
     net.run(|net| {
         let mut l = load(net);
-        let syn = tcp(
-            CLIENT_MAC,
-            NODE_MAC,
-            (CLIENT, 40002),
-            (NODE_IP, 30099),
-            64,
-            true,
-        );
+        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, 40002), (NODE_IP, 30099), 64, true);
         // ICMP payload: the original IPv4 header and the first 8 TCP bytes.
         let quoted = &syn[14..14 + 28];
         let mut want = Vec::new();
         PacketBuilder::ethernet2(NODE_MAC, CLIENT_MAC)
             .ipv4(NODE_IP.octets(), CLIENT.octets(), 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(
-                DestUnreachableHeader::Port,
-            ))
+            .icmpv4(Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Port))
             .write(&mut want, quoted)
             .unwrap();
         assert_frame("reject", run_xdp(&mut l, &syn), XDP_TX, &want);
         assert_eq!(counter(&l, Counter::RejectNoBackend), 1);
-        assert_eq!(
-            counter(&l, Counter::FlowNew),
-            0,
-            "a rejected flow is not tracked"
-        );
+        assert_eq!(counter(&l, Counter::FlowNew), 0, "a rejected flow is not tracked");
     });
 }
 
@@ -380,35 +247,17 @@ fn packets_that_are_not_ours_pass_untouched() {
     let net = FixtureNet::create().expect("fixture namespace");
     net.run(|net| {
         let mut l = load(net);
-        let syn = tcp(
-            CLIENT_MAC,
-            NODE_MAC,
-            (CLIENT, 40003),
-            (NODE_IP, 30007),
-            64,
-            true,
-        );
+        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, 40003), (NODE_IP, 30007), 64, true);
 
         let mut cases: Vec<(&str, Vec<u8>, Counter)> = Vec::new();
         // Not a frontend (ssh to the node).
         cases.push((
             "non-frontend",
-            tcp(
-                CLIENT_MAC,
-                NODE_MAC,
-                (CLIENT, 40003),
-                (NODE_IP, 22),
-                64,
-                true,
-            ),
+            tcp(CLIENT_MAC, NODE_MAC, (CLIENT, 40003), (NODE_IP, 22), 64, true),
             Counter::PassNotService,
         ));
         // Truncated: the TCP header is cut after 10 bytes.
-        cases.push((
-            "truncated tcp",
-            syn[..14 + 20 + 10].to_vec(),
-            Counter::PassTruncated,
-        ));
+        cases.push(("truncated tcp", syn[..14 + 20 + 10].to_vec(), Counter::PassTruncated));
         // Truncated: IPv4 total length claims more than the frame holds.
         let mut long = syn.clone();
         long[16..18].copy_from_slice(&200u16.to_be_bytes());
@@ -462,10 +311,7 @@ fn packets_that_are_not_ours_pass_untouched() {
             let before = counter(&l, reason);
             let (verdict, out) = run_xdp(&mut l, &packet);
             if verdict != XDP_PASS || out != packet {
-                failures.push(format!(
-                    "{name}: verdict {verdict}, output changed: {}",
-                    out != packet
-                ));
+                failures.push(format!("{name}: verdict {verdict}, output changed: {}", out != packet));
             }
             if counter(&l, reason) != before + 1 {
                 failures.push(format!("{name}: counter {} not incremented", reason.name()));
@@ -481,12 +327,8 @@ fn maglev_choice_in_kernel_matches_userspace_and_removed_backend_moves() {
     let net = FixtureNet::create().expect("fixture namespace");
     net.run(|net| {
         let mut l = load(net);
-        let pods: Vec<BackendAddr> = (10..13)
-            .map(|i| BackendAddr {
-                ip: Ipv4Addr::new(10, 244, 2, i),
-                port: 80,
-            })
-            .collect();
+        let pods: Vec<BackendAddr> =
+            (10..13).map(|i| BackendAddr { ip: Ipv4Addr::new(10, 244, 2, i), port: 80 }).collect();
         let mut t = tables();
         let name = service("remote-tcp", Protocol::Tcp);
         t.services.insert(name.clone(), entry(&pods));
@@ -495,14 +337,7 @@ fn maglev_choice_in_kernel_matches_userspace_and_removed_backend_moves() {
         let row = t.services[&name].clone();
         let mut chosen = Vec::new();
         for cport in 41000..41060u16 {
-            let syn = tcp(
-                CLIENT_MAC,
-                NODE_MAC,
-                (CLIENT, cport),
-                (NODE_IP, 30007),
-                64,
-                true,
-            );
+            let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
             let (verdict, out) = run_xdp(&mut l, &syn);
             assert_eq!(verdict, XDP_TX);
             let dst = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
@@ -514,10 +349,7 @@ fn maglev_choice_in_kernel_matches_userspace_and_removed_backend_moves() {
                 6,
             );
             let want = row.backends[row.maglev[(h % MAGLEV_SIZE) as usize] as usize].ip;
-            assert_eq!(
-                dst, want,
-                "client port {cport}: kernel and userspace Maglev disagree"
-            );
+            assert_eq!(dst, want, "client port {cport}: kernel and userspace Maglev disagree");
             chosen.push((cport, dst));
         }
         let used: std::collections::BTreeSet<_> = chosen.iter().map(|(_, d)| *d).collect();
@@ -528,14 +360,7 @@ fn maglev_choice_in_kernel_matches_userspace_and_removed_backend_moves() {
         t.services.insert(name.clone(), entry(&pods[1..]));
         l.applier.apply(&t).unwrap();
         for (cport, before) in &chosen {
-            let ack = tcp(
-                CLIENT_MAC,
-                NODE_MAC,
-                (CLIENT, *cport),
-                (NODE_IP, 30007),
-                64,
-                false,
-            );
+            let ack = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, *cport), (NODE_IP, 30007), 64, false);
             let (_, out) = run_xdp(&mut l, &ack);
             let now = Ipv4Addr::new(out[30], out[31], out[32], out[33]);
             if *before == removed {

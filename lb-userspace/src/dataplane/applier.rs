@@ -2,9 +2,11 @@
 //! changed is written, in an order that never lets the XDP program see a
 //! Maglev slot pointing at a backend that is not in `BACKENDS`:
 //!
-//! 1. new backends are inserted; 2. changed Maglev slots are written;
-//! 3. `SERVICES` (backend counts) is updated; 4. frontends are added,
-//! changed and removed; 5. removed backends and services are deleted.
+//! 1. new backends are inserted;
+//! 2. changed Maglev slots are written;
+//! 3. `SERVICES` (backend counts) is updated;
+//! 4. frontends are added, changed and removed;
+//! 5. removed backends and services are deleted.
 //!
 //! The in-memory picture of the maps is updated write by write, so after a
 //! failed write the next apply starts from what the kernel really holds.

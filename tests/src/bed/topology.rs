@@ -193,8 +193,7 @@ pub(super) fn attach_lan_xdp(bed: &TestBed) -> Result<aya::Ebpf> {
     crate::netns::in_netns(&bed.lan, move || -> Result<aya::Ebpf> {
         let mut ebpf = aya::Ebpf::load_file(&object)
             .with_context(|| format!("loading {} (run `cargo xtask build-ebpf`)", object.display()))?;
-        let program: &mut Xdp =
-            ebpf.program_mut("testbed_pass").context("no program testbed_pass")?.try_into()?;
+        let program: &mut Xdp = ebpf.program_mut("testbed_pass").context("no program testbed_pass")?.try_into()?;
         program.load()?;
         for port in &ports {
             program.attach(port, XdpMode::Driver).with_context(|| format!("attaching XDP_PASS to {port}"))?;
