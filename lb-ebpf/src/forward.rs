@@ -6,6 +6,7 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_redirect},
     programs::XdpContext,
 };
+use aya_log_ebpf::debug;
 use lb_common::{
     Backend, Config, Counter, FLOW_FORWARD, FLOW_LOCAL, FLOW_REPLY, FLOW_SNAT, FRONTEND_SNAT, Flow, FlowKey, Frontend,
     FrontendKey, flow_hash::flow_hash,
@@ -167,6 +168,7 @@ fn new_flow(ctx: &XdpContext, h: &Headers, fe: &Frontend, cfg: &Config, now: u64
     };
     CONNTRACK.insert(key, &forward, 0).map_err(|_| ())?;
     count(Counter::FlowNew);
+    debug!(ctx, "new flow: service {} backend {} local {} snat {}", fe.service_id, backend_id, local as u8, snat as u8);
     let to = Endpoints { src_addr, dst_addr: backend.addr, src_port, dst_port: backend.port };
     deliver(ctx, h, &to, &route)
 }

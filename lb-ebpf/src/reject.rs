@@ -10,6 +10,7 @@ use aya_ebpf::{
     maps::PerCpuArray,
     programs::XdpContext,
 };
+use aya_log_ebpf::debug;
 use lb_common::{Counter, PROTO_ICMP};
 
 use crate::csum::fold;
@@ -109,6 +110,7 @@ pub fn port_unreachable(ctx: &XdpContext) -> u32 {
         write(data, ICMP_OFF + 2, icmp_check);
     }
     count(Counter::RejectNoBackend);
+    debug!(ctx, "service without backends: answered ICMP port unreachable");
     XDP_TX
 }
 

@@ -47,6 +47,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         ..DataplaneSettings::default()
     };
     let (mut datapath, maps) = Datapath::load(&settings)?;
+    spawn_kernel_log_reader(&mut datapath)?;
     let mut applier = Applier::new(maps, settings.maglev_table_size, settings.max_services);
     let options = CompileOptions { maglev_table_size: settings.maglev_table_size };
 
@@ -83,6 +84,23 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
     info!("shutting down; the kernel detaches the programs");
     drop(datapath);
+    Ok(())
+}
+
+/// Forwards the kernel programs' aya-log records to our log.
+fn spawn_kernel_log_reader(datapath: &mut Datapath) -> Result<()> {
+    let logger = datapath.take_logger()?;
+    // SAFETY: the fd is the logger's ring buffer map, owned by the logger
+    // that the AsyncFd owns from here on: it stays open and the same.
+    let mut logger = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the eBPF log ring buffer")?;
+    tokio::spawn(async move {
+        while let Ok(mut guard) = logger.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
     Ok(())
 }
 

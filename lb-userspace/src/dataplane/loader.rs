@@ -43,9 +43,17 @@ pub struct Datapath {
 
 impl Datapath {
     /// Loads (verifies) both programs and sizes the maps; attaches nothing.
+    /// The kernel programs' debug log lines are only produced when this
+    /// process logs at debug level (see [`Datapath::take_logger`]).
     pub fn load(settings: &DataplaneSettings) -> Result<(Self, DataplaneMaps)> {
         settings.validate()?;
+        let kernel_log_level: u8 = if tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG {
+            aya_log_common_level::DEBUG
+        } else {
+            aya_log_common_level::WARN
+        };
         let mut ebpf = EbpfLoader::new()
+            .override_global("AYA_LOG_LEVEL", &kernel_log_level, true)
             .map_max_entries(MAP_MAGLEV, settings.maglev_slots())
             .map_max_entries(MAP_SERVICES, settings.max_services)
             .map_max_entries(MAP_SERVICE_STATS, settings.max_services)
@@ -85,6 +93,12 @@ impl Datapath {
         Ok(())
     }
 
+    /// Reader of the kernel programs' aya-log records, which it forwards to
+    /// `tracing` (through the `log` crate). Call once.
+    pub fn take_logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).context("starting the eBPF log reader")
+    }
+
     /// The XDP program, for `BPF_PROG_TEST_RUN`.
     pub fn xdp(&mut self) -> Result<&mut Xdp> {
         xdp_program(&mut self.ebpf)
@@ -94,6 +108,12 @@ impl Datapath {
     pub fn tc_egress(&mut self) -> Result<&mut SchedClassifier> {
         tc_program(&mut self.ebpf)
     }
+}
+
+/// `aya_log_common::Level` values (the kernel side compares raw bytes).
+mod aya_log_common_level {
+    pub const WARN: u8 = 2;
+    pub const DEBUG: u8 = 4;
 }
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
