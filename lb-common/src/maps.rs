@@ -313,17 +313,9 @@ mod ctors {
         u32::from_ne_bytes(ip.octets())
     }
 
-    pub fn addr_from_map(addr: u32) -> Ipv4Addr {
-        Ipv4Addr::from(addr.to_ne_bytes())
-    }
-
     /// A port as stored in maps (network byte order in a `u16`).
     pub fn port_to_map(port: u16) -> u16 {
         port.to_be()
-    }
-
-    pub fn port_from_map(port: u16) -> u16 {
-        u16::from_be(port)
     }
 
     impl FrontendKey {

@@ -12,15 +12,34 @@ use lb_common::{Counter, FLOW_LOCAL, FLOW_REPLY, PROTO_TCP};
 
 use crate::conntrack::{expired, key_of, touch};
 use crate::maps::{CONNTRACK, config};
-use crate::packet::{L4_OFF, OFF_IP_CHECK, OFF_IP_SADDR, OFF_L4_SPORT, OFF_TCP_CHECK, OFF_UDP_CHECK, TCP_HLEN, parse};
+use crate::packet::{
+    Headers, L4_OFF, OFF_IP_CHECK, OFF_IP_SADDR, OFF_L4_SPORT, OFF_TCP_CHECK, OFF_UDP_CHECK, TCP_HLEN, parse,
+};
 use crate::stats::{count, service_tx};
+
+/// The packet's headers. Only when they are not all in the skb's linear
+/// area is it pulled: `bpf_skb_pull_data` also makes the skb writable, which
+/// copies the head of cloned skbs (every TCP segment the node sends), and
+/// that cost must not fall on traffic that is not ours.
+#[inline(always)]
+fn headers(ctx: &TcContext) -> Option<Headers> {
+    let len = ctx.len() as usize;
+    match parse(ctx.data(), ctx.data_end(), len) {
+        Ok(h) => Some(h),
+        Err(Counter::PassTruncated)
+            if ctx.data_end() - ctx.data() < L4_OFF + TCP_HLEN && len > ctx.data_end() - ctx.data() =>
+        {
+            let want = if len < L4_OFF + TCP_HLEN { len } else { L4_OFF + TCP_HLEN };
+            ctx.pull_data(want as u32).ok()?;
+            parse(ctx.data(), ctx.data_end(), len).ok()
+        }
+        Err(_) => None,
+    }
+}
 
 #[inline(always)]
 pub fn handle_egress(ctx: &TcContext) -> Result<i32, i32> {
-    // Make sure the headers are in the linear part of the skb.
-    let want = (L4_OFF + TCP_HLEN) as u32;
-    let _ = ctx.pull_data(if ctx.len() < want { ctx.len() } else { want });
-    let Ok(h) = parse(ctx.data(), ctx.data_end(), ctx.len() as usize) else {
+    let Some(h) = headers(ctx) else {
         return Ok(TC_ACT_OK);
     };
     let Some(flow) = CONNTRACK.get_ptr_mut(&key_of(&h)) else {

@@ -34,12 +34,6 @@ pub struct ApplyReport {
     pub services_over_capacity: Vec<ServicePortName>,
 }
 
-impl ApplyReport {
-    pub fn is_empty(&self) -> bool {
-        *self == Self { services_over_capacity: self.services_over_capacity.clone(), ..Default::default() }
-    }
-}
-
 /// A service port as it is in the maps.
 #[derive(Debug)]
 struct AppliedService {
@@ -77,11 +71,6 @@ impl Applier {
 
     pub fn maps_mut(&mut self) -> &mut DataplaneMaps {
         &mut self.maps
-    }
-
-    /// The id a service port has in the maps, if it is there.
-    pub fn service_id(&self, name: &ServicePortName) -> Option<u32> {
-        self.services.get(name).map(|s| s.id)
     }
 
     pub fn apply(&mut self, tables: &DataplaneTables) -> Result<ApplyReport> {

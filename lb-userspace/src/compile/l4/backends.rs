@@ -119,7 +119,7 @@ impl BackendQuery<'_> {
 
     fn protocol_matches(&self, port: &EndpointPort) -> bool {
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
-        protocol == self.protocol.to_string()
+        protocol == self.protocol.as_str()
     }
 
     fn candidates(
