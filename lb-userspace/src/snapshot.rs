@@ -5,24 +5,29 @@
 //! or sockets, so two snapshots of the same objects compare equal.
 
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The objects the agent uses, each list in canonical order (by namespace,
-/// then name; see [`Snapshot::new`]). Later sources will add ingresses,
-/// secrets and more as further fields.
+/// then name; see [`Snapshot::sort`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
+    pub ingresses: Vec<Ingress>,
+    /// IngressClasses are cluster-scoped: their namespace is empty.
+    pub ingress_classes: Vec<IngressClass>,
+    /// Only TLS material is used (`tls.crt`, `tls.key`).
+    pub secrets: Vec<Secret>,
 }
 
 impl Snapshot {
     /// A snapshot of these objects, sorted canonically so that two loads of
     /// the same objects, in whatever order, compare equal.
     pub fn new(services: Vec<Service>, endpoint_slices: Vec<EndpointSlice>) -> Self {
-        let mut snapshot = Self { services, endpoint_slices };
+        let mut snapshot = Self { services, endpoint_slices, ..Self::default() };
         snapshot.sort();
         snapshot
     }
@@ -31,6 +36,9 @@ impl Snapshot {
     pub fn sort(&mut self) {
         sort_by_key(&mut self.services);
         sort_by_key(&mut self.endpoint_slices);
+        sort_by_key(&mut self.ingresses);
+        sort_by_key(&mut self.ingress_classes);
+        sort_by_key(&mut self.secrets);
     }
 }
 

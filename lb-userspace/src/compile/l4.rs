@@ -15,11 +15,10 @@
 //! - Only service ports with at least one frontend get a [`ServiceEntry`]
 //!   (each entry costs a Maglev row in the data path). An entry may have no
 //!   backends: new flows are then rejected, as kube-proxy does.
-//! - Backends come from the Service's EndpointSlices (see [`backends`]).
+//! - Backends come from the Service's EndpointSlices (see [`super::endpoints`]).
 //! - If `options.maglev_table_size` is not a prime (≥ 2), a single
 //!   diagnostic is returned and no entry gets a Maglev row.
 
-mod backends;
 mod frontends;
 #[cfg(test)]
 mod tests;
@@ -30,10 +29,10 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use lb_common::maglev::{self, MaglevBackend};
 
+use super::endpoints::{BackendQuery, ServiceRef, SliceIndex};
 use super::tables::{BackendAddr, DataplaneTables, FrontendEntry, Protocol, ServiceEntry, ServicePortName};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Snapshot, object_key};
-use backends::{BackendQuery, SliceIndex};
 use frontends::ServiceAddresses;
 
 /// The node the tables are compiled for.
@@ -87,17 +86,6 @@ pub fn compile_l4(
 }
 
 /// One Service being compiled: its name and the diagnostics helper.
-pub(super) struct ServiceRef<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-}
-
-impl ServiceRef<'_> {
-    pub fn diagnostic(&self, field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic::for_object("Service", self.namespace, self.name, field, message)
-    }
-}
-
 struct Compiler<'a> {
     node: &'a NodeContext,
     /// `None` when the configured size is unusable.

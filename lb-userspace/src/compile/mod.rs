@@ -2,6 +2,7 @@
 //! [`Diagnostic`](crate::diagnostics::Diagnostic)s out. No I/O here: this is
 //! where Kubernetes semantics live, tested with plain objects.
 
+pub(crate) mod endpoints;
 pub mod l4;
 pub mod tables;
 

@@ -5,8 +5,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, Resource};
 use serde::de::DeserializeOwned;
@@ -40,7 +41,15 @@ pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)
             }
         }
     }
-    Ok((Snapshot::new(load.services, load.endpoint_slices), load.diagnostics))
+    let mut snapshot = Snapshot {
+        services: load.services,
+        endpoint_slices: load.endpoint_slices,
+        ingresses: load.ingresses,
+        ingress_classes: load.ingress_classes,
+        secrets: load.secrets,
+    };
+    snapshot.sort();
+    Ok((snapshot, load.diagnostics))
 }
 
 /// The manifest files of `dir`, sorted by name: `*.yaml`, `*.yml` and
@@ -106,6 +115,9 @@ impl Origin<'_> {
 struct Load {
     services: Vec<Service>,
     endpoint_slices: Vec<EndpointSlice>,
+    ingresses: Vec<Ingress>,
+    ingress_classes: Vec<IngressClass>,
+    secrets: Vec<Secret>,
     diagnostics: Vec<Diagnostic>,
     /// Object reference → where it was first defined.
     seen: HashMap<String, String>,
@@ -139,6 +151,9 @@ impl Load {
             (_, "List") => self.list(origin, value),
             ("v1", "Service") => self.object(origin, value, |load| &mut load.services),
             ("discovery.k8s.io/v1", "EndpointSlice") => self.object(origin, value, |load| &mut load.endpoint_slices),
+            ("networking.k8s.io/v1", "Ingress") => self.object(origin, value, |load| &mut load.ingresses),
+            ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, |load| &mut load.ingress_classes),
+            ("v1", "Secret") => self.object(origin, value, |load| &mut load.secrets),
             _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),
         }
     }
@@ -157,7 +172,7 @@ impl Load {
 
     fn object<K>(&mut self, origin: &Origin<'_>, value: Value, list: impl FnOnce(&mut Self) -> &mut Vec<K>)
     where
-        K: DeserializeOwned + Metadata<Ty = ObjectMeta> + Resource,
+        K: DeserializeOwned + Metadata<Ty = ObjectMeta> + Resource<Scope: 'static>,
     {
         let described = described_object::<K>(&value);
         let mut object: K = match serde_path_to_error::deserialize(value) {
@@ -173,11 +188,12 @@ impl Load {
             return self.diagnostics.push(origin.diagnostic(Some(K::KIND.into()), "metadata.name", message));
         };
         let meta = object.metadata_mut();
-        let namespace = meta.namespace.get_or_insert_with(|| "default".into());
-        if namespace.is_empty() {
-            *namespace = "default".into();
+        if is_cluster_scoped::<K>() {
+            meta.namespace = None;
+        } else if meta.namespace.as_deref().is_none_or(str::is_empty) {
+            meta.namespace = Some("default".into());
         }
-        let reference = object_ref(K::KIND, namespace, &name);
+        let reference = object_ref(K::KIND, meta.namespace.as_deref().unwrap_or_default(), &name);
         if let Some(first) = self.seen.get(&reference) {
             let message = format!("duplicate of the one in {first}; this one is ignored");
             return self.diagnostics.push(origin.diagnostic(Some(reference), "metadata.name", message));
@@ -188,8 +204,15 @@ impl Load {
 }
 
 /// `Kind namespace/name` of an object that may not parse, when it has a name.
-fn described_object<K: Resource>(value: &Value) -> Option<String> {
+fn described_object<K: Resource<Scope: 'static>>(value: &Value) -> Option<String> {
     let text = |pointer| value.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
     let name = text("/metadata/name")?;
-    Some(object_ref(K::KIND, text("/metadata/namespace").unwrap_or("default"), name))
+    let namespace = if is_cluster_scoped::<K>() { "" } else { text("/metadata/namespace").unwrap_or("default") };
+    Some(object_ref(K::KIND, namespace, name))
+}
+
+/// Whether `K` has no namespace (IngressClass): its objects' namespace is
+/// cleared, and they are named `Kind /name`.
+fn is_cluster_scoped<K: Resource<Scope: 'static>>() -> bool {
+    std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>()
 }

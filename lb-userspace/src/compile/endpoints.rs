@@ -1,5 +1,5 @@
-//! The backends of a service port, from its EndpointSlices, as kube-proxy
-//! picks them.
+//! The endpoints of a service port, from its EndpointSlices, as kube-proxy
+//! picks them (used by the L4 and the L7 compilers).
 //!
 //! - A Service's slices are the `addressType: IPv4` EndpointSlices of its
 //!   namespace labelled `kubernetes.io/service-name: <name>`.
@@ -22,15 +22,14 @@ use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ServiceRef;
 use crate::compile::tables::{BackendAddr, Protocol};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::object_key;
 
-pub(super) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The IPv4 EndpointSlices of each Service, by namespace and service name.
-pub(super) struct SliceIndex<'a> {
+pub(crate) struct SliceIndex<'a> {
     by_service: HashMap<&'a str, HashMap<&'a str, Vec<&'a EndpointSlice>>>,
 }
 
@@ -54,13 +53,25 @@ impl<'a> SliceIndex<'a> {
     }
 }
 
+/// A Service, as diagnostics name it.
+pub(crate) struct ServiceRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl ServiceRef<'_> {
+    pub fn diagnostic(&self, field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::for_object("Service", self.namespace, self.name, field, message)
+    }
+}
+
 /// Which backends `spec.ports[index]` of a Service wants.
-pub(super) struct BackendQuery<'a> {
+pub(crate) struct BackendQuery<'a> {
     pub svc: &'a ServiceRef<'a>,
     pub index: usize,
     pub port: &'a ServicePort,
     pub protocol: Protocol,
-    /// `Some(node)` for `externalTrafficPolicy: Local`.
+    /// `Some(node)` for `externalTrafficPolicy: Local`; `None` for every node.
     pub local_node: Option<&'a str>,
 }
 
