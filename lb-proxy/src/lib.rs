@@ -1,1 +1,248 @@
-//! The L7 proxy (work in progress).
+//! The L7 proxy: what replaces ingress-nginx.
+//!
+//! - Listeners ([`listener`](crate::listener)): plain HTTP (HTTP/1.1, and
+//!   HTTP/2 with prior knowledge) and TLS (rustls, ALPN `h2` and
+//!   `http/1.1`, certificate by SNI from the current route table, else a
+//!   self-signed default certificate).
+//! - Requests ([`handler`](crate::handler)): routed over an
+//!   [`lb_routes::RouteTable`] that [`RouteHandle::update`] swaps
+//!   atomically; each request loads the table once, at its start.
+//! - Upstreams ([`upstream`](crate::upstream)): pooled keep-alive
+//!   HTTP/1.1 and HTTP/2 (h2c) clients, retries on connection failures,
+//!   `ExternalName` backends resolved through DNS.
+//! - Upgrades (WebSocket...) are spliced in their own tasks.
+//!
+//! ```no_run
+//! # async fn demo(table: lb_routes::RouteTable, next: lb_routes::RouteTable) -> anyhow::Result<()> {
+//! let proxy = lb_proxy::Proxy::bind(lb_proxy::ProxyConfig::default(), table).await?;
+//! let routes = proxy.routes();
+//! let server = tokio::spawn(proxy.run(async { let _ = tokio::signal::ctrl_c().await; }));
+//! routes.update(next);
+//! server.await??;
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod errors;
+mod forwarded;
+mod handler;
+mod hop;
+mod listener;
+mod request;
+mod resolve;
+mod tls;
+mod upgrade;
+mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use lb_routes::RouteTable;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::handler::Shared;
+use crate::listener::ClientLimits;
+use crate::upgrade::SpliceControl;
+use crate::upstream::Upstreams;
+
+/// The proxy's settings. [`Default`] gives the values below (nginx-like).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Plain HTTP listener. Default `0.0.0.0:80`.
+    pub http_addr: SocketAddr,
+    /// TLS listener. Default `0.0.0.0:443`.
+    pub https_addr: SocketAddr,
+    /// Time to read a request head (slowloris); on keep-alive connections
+    /// counted from the next request's first byte. Default 10 s.
+    pub client_header_timeout: Duration,
+    /// A client connection with no request in flight for this long is
+    /// closed (gracefully). Default 75 s.
+    pub client_idle_timeout: Duration,
+    /// Default 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// Per upstream connection attempt (and bound on a DNS lookup).
+    /// Default 5 s.
+    pub upstream_connect_timeout: Duration,
+    /// From sending a request to the upstream's response head: 504 after.
+    /// Default 60 s.
+    pub upstream_response_timeout: Duration,
+    /// The HTTP/1.1 read buffer (at least 8 KiB) and the HTTP/2 header list
+    /// limit: a bigger request head is answered with 431. Default 32 KiB.
+    pub max_request_header_bytes: usize,
+    /// Name servers for `ExternalName` backends (UDP and TCP); empty: the
+    /// system's `resolv.conf`.
+    pub dns_servers: Vec<SocketAddr>,
+    /// How long [`Proxy::run`] drains after its shutdown signal before it
+    /// closes what is left (upgraded connections included). Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 80)),
+            https_addr: SocketAddr::from(([0, 0, 0, 0], 443)),
+            client_header_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(75),
+            tls_handshake_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            max_request_header_bytes: 32 * 1024,
+            dns_servers: Vec::new(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Swaps the proxy's route table. Cheap to clone; usable from any thread.
+#[derive(Clone, Debug)]
+pub struct RouteHandle {
+    table: Arc<ArcSwap<RouteTable>>,
+}
+
+impl RouteHandle {
+    /// Replaces the whole table atomically: requests that already started
+    /// finish with the table they loaded (their backend), new requests and
+    /// TLS handshakes see the new one; open connections (upgraded ones
+    /// included) are not touched.
+    pub fn update(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    /// The table in use now.
+    pub fn current(&self) -> Arc<RouteTable> {
+        self.table.load_full()
+    }
+}
+
+/// A bound proxy, ready to [run](Proxy::run).
+pub struct Proxy {
+    config: ProxyConfig,
+    http: TcpListener,
+    https: TcpListener,
+    http_addr: SocketAddr,
+    https_addr: SocketAddr,
+    routes: Arc<ArcSwap<RouteTable>>,
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Binds both listeners (errors here, e.g. address in use, are returned
+    /// before serving) and generates the default self-signed certificate.
+    pub async fn bind(config: ProxyConfig, routes: RouteTable) -> anyhow::Result<Proxy> {
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (HTTP)", config.http_addr))?;
+        let https = TcpListener::bind(config.https_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (HTTPS)", config.https_addr))?;
+        let http_addr = http.local_addr()?;
+        let https_addr = https.local_addr()?;
+        let routes = Arc::new(ArcSwap::from_pointee(routes));
+        let default_cert = tls::default_certificate().context("cannot generate the default certificate")?;
+        let tls_config = tls::server_config(tls::SniResolver::new(routes.clone(), default_cert))?;
+        Ok(Proxy { config, http, https, http_addr, https_addr, routes, acceptor: TlsAcceptor::from(tls_config) })
+    }
+
+    /// The bound plain HTTP address (port 0 resolved).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The bound TLS address (port 0 resolved).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The handle that swaps the route table.
+    pub fn routes(&self) -> RouteHandle {
+        RouteHandle { table: self.routes.clone() }
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains:
+    /// open connections get a graceful shutdown (HTTP/1.1: close after the
+    /// current response; HTTP/2: GOAWAY) and the call returns when they and
+    /// the upgraded connections are done, or after `shutdown_grace`, when
+    /// whatever is left is closed.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Proxy { config, http, https, https_addr, routes, acceptor, .. } = self;
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        // Every connection task and splice holds a sender: `recv` returns
+        // `None` once all are gone.
+        let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+        let upstreams =
+            Upstreams::new(config.upstream_connect_timeout, config.upstream_response_timeout, &config.dns_servers);
+        let shared = Arc::new(Shared {
+            routes,
+            upstreams,
+            https_port: https_addr.port(),
+            splice: SpliceControl { alive: alive_tx, stop: stop_rx },
+        });
+        let limits = ClientLimits {
+            header_timeout: config.client_header_timeout,
+            idle_timeout: config.client_idle_timeout,
+            tls_handshake_timeout: config.tls_handshake_timeout,
+            max_header_bytes: config.max_request_header_bytes,
+        };
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = http.accept() => match accepted {
+                    Ok((stream, client)) => {
+                        connections.spawn(listener::serve_plain(stream, client, shared.clone(), limits, drain_rx.clone()));
+                    }
+                    Err(error) => accept_failed(&error).await,
+                },
+                accepted = https.accept() => match accepted {
+                    Ok((stream, client)) => {
+                        let acceptor = acceptor.clone();
+                        connections.spawn(listener::serve_tls(stream, client, acceptor, shared.clone(), limits, drain_rx.clone()));
+                    }
+                    Err(error) => accept_failed(&error).await,
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop((http, https));
+        tracing::info!(connections = connections.len(), "L7 proxy draining");
+        let _ = drain_tx.send(true);
+        drop(shared);
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            while connections.join_next().await.is_some() {}
+            alive_rx.recv().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!(connections = connections.len(), "L7 proxy shutdown grace over, closing the rest");
+        }
+        let _ = stop_tx.send(true);
+        connections.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Accept errors (e.g. out of file descriptors) are logged and retried
+/// after a pause, so the loop does not spin.
+async fn accept_failed(error: &std::io::Error) {
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

@@ -8,11 +8,16 @@
 //!   (`Exact`, `Prefix`).
 //! - [`table`]: virtual hosts, routes, backends, and [`RouteTable::select`].
 //! - [`tls`]: certificates by SNI name.
+//!
+//! A [`RouteTable`] is `Send + Sync`, cheap to clone and cheap to select
+//! from: hosts and paths are found by hash lookups (one per path element
+//! for prefixes), never by scanning every route.
 
 pub mod host;
 pub mod path;
 pub mod table;
 pub mod tls;
+mod vhost;
 
 pub use host::HostPattern;
 pub use path::{PathError, PathType, normalize_path};

@@ -1,7 +1,8 @@
 //! Command line of the `lb` binary.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -20,22 +21,32 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the node agent: attach the data path to the uplinks and keep its
-    /// maps in sync with the Services and EndpointSlices.
+    /// Run the node agent: attach the data path to the uplinks, keep its
+    /// maps in sync with the Services and EndpointSlices, and serve the
+    /// Ingress routes on the HTTP and HTTPS listeners.
     Run(RunArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Directory of Kubernetes YAML (Services, EndpointSlices; multi-document
-    /// files). It is watched: changes are applied within a second.
+    /// Directory of Kubernetes YAML (Services, EndpointSlices, Ingresses,
+    /// IngressClasses, Secrets; multi-document files). It is watched:
+    /// changes are applied within a second.
     #[arg(long, value_name = "DIR")]
     pub manifests: PathBuf,
 
     /// Uplink to attach XDP (ingress) and TC (egress) to; repeat for several.
     /// All uplinks that carry service traffic must be listed.
-    #[arg(long = "interface", value_name = "IFACE", required = true)]
+    #[arg(long = "interface", value_name = "IFACE", required_unless_present = "no_xdp")]
     pub interfaces: Vec<String>,
+
+    /// Run without the eBPF data path (no root or BPF needed): only the
+    /// Ingress proxy, on --http-addr and --https-addr.
+    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode"])]
+    pub no_xdp: bool,
+
+    #[command(flatten)]
+    pub ingress: IngressArgs,
 
     /// Node address on which NodePorts answer; repeat for several. Default:
     /// every IPv4 address of the --interface uplinks.
@@ -70,11 +81,92 @@ pub struct RunArgs {
     pub snat_port_range: PortRange,
 
     /// How to attach XDP: auto (native, else generic), driver, or skb.
-    #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
-    pub xdp_mode: XdpAttachMode,
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpAttachMode>,
+
+    /// Address of the admin listener: `/healthz` (the process is up) and
+    /// `/readyz` (the first snapshot is applied).
+    #[arg(long, default_value = "0.0.0.0:10254", value_name = "ADDR:PORT")]
+    pub admin_addr: SocketAddr,
 
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info`,
     /// `lb_userspace=debug`. Overridden by RUST_LOG.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+}
+
+/// The Ingress controller: which Ingresses are ours, where the proxy
+/// listens, and how it talks to clients and backends.
+#[derive(Debug, Args)]
+pub struct IngressArgs {
+    /// Plain HTTP listener (HTTP/1.1 and h2c).
+    #[arg(long, default_value = "0.0.0.0:80", value_name = "ADDR:PORT")]
+    pub http_addr: SocketAddr,
+
+    /// TLS listener (HTTP/1.1 and HTTP/2 by ALPN; certificates by SNI).
+    #[arg(long, default_value = "0.0.0.0:443", value_name = "ADDR:PORT")]
+    pub https_addr: SocketAddr,
+
+    /// IngressClass `spec.controller` value that selects this controller.
+    #[arg(long, default_value = "lb.dev/ingress-controller", value_name = "NAME")]
+    pub controller_name: String,
+
+    /// Ingress class name served even without an IngressClass object
+    /// (`spec.ingressClassName` or the `kubernetes.io/ingress.class`
+    /// annotation).
+    #[arg(long, default_value = "lb", value_name = "NAME")]
+    pub ingress_class: String,
+
+    /// The Service through which clients reach this controller
+    /// (NAMESPACE/NAME). With XDP, its `http` (or 80) and `https` (or 443)
+    /// ports are handed to this node's proxy instead of its endpoints.
+    #[arg(long, default_value = "lb-system/lb-ingress", value_name = "NAMESPACE/NAME")]
+    pub ingress_service: ServiceName,
+
+    /// DNS server for ExternalName backends (repeatable). Default: the
+    /// name servers of /etc/resolv.conf.
+    #[arg(long = "dns-server", value_name = "IP:PORT")]
+    pub dns_servers: Vec<SocketAddr>,
+
+    /// Time a client has to send a request head (slow clients are cut off).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub client_header_timeout: Duration,
+
+    /// Idle time after which a client keep-alive connection is closed.
+    #[arg(long, default_value = "75s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub client_idle_timeout: Duration,
+
+    /// Time to connect to an endpoint before trying another one.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub upstream_connect_timeout: Duration,
+
+    /// Time a backend has to send its response head (then 504).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub upstream_timeout: Duration,
+}
+
+/// `namespace/name` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for ServiceName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('/') {
+            Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Self { namespace: namespace.into(), name: name.into() })
+            }
+            _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }

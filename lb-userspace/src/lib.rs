@@ -2,9 +2,11 @@
 //!
 //! Sources (a directory of YAML today, the Kubernetes API later) produce a
 //! [`snapshot::Snapshot`]; pure compilers turn it into tables
-//! ([`compile`]); thin appliers write the tables' differences to the BPF maps
-//! ([`dataplane`]).
+//! ([`compile`]): BPF map contents, written as differences by thin appliers
+//! ([`dataplane`]), and the Ingress route table, swapped into the proxy
+//! (the `lb-proxy` crate).
 
+pub mod admin;
 pub mod cli;
 pub mod compile;
 pub mod dataplane;

@@ -1,20 +1,29 @@
 //! `lb run`: the node agent's main loop.
+//!
+//! Order of start: the admin listener and the proxy listeners are bound
+//! first (a taken port fails the start at once); the data path is loaded;
+//! the first snapshot fills the maps and the route table; only then are the
+//! programs attached and `/readyz` turns ready.
 
-use std::net::Ipv4Addr;
+mod l4;
+mod l7;
+
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use lb_proxy::Proxy;
+use lb_routes::RouteTable;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tokio::sync::{oneshot, watch};
+use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+use crate::admin;
 use crate::cli::RunArgs;
-use crate::compile::{CompileOptions, NodeContext, l4::compile_l4};
-use crate::dataplane::{Applier, Datapath, DataplaneSettings};
 use crate::manifests;
-use crate::node;
 use crate::snapshot::Snapshot;
+use l4::L4;
+use l7::{L7, proxy_config};
 
 pub fn run(args: RunArgs) -> Result<()> {
     init_tracing(&args.log_level);
@@ -33,38 +42,37 @@ fn init_tracing(default_filter: &str) {
 }
 
 async fn run_agent(args: RunArgs) -> Result<()> {
-    let uplinks = args.interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
-    let node = NodeContext {
-        name: args.node_name.clone().unwrap_or_else(node::default_node_name),
-        addresses: node_addresses(&args)?,
-    };
-    info!(node = %node.name, addresses = ?node.addresses, "node");
-    let settings = DataplaneSettings {
-        maglev_table_size: args.maglev_table_size,
-        max_services: args.max_services,
-        conntrack_entries: args.conntrack_entries,
-        snat_ports: args.snat_port_range,
-        ..DataplaneSettings::default()
-    };
-    let (mut datapath, maps) = Datapath::load(&settings)?;
-    spawn_kernel_log_reader(&mut datapath)?;
-    let mut applier = Applier::new(maps, settings.maglev_table_size, settings.max_services);
-    let options = CompileOptions { maglev_table_size: settings.maglev_table_size };
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let admin_listener = admin::bind(args.admin_addr).await?;
+    info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz)");
+    tokio::spawn(admin::serve(admin_listener, ready_rx));
+
+    let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
+    let (http, https) = (proxy.http_addr(), proxy.https_addr());
+    info!(%http, %https, "ingress proxy listening");
+    let l7 = L7::new(&args.ingress, proxy.routes());
+    let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
+    let mut proxy_task = tokio::spawn(proxy.run(async {
+        let _ = proxy_stopped.await;
+    }));
+    let mut l4 = if args.no_xdp { None } else { Some(L4::load(&args, http, https)?) };
 
     let (tx, mut snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let mut source = tokio::spawn(manifests::watch_dir(args.manifests.clone(), tx));
-    // Fill the maps from the first snapshot before any packet can see them.
+    // Fill the maps and routes from the first snapshot before any packet or
+    // probe can see them.
     tokio::select! {
         changed = snapshots.changed() => changed.context("the manifests source stopped before its first snapshot")?,
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
-    sync(&mut applier, &first, &node, &options);
-    for uplink in &uplinks {
-        node::prepare_uplink(&uplink.name)?;
-        datapath.attach(applier.maps_mut(), uplink, args.xdp_mode)?;
+    if let Some(l4) = &mut l4 {
+        l4.sync(&first);
+        l4.attach()?;
     }
-    info!(manifests = %args.manifests.display(), "ready");
+    l7.sync(&first);
+    ready_tx.send_replace(true);
+    info!(manifests = %args.manifests.display(), xdp = l4.is_some(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -75,33 +83,26 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                     bail!("the manifests source stopped");
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                sync(&mut applier, &snapshot, &node, &options);
+                if let Some(l4) = &mut l4 {
+                    l4.sync(&snapshot);
+                }
+                l7.sync(&snapshot);
             }
             ended = &mut source => return source_ended(ended),
+            ended = &mut proxy_task => return proxy_ended(ended),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
     }
-    info!("shutting down; the kernel detaches the programs");
-    drop(datapath);
-    Ok(())
-}
-
-/// Forwards the kernel programs' aya-log records to our log.
-fn spawn_kernel_log_reader(datapath: &mut Datapath) -> Result<()> {
-    let logger = datapath.take_logger()?;
-    // SAFETY: the fd is the logger's ring buffer map, owned by the logger
-    // that the AsyncFd owns from here on: it stays open and the same.
-    let mut logger = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
-        .context("watching the eBPF log ring buffer")?;
-    tokio::spawn(async move {
-        while let Ok(mut guard) = logger.readable_mut().await {
-            guard.get_inner_mut().flush();
-            guard.clear_ready();
-        }
-    });
-    Ok(())
+    info!("shutting down: draining the proxy; the kernel detaches the programs");
+    ready_tx.send_replace(false);
+    let _ = stop_proxy.send(());
+    let drained = proxy_task.await;
+    drop(l4);
+    match drained {
+        Ok(result) => result.context("draining the ingress proxy"),
+        Err(e) => bail!("the proxy panicked: {e}"),
+    }
 }
 
 fn source_ended(ended: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
@@ -112,41 +113,10 @@ fn source_ended(ended: Result<Result<()>, tokio::task::JoinError>) -> Result<()>
     }
 }
 
-/// `--node-ip`, else every IPv4 address of the uplinks.
-fn node_addresses(args: &RunArgs) -> Result<Vec<Ipv4Addr>> {
-    if !args.node_ips.is_empty() {
-        return Ok(args.node_ips.clone());
-    }
-    let mut out = Vec::new();
-    for name in &args.interfaces {
-        out.extend(node::ipv4_addresses(name)?);
-    }
-    Ok(out)
-}
-
-/// Compiles a snapshot and applies the result; problems are logged, and
-/// whatever compiled keeps being served.
-fn sync(applier: &mut Applier, snapshot: &Snapshot, node: &NodeContext, options: &CompileOptions) {
-    let (tables, diagnostics) = compile_l4(snapshot, node, options);
-    for diagnostic in &diagnostics {
-        warn!("{diagnostic}");
-    }
-    match applier.apply(&tables) {
-        Ok(report) => {
-            for name in &report.services_over_capacity {
-                error!(service = %name, "no free service id (raise --max-services); not served");
-            }
-            info!(
-                frontends = tables.frontends.len(),
-                services = tables.services.len(),
-                frontends_written = report.frontends_written,
-                frontends_deleted = report.frontends_deleted,
-                backends_written = report.backends_written,
-                backends_deleted = report.backends_deleted,
-                maglev_slots_written = report.maglev_slots_written,
-                "applied"
-            );
-        }
-        Err(e) => error!("applying to the BPF maps failed (will retry on the next change): {e:#}"),
+fn proxy_ended(ended: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match ended {
+        Ok(Ok(())) => bail!("the proxy stopped"),
+        Ok(Err(e)) => Err(e.context("the ingress proxy failed")),
+        Err(e) => bail!("the proxy panicked: {e}"),
     }
 }

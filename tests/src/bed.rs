@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{self, ProcessHandle};
 use crate::resources::{CleanupHandle, Resources, cleanup_stale};
-use crate::{ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
+use crate::{ECHO_HTTP_ALT_PORT, ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
 
 mod topology;
 
@@ -246,7 +246,7 @@ impl TestBed {
         eprintln!("{}", self.logs(16 * 1024));
     }
 
-    /// Starts `lb-echo --name POD` (HTTP :80, UDP :5353) in every pod and
+    /// Starts `lb-echo --name POD` (HTTP :80 and :8080, UDP :5353) in every pod and
     /// waits until each answers HTTP on its pod IP from its node.
     pub fn start_echo_pods(&self) -> Result<Vec<ProcessHandle>> {
         let bin = crate::lb_echo_bin()?;
@@ -257,6 +257,8 @@ impl TestBed {
                 pod.name.clone(),
                 "--http".to_string(),
                 format!("0.0.0.0:{ECHO_HTTP_PORT}"),
+                "--http".to_string(),
+                format!("0.0.0.0:{ECHO_HTTP_ALT_PORT}"),
                 "--udp".to_string(),
                 format!("0.0.0.0:{ECHO_UDP_PORT}"),
             ];

@@ -48,7 +48,8 @@ pub fn http_get(ns: &str, addr: SocketAddr, timeout: Duration) -> Result<(String
     Ok((pod, resp.body))
 }
 
-/// One request (`GET path`, extra headers) on a fresh connection made in `ns`.
+/// One request (`GET path`, extra headers; `Host` is `addr` unless a `Host`
+/// header is given) on a fresh connection made in `ns`.
 pub fn http_request(
     ns: &str,
     addr: SocketAddr,
@@ -58,7 +59,10 @@ pub fn http_request(
 ) -> Result<HttpResponse> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect_in(ns, addr, timeout)?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }

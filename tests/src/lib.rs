@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Pod CIDRs are routed between the nodes host-gw style; the client routes the
-//! LoadBalancer IP 192.168.1.150/32 and the external-IP range 198.51.100.0/24
-//! via node1, as a BGP speaker would have advertised them.
+//! LoadBalancer IPs 192.168.1.150/32 and .151/32 (the ingress controller's)
+//! and the external-IP range 198.51.100.0/24 via node1, as a BGP speaker
+//! would have advertised them.
 //!
 //! Everything the bed creates (namespaces, processes, log directory) is
 //! removed when the [`TestBed`] is dropped, also during a panic. Needs root.
@@ -20,6 +21,7 @@ pub mod bins;
 pub mod client;
 pub mod echo;
 pub mod fixture;
+pub mod l7;
 pub mod netns;
 pub mod process;
 mod resources;
@@ -41,12 +43,17 @@ pub const NODE1_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
 pub const NODE2_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 12);
 /// The LoadBalancer IP the client routes via node1 (MetalLB pool 192.168.1.150-200).
 pub const LOADBALANCER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 150);
+/// The ingress controller's LoadBalancer IP (`lb-system/lb-ingress` in the
+/// examples), also routed by the client via node1.
+pub const INGRESS_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 151);
 /// The external-IP range (198.51.100.0/24) the client routes via node1.
 pub const EXTERNAL_NET: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 0);
 /// Prefix length of [`EXTERNAL_NET`].
 pub const EXTERNAL_NET_PREFIX: u8 = 24;
 /// Port the echo pods serve HTTP on.
 pub const ECHO_HTTP_PORT: u16 = 80;
+/// Second HTTP port of the echo pods (the Ingress examples' target port).
+pub const ECHO_HTTP_ALT_PORT: u16 = 8080;
 /// Port the echo pods serve UDP on.
 pub const ECHO_UDP_PORT: u16 = 5353;
 /// Prefix of every namespace name a bed creates: `lbt{pid}-{n}-{role}`.

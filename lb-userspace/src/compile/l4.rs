@@ -16,6 +16,9 @@
 //!   (each entry costs a Maglev row in the data path). An entry may have no
 //!   backends: new flows are then rejected, as kube-proxy does.
 //! - Backends come from the Service's EndpointSlices (see [`super::endpoints`]).
+//! - The ingress controller's Service (`NodeContext::ingress`) is the
+//!   exception: its HTTP and HTTPS ports go to this node's proxy (see
+//!   [`IngressHandoff`]).
 //! - If `options.maglev_table_size` is not a prime (≥ 2), a single
 //!   diagnostic is returned and no entry gets a Maglev row.
 
@@ -42,6 +45,40 @@ pub struct NodeContext {
     pub name: String,
     /// The node's IPv4 addresses, on which NodePorts answer.
     pub addresses: Vec<Ipv4Addr>,
+    /// The ingress controller's Service, whose HTTP(S) ports go to this
+    /// node's proxy.
+    pub ingress: Option<IngressHandoff>,
+}
+
+/// The local redirect of the ingress controller's entry points: the
+/// Service's `http` port (by name, else port 80) and `https` port (by name,
+/// else 443) get this node's proxy listeners as their only backend, instead
+/// of the Service's endpoints. The data path then DNATs the flows to the
+/// local listener and the kernel delivers them (see ARCHITECTURE.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngressHandoff {
+    pub namespace: String,
+    pub name: String,
+    pub http: BackendAddr,
+    pub https: BackendAddr,
+}
+
+impl IngressHandoff {
+    /// The proxy listener for `port` of the ingress Service, if it is the
+    /// HTTP or HTTPS port.
+    fn listener(&self, svc: &ServiceRef<'_>, port: &ServicePort, protocol: Protocol) -> Option<BackendAddr> {
+        if (svc.namespace, svc.name) != (self.namespace.as_str(), self.name.as_str()) || protocol != Protocol::Tcp {
+            return None;
+        }
+        match (port.name.as_deref(), port.port) {
+            (Some("http"), _) => Some(self.http),
+            (Some("https"), _) => Some(self.https),
+            (Some(_), _) => None,
+            (None, 80) => Some(self.http),
+            (None, 443) => Some(self.https),
+            (None, _) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,12 +176,19 @@ impl Compiler<'_> {
             return self.diagnostics.push(svc.diagnostic(format!("{field}.name"), message));
         }
         let candidates = addresses.frontends(svc, self.node, index, port, protocol, &mut self.diagnostics);
-        let snat = spec.external_traffic_policy.as_deref() != Some("Local");
+        let listener = self.node.ingress.as_ref().and_then(|handoff| handoff.listener(svc, port, protocol));
+        let snat = listener.is_none() && spec.external_traffic_policy.as_deref() != Some("Local");
         if !self.claim_frontends(svc, &name, candidates, snat) {
             return;
         }
-        let query = BackendQuery { svc, index, port, protocol, local_node: (!snat).then_some(self.node.name.as_str()) };
-        let backends = query.resolve(self.slices.for_service(svc.namespace, svc.name), &mut self.diagnostics);
+        let backends = match listener {
+            Some(listener) => vec![listener],
+            None => {
+                let local_node = (!snat).then_some(self.node.name.as_str());
+                let query = BackendQuery { svc, index, port, protocol, local_node };
+                query.resolve(self.slices.for_service(svc.namespace, svc.name), &mut self.diagnostics)
+            }
+        };
         let maglev = self.maglev_row(svc, &field, &backends);
         self.tables.services.insert(name, ServiceEntry { backends, maglev });
     }

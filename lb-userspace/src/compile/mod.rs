@@ -4,7 +4,8 @@
 
 pub(crate) mod endpoints;
 pub mod l4;
+pub mod l7;
 pub mod tables;
 
-pub use l4::{CompileOptions, NodeContext, compile_l4};
+pub use l4::{CompileOptions, IngressHandoff, NodeContext, compile_l4};
 pub use tables::*;

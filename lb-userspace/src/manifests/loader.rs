@@ -180,7 +180,12 @@ impl Load {
             Err(e) => {
                 let field = e.path().to_string();
                 let field = if field == "." { "" } else { &field };
-                return self.diagnostics.push(origin.diagnostic(described, field, e.inner().to_string()));
+                let mut message = e.inner().to_string();
+                if K::KIND == "Secret" && field.starts_with("data.") {
+                    // Secret data is base64; the decoder's own words are terse.
+                    message = format!("not valid base64 ({message}); the Secret is skipped");
+                }
+                return self.diagnostics.push(origin.diagnostic(described, field, message));
             }
         };
         let Some(name) = object.metadata().name.clone().filter(|n| !n.is_empty()) else {

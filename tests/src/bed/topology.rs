@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{Node, Pod, PodSpec, TestBed, ns_name};
 use crate::netns::{exec_in, ip_in, sysctl};
-use crate::{CLIENT_IP, EXTERNAL_NET, EXTERNAL_NET_PREFIX, LOADBALANCER_IP, NODE1_IP, NODE2_IP};
+use crate::{CLIENT_IP, EXTERNAL_NET, EXTERNAL_NET_PREFIX, INGRESS_IP, LOADBALANCER_IP, NODE1_IP, NODE2_IP};
 
 const LAN_PREFIX: u8 = 24;
 const POD_PREFIX: u8 = 24;
@@ -110,8 +110,9 @@ pub(super) fn create(bed: &TestBed, rp_filter: u8) -> Result<()> {
     // node1, as if a BGP speaker had announced them.
     let node1 = NODE1_IP.to_string();
     let lb_ip = format!("{LOADBALANCER_IP}/32");
+    let ingress_ip = format!("{INGRESS_IP}/32");
     let ext = format!("{EXTERNAL_NET}/{EXTERNAL_NET_PREFIX}");
-    for dst in [&lb_ip, &ext] {
+    for dst in [&lb_ip, &ingress_ip, &ext] {
         ip_in(&bed.client, &["route", "add", dst, "via", &node1, "dev", "eth0"])?;
     }
     Ok(())

@@ -1,32 +1,58 @@
 //! `lb-echo`: the stand-in for the users' echo pods.
 //!
-//! HTTP/1.1 (keep-alive) on every `--http` address: each request gets `200`,
-//! header `x-pod-name: POD`, and a body `Request served by POD` followed by
-//! the request line and headers. UDP on every `--udp` address: each datagram
-//! gets `POD <payload>` back. Logs go to stderr.
+//! HTTP on every `--http` address, HTTP/1.1 (keep-alive) and HTTP/2 with
+//! prior knowledge (h2c) on the same listener: each request gets `200`,
+//! header `x-pod-name: POD`, and a JSON body describing the request as
+//! received ([`lb_testbed::echo::EchoRequest`]). A request with `Upgrade:
+//! websocket` becomes a WebSocket whose text messages are echoed as `POD
+//! <message>`. Test behaviours on special paths:
+//!
+//! - `/__echo/close-mid-response`: a head with `Content-Length: 1000`, 10
+//!   bytes of body, then the connection is closed;
+//! - `/__echo/slow?ms=N`: answers after N ms (at most 60000);
+//! - `/__echo/status?code=N`: answers with status N.
+//!
+//! UDP on every `--udp` address: each datagram gets `POD <payload>` back.
+//! Logs go to stderr.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use lb_testbed::echo::{POD_NAME_HEADER, REMOTE_ADDR_HEADER, format_http_body, udp_reply};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use lb_testbed::echo::{
+    CLOSE_MID_RESPONSE_LENGTH, CLOSE_MID_RESPONSE_PATH, CLOSE_MID_RESPONSE_SENT, EchoRequest, MAX_SLOW_MS,
+    POD_NAME_HEADER, REMOTE_ADDR_HEADER, SLOW_PATH, STATUS_PATH, udp_reply, ws_reply,
+};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
-/// Largest request body read (and discarded).
+/// Largest request body read (the rest is dropped).
 const MAX_REQUEST_BODY: usize = 1 << 20;
 
+type EchoBody = BoxBody<Bytes, std::io::Error>;
+
 #[derive(Parser, Debug)]
-#[command(name = "lb-echo", about = "Echo pod: answers HTTP and UDP with its pod name")]
+#[command(name = "lb-echo", about = "Echo pod: answers HTTP, WebSocket and UDP with its pod name")]
 struct Args {
     /// Pod name to answer with (default: env POD_NAME, else the hostname).
     #[arg(long, env = "POD_NAME")]
@@ -93,7 +119,7 @@ async fn serve_http(listener: TcpListener, pod: Arc<str>, verbose: bool) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("lb-echo {pod}: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -101,7 +127,8 @@ async fn serve_http(listener: TcpListener, pod: Arc<str>, verbose: bool) {
         let pod = pod.clone();
         tokio::spawn(async move {
             let service = service_fn(|req| answer(req, pod.clone(), remote, verbose));
-            if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
                 && verbose
             {
                 eprintln!("lb-echo {pod}: connection from {remote}: {e}");
@@ -110,33 +137,158 @@ async fn serve_http(listener: TcpListener, pod: Arc<str>, verbose: bool) {
     }
 }
 
+fn full(body: impl Into<Bytes>) -> EchoBody {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<u64> {
+    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).and_then(|(_, v)| v.parse().ok())
+}
+
+fn is_websocket(req: &Request<Incoming>) -> bool {
+    let has_token = |name, token: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    has_token(UPGRADE, "websocket") && req.headers().contains_key(SEC_WEBSOCKET_KEY)
+}
+
 async fn answer(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     pod: Arc<str>,
     remote: SocketAddr,
     verbose: bool,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = req.into_parts();
-    // Read (and drop) any request body so the connection can be reused.
-    let _ = Limited::new(body, MAX_REQUEST_BODY).collect().await;
-    let request_line = format!("{} {} {:?}", parts.method, parts.uri, parts.version);
+) -> Result<Response<EchoBody>, Infallible> {
     if verbose {
-        eprintln!("lb-echo {pod}: {remote} {request_line}");
+        eprintln!("lb-echo {pod}: {remote} {} {} {:?}", req.method(), req.uri(), req.version());
     }
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let text = format_http_body(&pod, &request_line, &headers);
+    if is_websocket(&req) {
+        return Ok(websocket(&mut req, pod, remote, verbose));
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| parts.uri.to_string());
+    let version = format!("{:?}", parts.version);
+    let echo = EchoRequest {
+        pod: pod.to_string(),
+        method: parts.method.to_string(),
+        request_line: format!("{} {path} {version}", parts.method),
+        path,
+        version,
+        authority: parts.uri.authority().map(|a| a.to_string()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+        remote_addr: remote.to_string(),
+    };
+    let mut status = StatusCode::OK;
+    match parts.uri.path() {
+        CLOSE_MID_RESPONSE_PATH => {
+            let response = Response::builder()
+                .header(POD_NAME_HEADER, pod.as_ref())
+                .header(CONTENT_LENGTH, CLOSE_MID_RESPONSE_LENGTH)
+                .body(BodyExt::boxed(Truncated { sent: false, pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))) }))
+                .expect("valid response");
+            return Ok(response);
+        }
+        SLOW_PATH => {
+            let ms = query_param(parts.uri.query(), "ms").unwrap_or(1000).min(MAX_SLOW_MS);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        STATUS_PATH => {
+            let code = query_param(parts.uri.query(), "code").and_then(|c| u16::try_from(c).ok());
+            status = code.and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        }
+        _ => {}
+    }
+    let bodyless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let response = Response::builder()
-        .status(StatusCode::OK)
+        .status(status)
         .header(POD_NAME_HEADER, pod.as_ref())
         .header(REMOTE_ADDR_HEADER, remote.to_string())
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(text)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"bad pod name\n"))));
+        .header(CONTENT_TYPE, "application/json")
+        .body(if bodyless { full(Bytes::new()) } else { full(echo.to_json()) })
+        .unwrap_or_else(|_| Response::new(full("bad pod name\n")));
     Ok(response)
+}
+
+/// 101 Switching Protocols, then echoes the messages on the upgraded connection.
+fn websocket(req: &mut Request<Incoming>, pod: Arc<str>, remote: SocketAddr, verbose: bool) -> Response<EchoBody> {
+    let key = req.headers().get(SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes())).unwrap_or_default();
+    let upgrade = hyper::upgrade::on(req);
+    let pod_header = pod.to_string();
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("lb-echo {pod}: WebSocket upgrade from {remote}: {e}");
+                return;
+            }
+        };
+        let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(msg) = ws.next().await {
+            let reply = match msg {
+                Ok(Message::Text(text)) => Message::text(ws_reply(&pod, text.as_str())),
+                Ok(Message::Binary(data)) => {
+                    let mut out = format!("{pod} ").into_bytes();
+                    out.extend_from_slice(&data);
+                    Message::binary(out)
+                }
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    if verbose {
+                        eprintln!("lb-echo {pod}: WebSocket from {remote}: {e}");
+                    }
+                    break;
+                }
+            };
+            if ws.send(reply).await.is_err() {
+                break;
+            }
+        }
+        let _ = ws.close(None).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "Upgrade")
+        .header(SEC_WEBSOCKET_ACCEPT, key)
+        .header(POD_NAME_HEADER, pod_header)
+        .body(full(Bytes::new()))
+        .expect("valid response")
+}
+
+/// A body that yields [`CLOSE_MID_RESPONSE_SENT`] bytes and then, once
+/// they are flushed, fails, so the server aborts the connection short of the
+/// declared length.
+struct Truncated {
+    sent: bool,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for Truncated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.sent {
+            std::task::ready!(self.pause.as_mut().poll(cx));
+            return Poll::Ready(Some(Err(std::io::Error::other("closing mid-response on purpose"))));
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; CLOSE_MID_RESPONSE_SENT])))))
+    }
 }
 
 async fn serve_udp(socket: UdpSocket, pod: Arc<str>, verbose: bool) {
@@ -153,7 +305,7 @@ async fn serve_udp(socket: UdpSocket, pod: Arc<str>, verbose: bool) {
             }
             Err(e) => {
                 eprintln!("lb-echo {pod}: UDP receive: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }

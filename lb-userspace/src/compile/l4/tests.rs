@@ -25,7 +25,11 @@ fn snapshot(yaml: &str) -> Snapshot {
 }
 
 fn node() -> NodeContext {
-    NodeContext { name: "node-a".into(), addresses: vec![Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(10, 0, 0, 10)] }
+    NodeContext {
+        name: "node-a".into(),
+        addresses: vec![Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(10, 0, 0, 10)],
+        ingress: None,
+    }
 }
 
 fn compile(yaml: &str) -> (DataplaneTables, Vec<Diagnostic>) {
@@ -361,4 +365,62 @@ fn a_bad_maglev_size_is_one_diagnostic() {
     assert_eq!(diagnostics[0].field, "maglev_table_size");
     assert_eq!(tables.services.len(), 2);
     assert!(tables.services.values().all(|e| e.maglev.is_empty()));
+}
+
+#[test]
+fn the_ingress_service_http_ports_go_to_the_local_proxy() {
+    let yaml = format!(
+        "
+apiVersion: v1
+kind: Service
+metadata:
+  name: lb-ingress
+  namespace: lb-system
+spec:
+  type: LoadBalancer
+  ports:
+  - name: http
+    port: 80
+    nodePort: 30080
+  - name: https
+    port: 443
+    nodePort: 30443
+  - name: metrics
+    port: 9100
+    nodePort: 30910
+status:
+  loadBalancer:
+    ingress: [{{ip: 192.168.1.151}}]
+{}",
+        slice(
+            "lb-ingress-x",
+            "lb-ingress",
+            "[{name: http, port: 80}, {name: https, port: 443}, {name: metrics, port: 9100}]",
+            &[("10.244.1.50", "")]
+        )
+        .replace("name: lb-ingress-x", "name: lb-ingress-x\n  namespace: lb-system")
+    );
+    let mut node = node();
+    node.ingress = Some(IngressHandoff {
+        namespace: "lb-system".into(),
+        name: "lb-ingress".into(),
+        http: backend([192, 168, 1, 10], 8080),
+        https: backend([192, 168, 1, 10], 8443),
+    });
+    let (tables, diagnostics) = compile_l4(&snapshot(&yaml), &node, &CompileOptions::default());
+    assert_eq!(diagnostics, []);
+    let port = |name: &str| ServicePortName {
+        namespace: "lb-system".into(),
+        name: "lb-ingress".into(),
+        port: name.into(),
+        protocol: Protocol::Tcp,
+    };
+    assert_eq!(backends(&tables, &port("http")), [backend([192, 168, 1, 10], 8080)]);
+    assert_eq!(backends(&tables, &port("https")), [backend([192, 168, 1, 10], 8443)]);
+    assert_eq!(backends(&tables, &port("metrics")), [backend([10, 244, 1, 50], 9100)]);
+    // Local delivery: never masqueraded.
+    let lb_http = &tables.frontends[&frontend([192, 168, 1, 151], 80, Protocol::Tcp)];
+    assert_eq!((&lb_http.service, lb_http.snat), (&port("http"), false));
+    assert!(!tables.frontends[&frontend([192, 168, 1, 10], 30443, Protocol::Tcp)].snat);
+    assert!(tables.frontends[&frontend([192, 168, 1, 10], 30910, Protocol::Tcp)].snat);
 }

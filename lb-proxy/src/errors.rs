@@ -1,0 +1,116 @@
+//! Responses the proxy generates itself (errors, redirects) and the body
+//! type every response carries.
+//!
+//! Bodies are short plain text in the nginx style (`404 Not Found`), so a
+//! person looking at a browser or `curl` output knows who answered.
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+
+/// The error type of streamed bodies (either side's `hyper::Error`).
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the proxy writes: an upstream's streamed body
+/// or a short body of our own.
+pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The `Server` header on every response (the upstream's is replaced, as
+/// nginx does).
+pub(crate) const SERVER_NAME: HeaderValue = HeaderValue::from_static("lb");
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error("invalid request path: {0}")]
+    BadPath(#[from] lb_routes::PathError),
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("no route")]
+    NoRoute,
+    #[error("backend {0} has no ready endpoints")]
+    NoEndpoints(String),
+    #[error("cannot resolve {0}")]
+    Unresolvable(String),
+    #[error("cannot connect to any endpoint (last {0})")]
+    Connect(String),
+    #[error("no response head within the upstream response timeout")]
+    Timeout,
+    #[error("upstream request failed: {0}")]
+    Upstream(String),
+}
+
+impl ProxyError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::DuplicateHost => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unresolvable(_) | ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response<ProxyBody> {
+        status_response(self.status())
+    }
+}
+
+/// A body of `bytes`.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// `{code} {reason}\n` as `text/plain`, e.g. `404 Not Found`.
+pub(crate) fn status_response(status: StatusCode) -> Response<ProxyBody> {
+    let text = format!("{} {}\n", status.as_str(), status.canonical_reason().unwrap_or(""));
+    let mut response = Response::new(full(text.clone()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    response
+}
+
+/// A `308 Permanent Redirect` to `location` (308 keeps the method and body,
+/// unlike 301).
+pub(crate) fn redirect_response(location: HeaderValue) -> Response<ProxyBody> {
+    let mut response = status_response(StatusCode::PERMANENT_REDIRECT);
+    response.headers_mut().insert(LOCATION, location);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn status_bodies_are_short_plain_text() {
+        let response = ProxyError::NoRoute.into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"404 Not Found\n");
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ProxyError::NoEndpoints("a/b:80".into()).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ProxyError::Unresolvable("x".into()).status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ProxyError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(ProxyError::BadPath(lb_routes::PathError::NotAbsolute).status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn redirect_has_location() {
+        let response = redirect_response(HeaderValue::from_static("https://a.com/"));
+        assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(response.headers()[LOCATION], "https://a.com/");
+    }
+}

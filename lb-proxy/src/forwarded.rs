@@ -1,0 +1,170 @@
+//! The headers the proxy adds for the upstream: `X-Forwarded-*`,
+//! `X-Real-IP` and `X-Request-ID`.
+//!
+//! Client-sent forwarding headers are not trusted (ingress-nginx's default
+//! `use-forwarded-headers: false`): they are replaced, never appended to.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rand::Rng;
+
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_SCHEME: HeaderName = HeaderName::from_static("x-forwarded-scheme");
+pub(crate) const X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest client-sent `X-Request-ID` the proxy keeps.
+const MAX_REQUEST_ID_LEN: usize = 200;
+
+/// The scheme of the listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What the forwarding headers say about the client side.
+#[derive(Debug)]
+pub(crate) struct Forwarded<'a> {
+    /// The TCP peer's address (IPv4-mapped IPv6 shown as IPv4).
+    pub client_ip: IpAddr,
+    /// The host as the client sent it (`Host` or `:authority`).
+    pub host: Option<&'a str>,
+    /// The local port of the listener.
+    pub port: u16,
+    pub scheme: Scheme,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Sets (replacing any client-sent value) the forwarding headers.
+pub(crate) fn set_forwarded(headers: &mut HeaderMap, info: &Forwarded<'_>) {
+    let ip = HeaderValue::from_str(&info.client_ip.to_string()).expect("an IP address is a valid header value");
+    headers.insert(X_FORWARDED_FOR, ip.clone());
+    headers.insert(X_REAL_IP, ip);
+    match info.host.and_then(|host| HeaderValue::from_str(host).ok()) {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(info.port));
+    let scheme = HeaderValue::from_static(info.scheme.as_str());
+    headers.insert(X_FORWARDED_PROTO, scheme.clone());
+    headers.insert(X_FORWARDED_SCHEME, scheme.clone());
+    headers.insert(X_SCHEME, scheme);
+    headers.insert(X_REQUEST_ID, info.request_id.clone());
+}
+
+/// The request's id: the client's `X-Request-ID` when it is sane (one
+/// value, 1 to 200 visible ASCII characters), else a new random one.
+pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
+    let mut sent = headers.get_all(X_REQUEST_ID).iter();
+    match (sent.next(), sent.next()) {
+        (Some(id), None) if is_sane_request_id(id.as_bytes()) => id.clone(),
+        _ => new_request_id(),
+    }
+}
+
+fn is_sane_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// 128 random bits as 32 lowercase hex digits (the format of nginx's
+/// `$request_id`).
+pub(crate) fn new_request_id() -> HeaderValue {
+    let id: u128 = rand::rng().random();
+    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_headers_replace_client_values() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.append(X_FORWARDED_FOR, HeaderValue::from_static("7.7.7.7"));
+        headers.insert(X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let id = HeaderValue::from_static("abc");
+        let info = Forwarded {
+            client_ip: "10.1.2.3".parse().unwrap(),
+            host: Some("A.com:8080"),
+            port: 80,
+            scheme: Scheme::Http,
+            request_id: &id,
+        };
+        set_forwarded(&mut headers, &info);
+        assert_eq!(headers.get_all(X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["10.1.2.3"]);
+        assert_eq!(headers[X_REAL_IP], "10.1.2.3");
+        assert_eq!(headers[X_FORWARDED_HOST], "A.com:8080");
+        assert_eq!(headers[X_FORWARDED_PORT], "80");
+        assert_eq!(headers[X_FORWARDED_PROTO], "http");
+        assert_eq!(headers[X_FORWARDED_SCHEME], "http");
+        assert_eq!(headers[X_SCHEME], "http");
+        assert_eq!(headers[X_REQUEST_ID], "abc");
+    }
+
+    #[test]
+    fn no_host_removes_forwarded_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.com"));
+        let id = new_request_id();
+        let info = Forwarded {
+            client_ip: "::1".parse().unwrap(),
+            host: None,
+            port: 443,
+            scheme: Scheme::Https,
+            request_id: &id,
+        };
+        set_forwarded(&mut headers, &info);
+        assert!(!headers.contains_key(X_FORWARDED_HOST));
+        assert_eq!(headers[X_FORWARDED_FOR], "::1");
+        assert_eq!(headers[X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn request_id_kept_when_sane() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_static("my-id-42"));
+        assert_eq!(request_id(&headers), "my-id-42");
+    }
+
+    #[test]
+    fn request_id_replaced_when_not_sane() {
+        for bad in ["", "has space", &"x".repeat(201)] {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            let id = request_id(&headers);
+            assert_eq!(id.len(), 32, "{bad:?}");
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REQUEST_ID, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        assert_eq!(request_id(&headers).len(), 32);
+        let mut headers = HeaderMap::new();
+        headers.append(X_REQUEST_ID, HeaderValue::from_static("a"));
+        headers.append(X_REQUEST_ID, HeaderValue::from_static("b"));
+        assert_eq!(request_id(&headers).len(), 32);
+        assert!(is_sane_request_id("x".repeat(200).as_bytes()));
+    }
+
+    #[test]
+    fn new_ids_differ() {
+        assert_ne!(new_request_id(), new_request_id());
+        assert_eq!(request_id(&HeaderMap::new()).len(), 32);
+    }
+}

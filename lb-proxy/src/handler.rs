@@ -1,0 +1,243 @@
+//! One request, in phases (after pingora's): [`request_filter`] (host,
+//! path, route, HTTPS redirect), [`upstream_peer`] (endpoints),
+//! [`upstream_request_filter`] (headers for the upstream), the upstream
+//! exchange, [`upstream_response_filter`] (hop-by-hop, upgrades),
+//! [`response_filter`] (headers on every response, ours too) and
+//! [`logging`] (the access log line).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{EXPECT, HOST, SERVER};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use lb_routes::{Backend, RouteTable, UpstreamProtocol};
+
+use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
+use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
+use crate::hop::{self, RequestHop};
+use crate::request::{raw_host, redirect_location, upstream_path_and_query};
+use crate::upgrade::{self, SpliceControl};
+use crate::upstream::{Peers, UpstreamRequest, Upstreams};
+
+/// What all requests of one proxy share.
+pub(crate) struct Shared {
+    pub routes: Arc<ArcSwap<RouteTable>>,
+    pub upstreams: Upstreams,
+    /// The HTTPS listener's port, for redirects.
+    pub https_port: u16,
+    pub splice: SpliceControl,
+}
+
+/// The client connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnInfo {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub scheme: Scheme,
+}
+
+/// What one request collects for its response and its log line.
+#[derive(Debug)]
+struct Session {
+    request_id: HeaderValue,
+    method: Method,
+    version: Version,
+    /// As the client sent it.
+    host: Option<String>,
+    path: String,
+    backend: Option<String>,
+    peer: Option<SocketAddr>,
+    error: Option<String>,
+}
+
+/// Answers one client request (never fails: errors become responses).
+pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let mut session = Session {
+        request_id: forwarded::request_id(request.headers()),
+        method: request.method().clone(),
+        version: request.version(),
+        host: raw_host(request.uri(), request.headers()).ok().flatten().map(str::to_owned),
+        path: request.uri().path().to_owned(),
+        backend: None,
+        peer: None,
+        error: None,
+    };
+    let response = match proxy(shared, conn, &mut session, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            session.error = Some(error.to_string());
+            error.into_response()
+        }
+    };
+    let response = response_filter(response, &session);
+    logging(conn, &session, response.status(), start);
+    response
+}
+
+async fn proxy(
+    shared: &Shared,
+    conn: &ConnInfo,
+    session: &mut Session,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let (backend, path) = match request_filter(shared, conn, &request)? {
+        Decision::Redirect(location) => return Ok(redirect_response(location)),
+        Decision::Proxy { backend, path } => (backend, path),
+    };
+    session.backend = Some(backend.service.to_string());
+    let peers = upstream_peer(shared, &backend).await?;
+    let (upstream_request, body, client_upgrade) =
+        upstream_request_filter(conn, session, request, &path, backend.protocol)?;
+    let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers).await {
+        Ok(answer) => answer,
+        Err((error, peer)) => {
+            session.peer = peer;
+            return Err(error);
+        }
+    };
+    session.peer = Some(peer);
+    upstream_response_filter(shared, response, client_upgrade, peer)
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+enum Decision {
+    /// Plain HTTP on a TLS host.
+    Redirect(HeaderValue),
+    /// To `backend`, with the normalised `path`.
+    Proxy { backend: Arc<Backend>, path: String },
+}
+
+/// Host, path, route. Loads the route table once; the request keeps only
+/// the chosen backend, so a table swapped in meanwhile never affects it.
+fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>) -> Result<Decision, ProxyError> {
+    if request.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let host = raw_host(request.uri(), request.headers())?.and_then(lb_routes::host::normalize_host);
+    let raw_path = match request.uri().path() {
+        "" => "/",
+        path => path,
+    };
+    let path = lb_routes::normalize_path(raw_path)?;
+    let table = shared.routes.load();
+    let selected = table.select(host.as_deref(), &path);
+    if conn.scheme == Scheme::Http
+        && selected.host.is_some_and(|vhost| vhost.tls_redirect)
+        && let Some(host) = &host
+    {
+        let original = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        if let Some(location) = redirect_location(host, shared.https_port, original) {
+            return Ok(Decision::Redirect(location));
+        }
+    }
+    let backend = selected.backend.cloned().ok_or(ProxyError::NoRoute)?;
+    Ok(Decision::Proxy { backend, path: path.into_owned() })
+}
+
+/// The endpoints to try.
+async fn upstream_peer(shared: &Shared, backend: &Backend) -> Result<Peers, ProxyError> {
+    shared.upstreams.peers(backend).await
+}
+
+/// The upstream request: same method, normalised path with the original
+/// query, the client's headers minus hop-by-hop ones, `Host` as the client
+/// sent it, and the forwarding headers. Takes the client's upgrade handle
+/// when the request is an upgrade an HTTP/1.1 upstream can take.
+fn upstream_request_filter(
+    conn: &ConnInfo,
+    session: &Session,
+    mut request: Request<Incoming>,
+    path: &str,
+    protocol: UpstreamProtocol,
+) -> Result<(UpstreamRequest, Incoming, Option<OnUpgrade>), ProxyError> {
+    let upgrade = match protocol {
+        UpstreamProtocol::Http1 => upgrade::requested(&request),
+        UpstreamProtocol::H2c => None,
+    };
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+    let te_trailers = protocol == UpstreamProtocol::H2c && hop::te_has_trailers(request.headers());
+    let (parts, body) = request.into_parts();
+    let mut headers = parts.headers;
+    hop::strip_request(&mut headers, &RequestHop { upgrade, te_trailers });
+    // hyper already answered `100-continue` (when the body is read).
+    headers.remove(EXPECT);
+    if parts.uri.authority().is_some() {
+        // HTTP/2 `:authority` or absolute-form: that is the host.
+        if let Some(host) = session.host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()) {
+            headers.insert(HOST, host);
+        }
+    }
+    forwarded::set_forwarded(
+        &mut headers,
+        &Forwarded {
+            client_ip: conn.client.ip().to_canonical(),
+            host: session.host.as_deref(),
+            port: conn.local.port(),
+            scheme: conn.scheme,
+            request_id: &session.request_id,
+        },
+    );
+    let path_and_query =
+        upstream_path_and_query(&parts.uri, path).ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
+    let request = UpstreamRequest { method: parts.method, path_and_query, headers, protocol };
+    Ok((request, body, client_upgrade))
+}
+
+/// The upstream's response for the client: hop-by-hop headers removed; a
+/// `101` to an upgrade request starts the splice.
+fn upstream_response_filter(
+    shared: &Shared,
+    mut response: Response<Incoming>,
+    client_upgrade: Option<OnUpgrade>,
+    peer: SocketAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::Upstream("101 Switching Protocols to a request without upgrade".into()));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        upgrade::splice(client_upgrade, upstream_upgrade, shared.splice.clone(), peer);
+    }
+    let (mut parts, body) = response.into_parts();
+    hop::strip_response(&mut parts.headers, switching);
+    // The client side's version is hyper's business.
+    parts.version = Version::HTTP_11;
+    Ok(Response::from_parts(parts, body.map_err(Into::into).boxed_unsync()))
+}
+
+/// Headers on every response: `Server: lb` and the request's id.
+fn response_filter(mut response: Response<ProxyBody>, session: &Session) -> Response<ProxyBody> {
+    let headers = response.headers_mut();
+    headers.insert(SERVER, SERVER_NAME);
+    headers.insert(X_REQUEST_ID, session.request_id.clone());
+    response
+}
+
+/// One line per request on target `lb_proxy::access` (duration: until the
+/// response head).
+fn logging(conn: &ConnInfo, session: &Session, status: StatusCode, start: Instant) {
+    let peer = session.peer.map(|peer| peer.to_string());
+    tracing::info!(
+        target: "lb_proxy::access",
+        client = %conn.client.ip().to_canonical(),
+        scheme = conn.scheme.as_str(),
+        version = ?session.version,
+        method = %session.method,
+        host = session.host.as_deref().unwrap_or("-"),
+        path = %session.path,
+        status = status.as_u16(),
+        backend = session.backend.as_deref().unwrap_or("-"),
+        upstream = peer.as_deref().unwrap_or("-"),
+        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        request_id = session.request_id.to_str().unwrap_or("-"),
+        error = session.error.as_deref().unwrap_or(""),
+    );
+}

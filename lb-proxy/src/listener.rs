@@ -1,0 +1,177 @@
+//! Client connections: TLS handshake (bounded), protocol choice (ALPN, or
+//! hyper-util's auto detection of the HTTP/2 preface on plain HTTP), hyper's
+//! hardening settings, the idle timeout, and graceful shutdown.
+//!
+//! Draining is done per connection with the hook hyper-util's
+//! `GracefulShutdown` uses (`graceful_shutdown()` on the connection when a
+//! shared watch channel flips); it is done here rather than with
+//! `GracefulShutdown::watch` because the same per-connection hook also
+//! closes idle connections, and `GracefulConnection` cannot wrap a
+//! connection with its own idle timer (the trait is sealed).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo, TrackedBody};
+use crate::forwarded::Scheme;
+use crate::handler::{ConnInfo, Shared, handle};
+
+/// HTTP/2 keep-alive pings to clients: interval and ack timeout (a dead
+/// peer is noticed within a minute).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// hyper's smallest accepted HTTP/1.1 read buffer.
+const H1_MIN_BUF: usize = 8192;
+
+/// The client-side limits of [`crate::ProxyConfig`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// Which protocol the client will speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// Plain HTTP or TLS without ALPN: HTTP/1.1, or HTTP/2 if the client
+    /// starts with the HTTP/2 preface.
+    Detect,
+    Http1,
+    Http2,
+}
+
+/// Serves one plain-HTTP connection.
+pub(crate) async fn serve_plain(
+    stream: TcpStream,
+    client: SocketAddr,
+    shared: Arc<Shared>,
+    limits: ClientLimits,
+    drain: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else { return };
+    let info = ConnInfo { client, local, scheme: Scheme::Http };
+    serve(stream, Protocol::Detect, info, shared, limits, drain).await;
+}
+
+/// Serves one TLS connection: handshake within the timeout, then HTTP per
+/// the negotiated ALPN protocol.
+pub(crate) async fn serve_tls(
+    stream: TcpStream,
+    client: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    limits: ClientLimits,
+    drain: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Ok(local) = stream.local_addr() else { return };
+    let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%client, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%client, "TLS handshake timed out");
+            return;
+        }
+    };
+    let protocol = match tls.get_ref().1.alpn_protocol() {
+        Some(b"h2") => Protocol::Http2,
+        Some(_) => Protocol::Http1,
+        None => Protocol::Detect,
+    };
+    let info = ConnInfo { client, local, scheme: Scheme::Https };
+    serve(tls, protocol, info, shared, limits, drain).await;
+}
+
+async fn serve<I>(
+    io: I,
+    protocol: Protocol,
+    info: ConnInfo,
+    shared: Arc<Shared>,
+    limits: ClientLimits,
+    mut drain: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = ConnState::new();
+    let builder = builder(protocol, &limits, &state);
+    let service_state = state.clone();
+    let service = service_fn(move |request| {
+        let active = ActiveRequest::begin(&service_state);
+        let shared = shared.clone();
+        async move {
+            let response = handle(&shared, &info, request).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, active)))
+        }
+    });
+    let io = TokioIo::new(ObservedIo::new(io, state.clone()));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let idle_deadline = state.idle_deadline(limits.idle_timeout);
+        let idle = async {
+            match idle_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                // A request is in flight: look again later.
+                None => tokio::time::sleep(limits.idle_timeout).await,
+            }
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(client = %info.client, error = %crate::upstream::error_chain(&*error), "client connection ended with an error");
+                }
+                break;
+            }
+            () = idle, if !closing => {
+                if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout) == idle_deadline {
+                    tracing::debug!(client = %info.client, "closing idle client connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = drain.wait_for(|drain| *drain), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+fn builder(protocol: Protocol, limits: &ClientLimits, state: &Arc<ConnState>) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(HeadTimer::new(state.clone(), limits.header_timeout))
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(H1_MIN_BUF))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    match protocol {
+        Protocol::Detect => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    }
+}

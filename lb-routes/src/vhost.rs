@@ -1,0 +1,114 @@
+//! One virtual host: the paths of the Ingress rules for one host pattern,
+//! and how a request path picks one of them.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use crate::path::{PathType, normalize_path, prefix_candidates, prefix_key};
+use crate::table::{Backend, Route};
+
+/// The routes of one host pattern (or of the rules without host).
+#[derive(Clone, Debug, Default)]
+pub struct VirtualHost {
+    /// `a.com`, `*.foo.com`, or empty for the rules without host.
+    pub name: String,
+    /// A certificate is configured for this host (`spec.tls`): plain HTTP
+    /// requests are redirected to HTTPS with 308, as ingress-nginx does by
+    /// default.
+    pub tls_redirect: bool,
+    /// Requests for this host that match no path go here (the `spec.defaultBackend`
+    /// of the Ingress that defines the host); `None`: the table's default.
+    pub fallback: Option<Arc<Backend>>,
+    /// `Exact` routes, by normalised path.
+    exact: HashMap<String, Arc<Route>>,
+    /// `Prefix` and `ImplementationSpecific` routes, by prefix key (the
+    /// normalised path without its trailing slash): a request path is looked up
+    /// once per path element, longest first, instead of scanning every
+    /// route.
+    prefixes: HashMap<String, PrefixRoutes>,
+    // regex: annotations issue. Regex paths (`use-regex`) will be an
+    // ordered list here, consulted in `select` by the rules ingress-nginx
+    // uses; `ImplementationSpecific` is matched as `Prefix` until then.
+}
+
+/// The routes sharing one prefix key, one per path type.
+#[derive(Clone, Debug, Default)]
+struct PrefixRoutes {
+    prefix: Option<Arc<Route>>,
+    implementation_specific: Option<Arc<Route>>,
+}
+
+impl PrefixRoutes {
+    fn slot(&mut self, path_type: PathType) -> &mut Option<Arc<Route>> {
+        match path_type {
+            PathType::ImplementationSpecific => &mut self.implementation_specific,
+            PathType::Exact | PathType::Prefix => &mut self.prefix,
+        }
+    }
+
+    /// `Prefix` before `ImplementationSpecific` on the same path: its
+    /// meaning is the one the API defines.
+    fn best(&self) -> Option<&Arc<Route>> {
+        self.prefix.as_ref().or(self.implementation_specific.as_ref())
+    }
+}
+
+impl VirtualHost {
+    pub(crate) fn named(name: String) -> Self {
+        Self { name, ..Self::default() }
+    }
+
+    /// The route for a [normalised](crate::path::normalize_path) request
+    /// path: the longest matching path, `Exact` beating `Prefix` on the
+    /// same path.
+    ///
+    /// A matching `Exact` path is the whole request path, so it is never
+    /// shorter than a matching prefix: it wins whenever there is one.
+    /// Among prefixes, the one with the most path elements wins.
+    pub fn select(&self, path: &str) -> Option<&Arc<Route>> {
+        if let Some(route) = self.exact.get(path) {
+            return Some(route);
+        }
+        prefix_candidates(path).find_map(|key| self.prefixes.get(key).and_then(PrefixRoutes::best))
+    }
+
+    /// Every route of this host, by path as written, then path type.
+    pub fn routes(&self) -> Vec<&Arc<Route>> {
+        let prefixes = self.prefixes.values().flat_map(|p| [&p.prefix, &p.implementation_specific]).flatten();
+        let mut routes: Vec<&Arc<Route>> = self.exact.values().chain(prefixes).collect();
+        routes.sort_by(|a, b| (&a.path, a.path_type, &a.ingress).cmp(&(&b.path, b.path_type, &b.ingress)));
+        routes
+    }
+
+    /// Whether the host has no path (its requests all go to the fallback).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// Adds `route` unless a route with the same normalised path and path
+    /// type exists; that one is returned then.
+    ///
+    /// A path that does not normalise (the compiler diagnoses those first)
+    /// is kept as written: no normalised request path equals it.
+    pub(crate) fn insert(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        let normalized = normalize_path(&route.path).map_or_else(|_| route.path.clone(), |p| p.into_owned());
+        let slot = match route.path_type {
+            PathType::Exact => match self.exact.entry(normalized) {
+                Entry::Occupied(existing) => return Err(Arc::clone(existing.get())),
+                Entry::Vacant(entry) => {
+                    entry.insert(Arc::new(route));
+                    return Ok(());
+                }
+            },
+            path_type => self.prefixes.entry(prefix_key(&normalized).to_string()).or_default().slot(path_type),
+        };
+        match slot {
+            Some(existing) => Err(Arc::clone(existing)),
+            None => {
+                *slot = Some(Arc::new(route));
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The admin listener (`--admin-addr`): `/healthz` answers 200 while the
+//! process runs; `/readyz` answers 200 once the first snapshot is applied
+//! (the data path and the route table are filled), 503 before.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::debug;
+
+/// Binds the admin listener; serving starts with [`serve`].
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("--admin-addr {addr}: cannot listen"))
+}
+
+/// Serves `/healthz` and `/readyz` forever; `ready` says whether the agent
+/// is ready.
+pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!("admin accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let ready = *ready.borrow();
+                async move { Ok::<_, Infallible>(answer(&request, ready)) }
+            });
+            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let timeout = std::time::Duration::from_secs(30);
+            if let Ok(Err(e)) = tokio::time::timeout(timeout, connection).await {
+                debug!(%peer, "admin connection: {e}");
+            }
+        });
+    }
+}
+
+fn answer(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
+    let (status, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if ready => (StatusCode::OK, "ready\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not applied yet\n")
+        }
+        (_, "/healthz" | "/readyz") => (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"),
+        _ => (StatusCode::NOT_FOUND, "not found: try /healthz or /readyz\n"),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

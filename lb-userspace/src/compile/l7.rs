@@ -1,0 +1,123 @@
+//! The L7 compiler: the Ingresses of our classes, with their Services,
+//! EndpointSlices and TLS Secrets → a [`RouteTable`], with the semantics of
+//! Kubernetes Ingress v1 (and ingress-nginx where the API leaves a choice).
+//!
+//! - Which Ingresses are ours: see [`classes`].
+//! - Ingresses are compiled oldest first (`metadata.creationTimestamp`, a
+//!   missing one counting as oldest), then by namespace and name: when two
+//!   claim the same host, path and path type, or both set a default
+//!   backend, the first one wins and the later one is diagnosed.
+//! - Rules and paths: see [`ingress`]; backends: see [`backends`];
+//!   certificates: see [`tls`].
+//! - Problems are diagnostics naming the object and field; what they
+//!   concern is left out and everything else is compiled. The result only
+//!   depends on the snapshot's objects, not on their order.
+
+mod backends;
+mod classes;
+mod ingress;
+mod tls;
+mod x509;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use lb_routes::{HostPattern, ObjectName, RouteTable, RouteTableBuilder};
+
+use crate::diagnostics::Diagnostic;
+use crate::snapshot::{Snapshot, object_key};
+use backends::BackendResolver;
+use classes::OurClasses;
+use tls::CertificateLoader;
+
+/// The `spec.controller` of the IngressClasses we serve, by default.
+pub const DEFAULT_CONTROLLER_NAME: &str = "lb.dev/ingress-controller";
+/// The ingress class we serve even without an IngressClass object.
+pub const DEFAULT_INGRESS_CLASS: &str = "lb";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L7Options {
+    /// IngressClasses with this `spec.controller` are ours.
+    pub controller_name: String,
+    /// An Ingress class name that is ours whether or not an IngressClass
+    /// object defines it.
+    pub ingress_class: String,
+}
+
+impl Default for L7Options {
+    fn default() -> Self {
+        Self { controller_name: DEFAULT_CONTROLLER_NAME.into(), ingress_class: DEFAULT_INGRESS_CLASS.into() }
+    }
+}
+
+/// Compiles the route table of the Ingresses of our classes in `snapshot`.
+/// Problems in the objects are returned as diagnostics; what they concern
+/// is left out and everything else is compiled.
+pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<Diagnostic>) {
+    let classes = OurClasses::new(&snapshot.ingress_classes, options);
+    let mut ingresses: Vec<&Ingress> = snapshot.ingresses.iter().filter(|i| classes.claims(i)).collect();
+    ingresses.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
+    let mut compiler = Compiler {
+        builder: RouteTableBuilder::new(),
+        backends: BackendResolver::new(snapshot),
+        certificates: CertificateLoader::new(&snapshot.secrets),
+        default_backend_owner: None,
+        fallback_owners: HashMap::new(),
+        certificate_owners: HashMap::new(),
+        diagnostics: Vec::new(),
+    };
+    for ingress in ingresses {
+        compiler.ingress(ingress);
+    }
+    let mut seen = HashSet::new();
+    let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();
+    (compiler.builder.build(), diagnostics)
+}
+
+/// The order in which Ingresses claim hosts and paths: oldest first, then
+/// by namespace and name.
+fn precedence(ingress: &Ingress) -> (Option<&Time>, &str, &str) {
+    let (namespace, name) = object_key(&ingress.metadata);
+    (ingress.metadata.creation_timestamp.as_ref(), namespace, name)
+}
+
+/// The state of one compilation: the table being built, the caches of
+/// resolved backends and certificates, and who claimed what first.
+struct Compiler<'a> {
+    builder: RouteTableBuilder,
+    backends: BackendResolver<'a>,
+    certificates: CertificateLoader<'a>,
+    /// The Ingress whose `spec.defaultBackend` is the table's default.
+    default_backend_owner: Option<ObjectName>,
+    /// The Ingress whose `spec.defaultBackend` is each host's fallback.
+    fallback_owners: HashMap<HostPattern, ObjectName>,
+    /// The Secret (and the Ingress naming it) of each host's certificate.
+    certificate_owners: HashMap<HostPattern, (ObjectName, ObjectName)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// An Ingress, as diagnostics and routes name it.
+#[derive(Clone, Debug)]
+struct IngressRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl<'a> IngressRef<'a> {
+    fn new(ingress: &'a Ingress) -> Self {
+        let (namespace, name) = object_key(&ingress.metadata);
+        Self { namespace: if namespace.is_empty() { "default" } else { namespace }, name }
+    }
+
+    fn diagnostic(&self, field: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::for_object("Ingress", self.namespace, self.name, field, message)
+    }
+
+    fn object_name(&self) -> ObjectName {
+        ObjectName { namespace: self.namespace.to_string(), name: self.name.to_string() }
+    }
+}

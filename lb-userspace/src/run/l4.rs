@@ -1,0 +1,139 @@
+//! The eBPF side of `lb run`: the data path, its maps and their sync with
+//! the snapshots.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, Result};
+use tracing::{error, info, warn};
+
+use crate::cli::RunArgs;
+use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, NodeContext, compile_l4};
+use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode};
+use crate::node;
+use crate::snapshot::Snapshot;
+
+/// The loaded data path, not yet attached until [`L4::attach`].
+pub struct L4 {
+    datapath: Datapath,
+    applier: Applier,
+    uplinks: Vec<Attachment>,
+    node: NodeContext,
+    options: CompileOptions,
+    xdp_mode: XdpAttachMode,
+}
+
+impl L4 {
+    /// Loads the programs and creates the maps. `http` and `https` are the
+    /// proxy's bound listeners, the targets of the ingress hand-off.
+    pub fn load(args: &RunArgs, http: SocketAddr, https: SocketAddr) -> Result<Self> {
+        let uplinks = args.interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
+        let addresses = node_addresses(args)?;
+        let ingress = handoff(args, &addresses, http, https);
+        let node =
+            NodeContext { name: args.node_name.clone().unwrap_or_else(node::default_node_name), addresses, ingress };
+        info!(node = %node.name, addresses = ?node.addresses, "node");
+        let settings = DataplaneSettings {
+            maglev_table_size: args.maglev_table_size,
+            max_services: args.max_services,
+            conntrack_entries: args.conntrack_entries,
+            snat_ports: args.snat_port_range,
+            ..DataplaneSettings::default()
+        };
+        let (mut datapath, maps) = Datapath::load(&settings)?;
+        spawn_kernel_log_reader(&mut datapath)?;
+        Ok(Self {
+            datapath,
+            applier: Applier::new(maps, settings.maglev_table_size, settings.max_services),
+            uplinks,
+            node,
+            options: CompileOptions { maglev_table_size: settings.maglev_table_size },
+            xdp_mode: args.xdp_mode.unwrap_or_default(),
+        })
+    }
+
+    /// Attaches the programs to the uplinks (after the first [`L4::sync`],
+    /// so no packet sees empty maps).
+    pub fn attach(&mut self) -> Result<()> {
+        for uplink in &self.uplinks {
+            node::prepare_uplink(&uplink.name)?;
+            self.datapath.attach(self.applier.maps_mut(), uplink, self.xdp_mode)?;
+        }
+        Ok(())
+    }
+
+    /// Compiles a snapshot and applies the result; problems are logged, and
+    /// whatever compiled keeps being served.
+    pub fn sync(&mut self, snapshot: &Snapshot) {
+        let (tables, diagnostics) = compile_l4(snapshot, &self.node, &self.options);
+        for diagnostic in &diagnostics {
+            warn!("{diagnostic}");
+        }
+        match self.applier.apply(&tables) {
+            Ok(report) => {
+                for name in &report.services_over_capacity {
+                    error!(service = %name, "no free service id (raise --max-services); not served");
+                }
+                info!(
+                    frontends = tables.frontends.len(),
+                    services = tables.services.len(),
+                    frontends_written = report.frontends_written,
+                    frontends_deleted = report.frontends_deleted,
+                    backends_written = report.backends_written,
+                    backends_deleted = report.backends_deleted,
+                    maglev_slots_written = report.maglev_slots_written,
+                    "applied"
+                );
+            }
+            Err(e) => error!("applying to the BPF maps failed (will retry on the next change): {e:#}"),
+        }
+    }
+}
+
+/// The ingress hand-off targets: the proxy listeners, at the node's first
+/// address when they listen on every address.
+fn handoff(args: &RunArgs, addresses: &[Ipv4Addr], http: SocketAddr, https: SocketAddr) -> Option<IngressHandoff> {
+    let target = |listener: SocketAddr| match listener.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => addresses.first().map(|&ip| BackendAddr { ip, port: listener.port() }),
+        IpAddr::V4(ip) => Some(BackendAddr { ip, port: listener.port() }),
+        IpAddr::V6(_) => None,
+    };
+    let service = &args.ingress.ingress_service;
+    match (target(http), target(https)) {
+        (Some(http), Some(https)) => {
+            Some(IngressHandoff { namespace: service.namespace.clone(), name: service.name.clone(), http, https })
+        }
+        _ => {
+            warn!(%service, "the proxy listeners have no IPv4 node address: the ingress Service is not handed to the proxy");
+            None
+        }
+    }
+}
+
+/// Forwards the kernel programs' aya-log records to our log.
+fn spawn_kernel_log_reader(datapath: &mut Datapath) -> Result<()> {
+    let logger = datapath.take_logger()?;
+    // SAFETY: the fd is the logger's ring buffer map, owned by the logger
+    // that the AsyncFd owns from here on: it stays open and the same.
+    let mut logger = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("watching the eBPF log ring buffer")?;
+    tokio::spawn(async move {
+        while let Ok(mut guard) = logger.readable_mut().await {
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    });
+    Ok(())
+}
+
+/// `--node-ip`, else every IPv4 address of the uplinks.
+fn node_addresses(args: &RunArgs) -> Result<Vec<Ipv4Addr>> {
+    if !args.node_ips.is_empty() {
+        return Ok(args.node_ips.clone());
+    }
+    let mut out = Vec::new();
+    for name in &args.interfaces {
+        out.extend(node::ipv4_addresses(name)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,99 @@
+//! The hand-off of HTTP(S) entry points from XDP to the node's proxy, on the
+//! network-namespace bed: the ingress controller's LoadBalancer IP and
+//! NodePorts reach `lb`'s own listeners on the node the packet arrives at,
+//! with the client's address intact, and the seed Ingresses route from there.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lb_testbed::{
+    CLIENT_IP, HttpResponse, INGRESS_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, example_manifests_dir,
+    http_request,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const NGINX1_PODS: [&str; 2] = ["nginx-7c5ddbdf54-2xkqn", "nginx-7c5ddbdf54-q9wvt"];
+const NGINX2_POD: &str = "nginx-7c5ddbdf54-8rz4m";
+
+fn addr(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::from((ip, port))
+}
+
+fn copy_examples() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(example_manifests_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
+/// A bed with echo pods and `lb run` (XDP and proxy) on both nodes.
+fn start(manifests: &Path) -> (TestBed, Vec<ProcessHandle>) {
+    let bed = TestBed::new().expect("test bed (needs root)");
+    bed.start_echo_pods().expect("echo pods");
+    let lbs: Vec<ProcessHandle> =
+        ["node1", "node2"].iter().map(|n| bed.start_lb(n, manifests).expect("start lb")).collect();
+    (bed, lbs)
+}
+
+/// `GET path` with `Host: host` from the client, retried until it answers
+/// (the agents are starting) for at most 30 s.
+fn get(bed: &TestBed, to: SocketAddr, host: &str, path: &str) -> HttpResponse {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http_request(bed.client_ns(), to, path, &[("Host", host)], TIMEOUT) {
+            Ok(resp) => return resp,
+            Err(e) if Instant::now() > deadline => panic!("GET http://{host}{path} via {to}: {e:#}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A header the echo pod received, from its JSON answer.
+fn seen_header(resp: &HttpResponse, name: &str) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(&resp.body).ok()?;
+    body["headers"].as_array()?.iter().find_map(|pair| {
+        let pair = pair.as_array()?;
+        (pair.first()?.as_str()? == name).then(|| pair.get(1)?.as_str().map(str::to_string))?
+    })
+}
+
+#[test]
+fn ingress_entry_points_reach_the_node_proxy_with_the_client_address() {
+    let manifests = copy_examples();
+    let (bed, _lbs) = start(manifests.path());
+
+    // The LoadBalancer IP, routed by the client via node1: node1's proxy.
+    let resp = get(&bed, addr(INGRESS_IP, 80), "a.com", "/");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let pod = resp.pod_name().expect("pod name");
+    assert!(NGINX1_PODS.contains(&pod.as_str()), "a.com/ answered by {pod}");
+    assert_eq!(seen_header(&resp, "x-forwarded-for").as_deref(), Some(CLIENT_IP.to_string().as_str()), "{resp:?}");
+    assert_eq!(seen_header(&resp, "x-real-ip").as_deref(), Some(CLIENT_IP.to_string().as_str()));
+    assert_eq!(seen_header(&resp, "x-forwarded-port").as_deref(), Some("80"));
+    assert_eq!(resp.header("server"), Some("lb"));
+
+    let resp = get(&bed, addr(INGRESS_IP, 80), "a.com", "/b");
+    assert_eq!(resp.pod_name().as_deref(), Some(NGINX2_POD), "a.com/b: {resp:?}");
+
+    // The NodePort on node2: node2's own proxy, the client's address kept.
+    let resp = get(&bed, addr(NODE2_IP, 30080), "b.com", "/anything");
+    assert_eq!(resp.pod_name().as_deref(), Some(NGINX2_POD), "b.com via node2: {resp:?}");
+    assert_eq!(seen_header(&resp, "x-forwarded-for").as_deref(), Some(CLIENT_IP.to_string().as_str()));
+
+    // Requests over the NodePort on node1 are spread over both nginx1 pods.
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        pods.insert(get(&bed, addr(NODE1_IP, 30080), "a.com", "/").pod_name().expect("pod"));
+    }
+    assert_eq!(pods.iter().map(String::as_str).collect::<Vec<_>>(), NGINX1_PODS, "a.com over 40 requests");
+
+    // No Ingress for the host: the built-in default backend.
+    let resp = get(&bed, addr(INGRESS_IP, 80), "nobody.example", "/");
+    assert_eq!(resp.status, 404, "{resp:?}");
+    assert_eq!(resp.header("server"), Some("lb"));
+}
