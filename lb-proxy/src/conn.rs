@@ -67,11 +67,18 @@ impl ConnState {
         self.last_active.store(self.now_ms(), Ordering::Relaxed);
     }
 
-    /// When the connection will have been idle (no request in flight) for
-    /// `idle_timeout`; `None` while a request is in flight.
-    pub(crate) fn idle_deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+    /// When the connection should be closed for idleness: `idle_timeout`
+    /// after its last request, or `first_request_timeout` after its start
+    /// when no request came yet (a client that connects and sends nothing,
+    /// or stops within the first bytes, which hyper's head timer does not
+    /// see while the protocol is still being detected). `None` while a
+    /// request is in flight.
+    pub(crate) fn idle_deadline(&self, idle_timeout: Duration, first_request_timeout: Duration) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
+        }
+        if self.served.load(Ordering::Relaxed) == 0 {
+            return Some(self.start + first_request_timeout);
         }
         Some(self.at(self.last_active.load(Ordering::Relaxed)) + idle_timeout)
     }
@@ -269,12 +276,13 @@ mod tests {
     #[test]
     fn in_flight_requests_are_never_idle() {
         let state = ConnState::new();
-        let timeout = Duration::from_secs(75);
-        assert!(state.idle_deadline(timeout).is_some());
+        let (idle, first) = (Duration::from_secs(75), Duration::from_secs(10));
+        let deadline = state.idle_deadline(idle, first).unwrap();
+        assert!(deadline <= Instant::now() + first);
         let active = ActiveRequest::begin(&state);
-        assert!(state.idle_deadline(timeout).is_none());
+        assert!(state.idle_deadline(idle, first).is_none());
         drop(active);
-        let deadline = state.idle_deadline(timeout).unwrap();
+        let deadline = state.idle_deadline(idle, first).unwrap();
         assert!(deadline > Instant::now() + Duration::from_secs(70));
     }
 

@@ -60,7 +60,8 @@ pub struct ProxyConfig {
     /// TLS listener. Default `0.0.0.0:443`.
     pub https_addr: SocketAddr,
     /// Time to read a request head (slowloris); on keep-alive connections
-    /// counted from the next request's first byte. Default 10 s.
+    /// counted from the next request's first byte. A new connection that
+    /// sends no complete request within it is closed. Default 10 s.
     pub client_header_timeout: Duration,
     /// A client connection with no request in flight for this long is
     /// closed (gracefully). Default 75 s.

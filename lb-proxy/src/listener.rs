@@ -125,7 +125,7 @@ async fn serve<I>(
     tokio::pin!(connection);
     let mut closing = false;
     loop {
-        let idle_deadline = state.idle_deadline(limits.idle_timeout);
+        let idle_deadline = state.idle_deadline(limits.idle_timeout, limits.header_timeout);
         let idle = async {
             match idle_deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -141,7 +141,7 @@ async fn serve<I>(
                 break;
             }
             () = idle, if !closing => {
-                if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout) == idle_deadline {
+                if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout, limits.header_timeout) == idle_deadline {
                     tracing::debug!(client = %info.client, "closing idle client connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;

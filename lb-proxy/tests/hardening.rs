@@ -92,6 +92,15 @@ async fn slow_request_head_is_cut_but_idle_keep_alive_is_not() {
     assert!(!out.contains("200"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 
+    // Silence, or a partial HTTP/2 preface (still in protocol detection):
+    // closed by the same timeout.
+    for silence in [&b""[..], &b"PRI * HTTP/2.0\r\n"[..]] {
+        let started = Instant::now();
+        let out = raw(proxy.http, silence, Duration::from_secs(5)).await;
+        assert!(out.is_empty(), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
     // A keep-alive connection idle for longer than the head timeout still
     // serves its next request, then is closed by the idle timeout.
     let stream = TcpStream::connect(proxy.http).await.unwrap();

@@ -7,14 +7,19 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use lb_testbed::echo::parse_body;
+use lb_testbed::l7::{Req, TestCa, TlsOpts, send_tls, tls_secret};
 use lb_testbed::{
     CLIENT_IP, HttpResponse, INGRESS_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, example_manifests_dir,
-    http_request,
+    http_request, in_netns,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 const NGINX1_PODS: [&str; 2] = ["nginx-7c5ddbdf54-2xkqn", "nginx-7c5ddbdf54-q9wvt"];
 const NGINX2_POD: &str = "nginx-7c5ddbdf54-8rz4m";
+/// `service1`, the TLS example's backend.
+const SERVICE1_POD: &str = "nginx-7c5ddbdf54-q9wvt";
+const TLS_HOST: &str = "https-example.foo.com";
 
 fn addr(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
@@ -55,16 +60,32 @@ fn get(bed: &TestBed, to: SocketAddr, host: &str, path: &str) -> HttpResponse {
 
 /// A header the echo pod received, from its JSON answer.
 fn seen_header(resp: &HttpResponse, name: &str) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_str(&resp.body).ok()?;
-    body["headers"].as_array()?.iter().find_map(|pair| {
-        let pair = pair.as_array()?;
-        (pair.first()?.as_str()? == name).then(|| pair.get(1)?.as_str().map(str::to_string))?
+    parse_body(&resp.body)?.header(name).map(str::to_string)
+}
+
+/// `GET /` over TLS with SNI `host` from the client (verified against `ca`):
+/// (the certificate's names, the answering pod, what the pod saw as
+/// X-Forwarded-Proto).
+fn get_tls(bed: &TestBed, to: SocketAddr, host: &str, ca: &TestCa) -> (Vec<String>, String, String) {
+    in_netns(bed.client_ns(), || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (tls, resp) = runtime
+            .block_on(send_tls(to, TlsOpts::new(host).verify(ca), &Req::get("/")))
+            .unwrap_or_else(|e| panic!("GET https://{host}/ via {to}: {e:#}"));
+        assert_eq!(resp.status, 200, "{resp}");
+        let proto = resp.echo().expect("echo answer").header("x-forwarded-proto").unwrap_or_default().to_string();
+        (tls.cert.dns_names, resp.pod().expect("pod"), proto)
     })
+    .expect("client namespace")
 }
 
 #[test]
 fn ingress_entry_points_reach_the_node_proxy_with_the_client_address() {
     let manifests = copy_examples();
+    // The users' own certificate for the TLS example, as a Secret beside it.
+    let ca = TestCa::new().expect("test CA");
+    let pair = ca.issue(&[TLS_HOST]).expect("certificate");
+    std::fs::write(manifests.path().join("ingress-tls-secret.yaml"), tls_secret("testsecret-tls", &pair)).unwrap();
     let (bed, _lbs) = start(manifests.path());
 
     // The LoadBalancer IP, routed by the client via node1: node1's proxy.
@@ -91,6 +112,17 @@ fn ingress_entry_points_reach_the_node_proxy_with_the_client_address() {
         pods.insert(get(&bed, addr(NODE1_IP, 30080), "a.com", "/").pod_name().expect("pod"));
     }
     assert_eq!(pods.iter().map(String::as_str).collect::<Vec<_>>(), NGINX1_PODS, "a.com over 40 requests");
+
+    // TLS through the LoadBalancer IP and node2's NodePort: the Secret's
+    // certificate by SNI, then service1.
+    for to in [addr(INGRESS_IP, 443), addr(NODE2_IP, 30443)] {
+        let (names, pod, proto) = get_tls(&bed, to, TLS_HOST, &ca);
+        assert_eq!(names, [TLS_HOST], "certificate served via {to}");
+        assert_eq!((pod.as_str(), proto.as_str()), (SERVICE1_POD, "https"), "via {to}");
+    }
+    // Plain HTTP to the TLS host: redirected, as ingress-nginx does.
+    let resp = get(&bed, addr(INGRESS_IP, 80), TLS_HOST, "/x?y=1");
+    assert_eq!((resp.status, resp.header("location")), (308, Some("https://https-example.foo.com/x?y=1")));
 
     // No Ingress for the host: the built-in default backend.
     let resp = get(&bed, addr(INGRESS_IP, 80), "nobody.example", "/");
