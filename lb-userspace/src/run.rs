@@ -2,8 +2,9 @@
 //!
 //! Order of start: the admin listener and the proxy listeners are bound
 //! first (a taken port fails the start at once); the data path is loaded;
-//! the first snapshot fills the maps and the route table; only then are the
-//! programs attached and `/readyz` turns ready.
+//! the first snapshot fills the route table and the maps; only then are the
+//! programs attached (so no handed-off request meets an empty route table)
+//! and `/readyz` turns ready.
 
 mod l4;
 mod l7;
@@ -66,11 +67,11 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
+    l7.sync(&first);
     if let Some(l4) = &mut l4 {
         l4.sync(&first);
         l4.attach()?;
     }
-    l7.sync(&first);
     ready_tx.send_replace(true);
     info!(manifests = %args.manifests.display(), xdp = l4.is_some(), "ready");
 

@@ -100,9 +100,11 @@ async fn server_header_on_every_response() {
     let pod = bed.echo("web").unwrap();
     bed.service("web", &[&pod]).unwrap();
     bed.service("empty", &[]).unwrap();
-    let ing = Ingress::new("web")
-        .class("lb")
-        .rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT).prefix("/empty", "empty", SERVICE_PORT));
+    let ing = Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT).prefix(
+        "/empty",
+        "empty",
+        SERVICE_PORT,
+    ));
     bed.ingress("web", &ing).unwrap();
     bed.start_lb().await.expect("lb starts");
     for (host, path, status) in

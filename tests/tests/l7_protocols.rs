@@ -50,9 +50,11 @@ async fn app_protocol_h2c_makes_the_upstream_http2() {
     )
     .unwrap();
     bed.service("plain", &[&h1]).unwrap();
-    let ing = Ingress::new("web")
-        .class("lb")
-        .rule(Rule::host("a.com").prefix("/h2", "grpcish", SERVICE_PORT).prefix("/h1", "plain", SERVICE_PORT));
+    let ing = Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/h2", "grpcish", SERVICE_PORT).prefix(
+        "/h1",
+        "plain",
+        SERVICE_PORT,
+    ));
     bed.ingress("web", &ing).unwrap();
     bed.start_lb().await.expect("lb starts");
     let resp = bed.ok(bed.get("a.com", "/h2/x?y=1").await);
@@ -102,7 +104,11 @@ async fn upstream_connections_are_kept_alive() {
         assert_eq!(resp.status, 200, "{resp}");
         upstream_peers.insert(resp.echo().unwrap().remote_addr);
     }
-    assert!(upstream_peers.len() <= 2, "10 sequential requests used {} upstream connections: {upstream_peers:?}", upstream_peers.len());
+    assert!(
+        upstream_peers.len() <= 2,
+        "10 sequential requests used {} upstream connections: {upstream_peers:?}",
+        upstream_peers.len()
+    );
 }
 
 #[tokio::test]
@@ -125,9 +131,11 @@ async fn connect_failure_is_retried_on_another_endpoint() {
         ]),
     )
     .unwrap();
-    let ing = Ingress::new("web")
-        .class("lb")
-        .rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT).prefix("/dead", "dead", SERVICE_PORT));
+    let ing = Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT).prefix(
+        "/dead",
+        "dead",
+        SERVICE_PORT,
+    ));
     bed.ingress("web", &ing).unwrap();
     bed.start_lb().await.expect("lb starts");
     for i in 0..20 {

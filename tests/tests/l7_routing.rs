@@ -165,11 +165,7 @@ async fn backends_by_port_number_and_port_name() {
         Service::new("target").port_named_target("http", SERVICE_PORT, "echo-port").yaml(),
         EndpointSlice::new("target").port("echo-port", ECHO_PORT).endpoint(target.ip(), true).yaml(),
         Service::new("multi").port("http", SERVICE_PORT, ECHO_PORT).port("other", 81, 9090).yaml(),
-        EndpointSlice::new("multi")
-            .port("http", ECHO_PORT)
-            .port("other", 9090)
-            .endpoint(multi_pod.ip(), true)
-            .yaml(),
+        EndpointSlice::new("multi").port("http", ECHO_PORT).port("other", 9090).endpoint(multi_pod.ip(), true).yaml(),
     ]);
     bed.write("services.yaml", &objects).unwrap();
     let ing = Ingress::new("ports").class("lb").rule(

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use lb_testbed::l7::{
-    CertPair, Ingress, L7Bed, Req, Rule, SERVICE_PORT, TestCa, TlsOpts, b64, docs, send_tls, tls_connect,
-    tls_secret, tls_secret_raw, wait_until,
+    CertPair, Ingress, L7Bed, Req, Rule, SERVICE_PORT, TestCa, TlsOpts, b64, docs, send_tls, tls_connect, tls_secret,
+    tls_secret_raw, wait_until,
 };
 
 struct TlsBed {

@@ -3,8 +3,10 @@
 //! Builds the test bed, starts the echo pods and `lb run` on both nodes with
 //! the example manifests, then sends requests from the client to the
 //! NodePort on both nodes, the LoadBalancer IP and the UDP NodePort, and
-//! shows which pod answered. Everything is removed at the end, also on
-//! Ctrl-C / SIGTERM (then the exit code is 130).
+//! shows which pod answered; then the seed Ingresses through the ingress
+//! controller's LoadBalancer IP and NodePorts (hosts, paths, TLS by SNI,
+//! the default backend). Everything is removed at the end, also on Ctrl-C /
+//! SIGTERM (then the exit code is 130).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -16,9 +18,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use lb_testbed::echo::parse_body;
+use lb_testbed::l7::{Req, TestCa, TlsOpts, send_tls, tls_secret};
 use lb_testbed::{
-    CleanupHandle, LOADBALANCER_IP, NODE1_IP, NODE2_IP, TestBed, example_manifests_dir, http_get, udp_echo,
-    wait_for_http,
+    CleanupHandle, INGRESS_IP, LOADBALANCER_IP, NODE1_IP, NODE2_IP, TestBed, example_manifests_dir, http_get,
+    http_request, in_netns, udp_echo, wait_for_http,
 };
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
@@ -28,6 +32,10 @@ const HTTP_NODE_PORT: u16 = 30007;
 const LOADBALANCER_PORT: u16 = 8088;
 /// UDP NodePort of the examples (-> pods :5353).
 const UDP_NODE_PORT: u16 = 30053;
+/// NodePort of the ingress controller's http port (`lb-system/lb-ingress`).
+const INGRESS_HTTP_NODE_PORT: u16 = 30080;
+/// The seed TLS Ingress's host.
+const TLS_HOST: &str = "https-example.foo.com";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 const LB_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,7 +45,8 @@ struct Args {
     /// Requests to send to the NodePort of each node.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     requests: u32,
-    /// Directory of Kubernetes manifests for `lb run` (default: manifests/examples).
+    /// Directory of Kubernetes manifests for `lb run` (default: a copy of
+    /// manifests/examples with a generated certificate for the TLS example).
     #[arg(long)]
     manifests: Option<PathBuf>,
     /// Leave the bed up after the requests until Enter is pressed.
@@ -94,14 +103,18 @@ fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let manifests = args.manifests.clone().unwrap_or_else(example_manifests_dir);
-    if !manifests.is_dir() {
-        bail!("manifest directory {} does not exist", manifests.display());
+    if let Some(dir) = args.manifests.as_ref().filter(|d| !d.is_dir()) {
+        bail!("manifest directory {} does not exist", dir.display());
     }
     println!("==> building the test bed (client, LAN bridge, node1, node2, pods)");
     let bed = TestBed::new()?;
     let _ = CLEANUP.set(bed.cleanup_handle());
     print_topology(&bed);
+    let ca = TestCa::new()?;
+    let manifests = match &args.manifests {
+        Some(dir) => dir.clone(),
+        None => example_manifests_with_secret(&bed, &ca)?,
+    };
 
     println!("==> starting echo pods");
     bed.start_echo_pods()?;
@@ -144,6 +157,8 @@ fn run(args: &Args) -> Result<()> {
         }
     }
 
+    failures += ingress_round(&bed, &ca);
+
     if args.keep {
         keep_until_enter(&bed);
     }
@@ -184,6 +199,77 @@ fn nodeport_round(bed: &TestBed, target: SocketAddr, count: u32) -> u32 {
     }
     if failures > 0 {
         println!("  failed                       {failures:>4}");
+    }
+    failures
+}
+
+/// A copy of manifests/examples in the bed's directory, plus the TLS
+/// example's Secret `testsecret-tls` with a certificate for its host, issued
+/// by a CA made for this run (the users brought their own pair).
+fn example_manifests_with_secret(bed: &TestBed, ca: &TestCa) -> Result<PathBuf> {
+    let dir = bed.log_dir().join("manifests");
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(example_manifests_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.join(path.file_name().context("file name")?))?;
+        }
+    }
+    let pair = ca.issue(&[TLS_HOST])?;
+    std::fs::write(dir.join("ingress-tls-secret.yaml"), tls_secret("testsecret-tls", &pair))?;
+    Ok(dir)
+}
+
+/// The seed Ingresses, through the ingress controller's addresses: each
+/// request on one line with the pod that answered and what it was told.
+/// Returns the number of failed checks.
+fn ingress_round(bed: &TestBed, ca: &TestCa) -> u32 {
+    println!("\n==> Ingress: the seeds' host, path and TLS rules via the ingress controller");
+    println!("    (XDP hands {INGRESS_IP}:80/443 and NodePorts 30080/30443 to the proxy of the node they reach)");
+    let lb_http = addr(INGRESS_IP, 80);
+    let checks: [(SocketAddr, &str, &str, u16); 6] = [
+        (lb_http, "a.com", "/", 200),
+        (lb_http, "a.com", "/a", 200),
+        (lb_http, "a.com", "/b", 200),
+        (lb_http, "b.com", "/", 200),
+        (addr(NODE2_IP, INGRESS_HTTP_NODE_PORT), "b.com", "/hello", 200),
+        (lb_http, "nobody.example", "/", 404),
+    ];
+    let mut failures = 0;
+    for (to, host, path, want) in checks {
+        let line = format!("curl -H 'Host: {host}' http://{to}{path}");
+        match http_request(bed.client_ns(), to, path, &[("Host", host)], REQUEST_TIMEOUT) {
+            Ok(resp) if resp.status == want => {
+                let seen = parse_body(&resp.body);
+                let xff = seen.as_ref().and_then(|s| s.header("x-forwarded-for")).unwrap_or("-").to_string();
+                match resp.pod_name() {
+                    Some(pod) => println!("{line:<58} {} {pod} (X-Forwarded-For: {xff})", resp.status),
+                    None => println!("{line:<58} {} {}", resp.status, resp.body.trim()),
+                }
+            }
+            Ok(resp) => {
+                failures += 1;
+                println!("{line:<58} FAILED: status {} (want {want})", resp.status);
+            }
+            Err(e) => {
+                failures += 1;
+                println!("{line:<58} FAILED: {e:#}");
+            }
+        }
+    }
+    let to = addr(INGRESS_IP, 443);
+    let line = format!("curl https://{TLS_HOST}/ (SNI, via {to})");
+    let answer = in_netns(bed.client_ns(), || -> Result<(Vec<String>, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (tls, resp) = runtime.block_on(send_tls(to, TlsOpts::new(TLS_HOST).verify(ca), &Req::get("/")))?;
+        Ok((tls.cert.dns_names, format!("{} {}", resp.status, resp.pod().unwrap_or_default())))
+    });
+    match answer.and_then(|a| a) {
+        Ok((names, answer)) => println!("{line:<58} {answer} (certificate for {})", names.join(", ")),
+        Err(e) => {
+            failures += 1;
+            println!("{line:<58} FAILED: {e:#}");
+        }
     }
     failures
 }

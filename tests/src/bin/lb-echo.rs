@@ -197,7 +197,10 @@ async fn answer(
             let response = Response::builder()
                 .header(POD_NAME_HEADER, pod.as_ref())
                 .header(CONTENT_LENGTH, CLOSE_MID_RESPONSE_LENGTH)
-                .body(BodyExt::boxed(Truncated { sent: false, pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))) }))
+                .body(BodyExt::boxed(Truncated {
+                    sent: false,
+                    pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+                }))
                 .expect("valid response");
             return Ok(response);
         }
@@ -281,7 +284,10 @@ impl Body for Truncated {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.sent {
             std::task::ready!(self.pause.as_mut().poll(cx));
             return Poll::Ready(Some(Err(std::io::Error::other("closing mid-response on purpose"))));
