@@ -110,7 +110,7 @@ async fn proxy(
 enum Decision {
     /// Plain HTTP on a TLS host.
     Redirect(HeaderValue),
-    /// To `backend`, with the normalised `path`.
+    /// To `backend`, with the path to send (see `lb_routes::upstream_path`).
     Proxy { backend: Arc<Backend>, path: String },
 }
 
@@ -138,7 +138,7 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
         }
     }
     let backend = selected.backend.cloned().ok_or(ProxyError::NoRoute)?;
-    Ok(Decision::Proxy { backend, path: path.into_owned() })
+    Ok(Decision::Proxy { backend, path: lb_routes::upstream_path(raw_path, &path).to_string() })
 }
 
 /// The endpoints to try.
@@ -146,7 +146,7 @@ async fn upstream_peer(shared: &Shared, backend: &Backend) -> Result<Peers, Prox
     shared.upstreams.peers(backend).await
 }
 
-/// The upstream request: same method, normalised path with the original
+/// The upstream request: same method, the upstream path with the original
 /// query, the client's headers minus hop-by-hop ones, `Host` as the client
 /// sent it, and the forwarding headers. Takes the client's upgrade handle
 /// when the request is an upgrade an HTTP/1.1 upstream can take.

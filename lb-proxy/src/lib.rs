@@ -25,6 +25,7 @@
 mod conn;
 mod errors;
 mod forwarded;
+mod h2c_pool;
 mod handler;
 mod hop;
 mod listener;

@@ -27,17 +27,17 @@ pub(crate) fn raw_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Result<Optio
     }
 }
 
-/// The upstream request's path and query: the normalised path and the
+/// The upstream request's path and query: the path to send and the
 /// original query byte for byte (`?` kept even when the query is empty).
-pub(crate) fn upstream_path_and_query(uri: &Uri, normalized_path: &str) -> Option<PathAndQuery> {
+pub(crate) fn upstream_path_and_query(uri: &Uri, path: &str) -> Option<PathAndQuery> {
     let query = uri.path_and_query().and_then(|pq| pq.as_str().find('?').map(|at| &pq.as_str()[at..])).unwrap_or("");
     if query.is_empty()
-        && uri.path() == normalized_path
+        && uri.path() == path
         && let Some(pq) = uri.path_and_query()
     {
         return Some(pq.clone());
     }
-    PathAndQuery::try_from(format!("{normalized_path}{query}")).ok()
+    PathAndQuery::try_from(format!("{path}{query}")).ok()
 }
 
 /// `https://{host}[:{port}]{path_and_query}` for the 308 of a TLS host.

@@ -1,13 +1,19 @@
-//! Upstream side: endpoint choice, pooled clients, retries.
+//! Upstream side: endpoint choice, pooled connections, retries.
 //!
 //! - Endpoint choice: a random starting endpoint per request, then the
 //!   following ones in order for retries (random rather than round-robin:
 //!   backends are shared by many routes and tables, and a random start
 //!   needs no per-backend state that would have to survive table swaps).
-//! - Pools: one keep-alive HTTP/1.1 client and one HTTP/2 (prior knowledge)
-//!   client, both `hyper_util` legacy clients over `HttpConnector`, created
-//!   once per proxy and kept across route table swaps; pools are keyed by
-//!   endpoint address.
+//! - Pools, created once per proxy and kept across route table swaps, both
+//!   keyed by endpoint address: a keep-alive HTTP/1.1 client (a
+//!   `hyper_util` legacy client over `HttpConnector`, which connects to
+//!   the request URI's authority, so that URI names the endpoint and `Host`
+//!   carries the client's host), and an [`H2cPool`] of HTTP/2 (prior
+//!   knowledge) connections, one multiplexed connection per endpoint. On
+//!   HTTP/2 the request URI's authority becomes `:authority`, so it is the
+//!   client's host (the endpoint address when the client sent none) and
+//!   the `Host` header is dropped (RFC 9113 8.3.1: they must not differ;
+//!   HTTP/2 and gRPC servers route by `:authority`).
 //! - Retries, at most [`MAX_ATTEMPTS`] attempts, one per endpoint: a failed
 //!   connection (refused, unreachable, connect timeout) is retried for any
 //!   request, because the request body is only handed to hyper through a
@@ -15,7 +21,10 @@
 //!   reused keep-alive connection that the upstream closed before
 //!   answering is retried only for idempotent requests without a body (the
 //!   upstream may have seen the request; nginx's `proxy_next_upstream
-//!   error` does the same).
+//!   error` does the same). A pooled HTTP/2 connection found closed before
+//!   the request went out on it is replaced by a new one to the same
+//!   endpoint, for any request. The response timeout bounds each attempt,
+//!   connecting included.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,8 +33,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -35,6 +45,7 @@ use lb_routes::{Backend, BackendTarget, UpstreamProtocol};
 use rand::Rng;
 
 use crate::errors::{BoxError, ProxyError};
+use crate::h2c_pool::H2cPool;
 use crate::resolve::Resolver;
 
 /// The most endpoints one request tries.
@@ -46,10 +57,10 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type UpstreamClient = Client<HttpConnector, ReclaimableBody>;
 
-/// The upstream clients and resolver of one proxy.
+/// The upstream pools and resolver of one proxy.
 pub(crate) struct Upstreams {
     http1: UpstreamClient,
-    h2c: UpstreamClient,
+    h2c: H2cPool,
     resolver: Resolver,
     response_timeout: Duration,
 }
@@ -76,15 +87,8 @@ impl Upstreams {
         let http1 = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .http2_only(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(20))
             .build(connector);
+        let h2c = H2cPool::new(connect_timeout);
         let resolver = Resolver::new(dns_servers, connect_timeout);
         Self { http1, h2c, resolver, response_timeout }
     }
@@ -115,14 +119,6 @@ impl Upstreams {
         body: Incoming,
         peers: &Peers,
     ) -> Result<(Response<Incoming>, SocketAddr), (ProxyError, Option<SocketAddr>)> {
-        let client = match request.protocol {
-            UpstreamProtocol::Http1 => &self.http1,
-            UpstreamProtocol::H2c => &self.h2c,
-        };
-        let version = match request.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
-        };
         let bodiless = body.is_end_stream();
         let retry_after_send = bodiless && request.method.is_idempotent();
         let body = ReclaimableBody::new(body);
@@ -130,25 +126,28 @@ impl Upstreams {
         for (attempt, &peer) in peers.0.iter().enumerate() {
             last = Some(peer);
             let more = attempt + 1 < peers.0.len();
-            let uri = upstream_uri(peer, &request.path_and_query)
+            let upstream = upstream_request(&request, peer, body.clone_unpolled())
                 .map_err(|_| (ProxyError::Upstream(format!("cannot build the URI for {peer}")), Some(peer)))?;
-            let mut upstream = Request::new(body.clone_unpolled());
-            *upstream.method_mut() = request.method.clone();
-            *upstream.uri_mut() = uri;
-            *upstream.version_mut() = version;
-            *upstream.headers_mut() = request.headers.clone();
-            let error = match tokio::time::timeout(self.response_timeout, client.request(upstream)).await {
+            let exchange = async {
+                match request.protocol {
+                    UpstreamProtocol::Http1 => self.http1.request(upstream).await.map_err(AttemptError::from_legacy),
+                    UpstreamProtocol::H2c => self.send_h2c(peer, upstream).await,
+                }
+            };
+            let error = match tokio::time::timeout(self.response_timeout, exchange).await {
                 Ok(Ok(response)) => return Ok((response, peer)),
                 Ok(Err(error)) => error,
                 Err(_) => return Err((ProxyError::Timeout, Some(peer))),
             };
-            let retry = if error.is_connect() { body.reclaimable() } else { retry_after_send && closed_early(&error) };
-            tracing::debug!(%peer, error = %error_chain(&error), retry = retry && more, "upstream attempt failed");
+            let retry = match &error {
+                AttemptError::Connect(_) => body.reclaimable(),
+                AttemptError::Request { closed_early, .. } => retry_after_send && *closed_early,
+            };
+            tracing::debug!(%peer, error = %error, retry = retry && more, "upstream attempt failed");
             if !(retry && more) {
-                let failure = if error.is_connect() {
-                    ProxyError::Connect(peer.to_string())
-                } else {
-                    ProxyError::Upstream(error_chain(&error))
+                let failure = match error {
+                    AttemptError::Connect(_) => ProxyError::Connect(peer.to_string()),
+                    AttemptError::Request { message, .. } => ProxyError::Upstream(message),
                 };
                 return Err((failure, Some(peer)));
             }
@@ -157,11 +156,115 @@ impl Upstreams {
     }
 }
 
-/// The absolute URI the legacy client needs (it connects to and pools by
-/// its authority, and sends the origin form to HTTP/1.1 upstreams).
-fn upstream_uri(peer: SocketAddr, path_and_query: &PathAndQuery) -> Result<Uri, http::Error> {
-    let authority = Authority::try_from(peer.to_string())?;
-    Uri::builder().scheme(Scheme::HTTP).authority(authority).path_and_query(path_and_query.clone()).build()
+impl Upstreams {
+    /// One attempt on the h2c connection to `peer`. A pooled connection
+    /// that turns out closed before the request went out on it is replaced
+    /// once by a new one.
+    async fn send_h2c(
+        &self,
+        peer: SocketAddr,
+        mut upstream: Request<ReclaimableBody>,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        for _ in 0..2 {
+            let mut sender = self.h2c.sender(peer).await.map_err(|error| AttemptError::Connect(error.to_string()))?;
+            match sender.try_send_request(upstream).await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => {
+                        tracing::debug!(%peer, error = %error_chain(error.error()), "h2c connection closed, reconnecting");
+                        upstream = unsent;
+                    }
+                    None => {
+                        let error = error.into_error();
+                        return Err(AttemptError::Request {
+                            message: error_chain(&error),
+                            closed_early: hyper_closed_early(&error),
+                        });
+                    }
+                },
+            }
+        }
+        // Two fresh connections closed before taking the request.
+        Err(AttemptError::Connect(format!("h2c connections to {peer} close before taking requests")))
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug)]
+enum AttemptError {
+    /// No connection: nothing was sent.
+    Connect(String),
+    /// Failed after the request (maybe) went out; `closed_early`: the
+    /// connection closed before the response head.
+    Request { message: String, closed_early: bool },
+}
+
+impl AttemptError {
+    fn from_legacy(error: hyper_util::client::legacy::Error) -> Self {
+        if error.is_connect() {
+            AttemptError::Connect(error_chain(&error))
+        } else {
+            AttemptError::Request { message: error_chain(&error), closed_early: closed_early(&error) }
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttemptError::Connect(message) | AttemptError::Request { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+/// The request for one attempt. HTTP/1.1: the absolute URI the legacy
+/// client needs (it connects to and pools by its authority, and sends the
+/// origin form), `Host` as the client sent it. HTTP/2: the URI's authority
+/// is `:authority`, so it is the client's host (see [`h2c_authority`]) and
+/// the `Host` header goes.
+fn upstream_request(
+    request: &UpstreamRequest,
+    peer: SocketAddr,
+    body: ReclaimableBody,
+) -> Result<Request<ReclaimableBody>, http::Error> {
+    let mut headers = request.headers.clone();
+    let (authority, version) = match request.protocol {
+        UpstreamProtocol::Http1 => (peer_authority(peer)?, Version::HTTP_11),
+        UpstreamProtocol::H2c => {
+            let authority = match h2c_authority(headers.get(HOST)) {
+                Some(authority) => authority,
+                None => peer_authority(peer)?,
+            };
+            headers.remove(HOST);
+            (authority, Version::HTTP_2)
+        }
+    };
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(request.path_and_query.clone())
+        .build()?;
+    let mut upstream = Request::new(body);
+    *upstream.method_mut() = request.method.clone();
+    *upstream.uri_mut() = uri;
+    *upstream.version_mut() = version;
+    *upstream.headers_mut() = headers;
+    Ok(upstream)
+}
+
+fn peer_authority(peer: SocketAddr) -> Result<Authority, http::Error> {
+    Ok(Authority::try_from(peer.to_string())?)
+}
+
+/// `:authority` for an HTTP/2 upstream: the `Host` the proxy forwards,
+/// when it is a valid authority without userinfo (RFC 9113 8.3.1 forbids
+/// it there).
+fn h2c_authority(host: Option<&HeaderValue>) -> Option<Authority> {
+    let host = host?.as_bytes();
+    if host.is_empty() || host.contains(&b'@') {
+        return None;
+    }
+    Authority::try_from(host).ok()
 }
 
 /// The upstream closed a connection before its response head (typically a
@@ -170,11 +273,15 @@ fn closed_early(error: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>() {
-            return hyper_error.is_incomplete_message() || hyper_error.is_canceled();
+            return hyper_closed_early(hyper_error);
         }
         source = cause.source();
     }
     false
+}
+
+fn hyper_closed_early(error: &hyper::Error) -> bool {
+    error.is_incomplete_message() || error.is_canceled()
 }
 
 /// `error: cause: cause` for logs.
@@ -286,10 +393,44 @@ mod tests {
         }
     }
 
+    fn request(protocol: UpstreamProtocol, host: Option<&'static str>) -> UpstreamRequest {
+        let mut headers = HeaderMap::new();
+        if let Some(host) = host {
+            headers.insert(HOST, HeaderValue::from_static(host));
+        }
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        UpstreamRequest { method: Method::GET, path_and_query: PathAndQuery::from_static("/a?b=1"), headers, protocol }
+    }
+
+    fn uri_and_host(protocol: UpstreamProtocol, host: Option<&'static str>, peer: &str) -> (String, Option<String>) {
+        let body = ReclaimableBody {
+            slot: Arc::new(Mutex::new(None)),
+            taken: None,
+            end_stream: true,
+            hint: SizeHint::with_exact(0),
+        };
+        let upstream = upstream_request(&request(protocol, host), peer.parse().unwrap(), body).unwrap();
+        assert_eq!(upstream.headers()["x-other"], "1");
+        let host = upstream.headers().get(HOST).map(|host| host.to_str().unwrap().to_owned());
+        (upstream.uri().to_string(), host)
+    }
+
     #[test]
-    fn uri_for_peers() {
-        let pq = PathAndQuery::from_static("/a?b=1");
-        assert_eq!(upstream_uri("10.0.0.1:80".parse().unwrap(), &pq).unwrap(), "http://10.0.0.1:80/a?b=1");
-        assert_eq!(upstream_uri("[fd00::1]:8080".parse().unwrap(), &pq).unwrap(), "http://[fd00::1]:8080/a?b=1");
+    fn http1_uri_names_the_peer() {
+        let (uri, host) = uri_and_host(UpstreamProtocol::Http1, Some("a.com"), "10.0.0.1:80");
+        assert_eq!((uri.as_str(), host.as_deref()), ("http://10.0.0.1:80/a?b=1", Some("a.com")));
+        let (uri, _) = uri_and_host(UpstreamProtocol::Http1, None, "[fd00::1]:8080");
+        assert_eq!(uri, "http://[fd00::1]:8080/a?b=1");
+    }
+
+    #[test]
+    fn h2c_authority_is_the_client_host() {
+        let (uri, host) = uri_and_host(UpstreamProtocol::H2c, Some("a.com:8443"), "10.0.0.1:80");
+        assert_eq!((uri.as_str(), host), ("http://a.com:8443/a?b=1", None));
+        // No usable host: the endpoint.
+        for missing in [None, Some("user@a.com"), Some("a b")] {
+            let (uri, host) = uri_and_host(UpstreamProtocol::H2c, missing, "[fd00::1]:8080");
+            assert_eq!((uri.as_str(), host), ("http://[fd00::1]:8080/a?b=1", None), "{missing:?}");
+        }
     }
 }

@@ -20,7 +20,7 @@ pub mod tls;
 mod vhost;
 
 pub use host::HostPattern;
-pub use path::{PathError, PathType, normalize_path};
+pub use path::{PathError, PathType, normalize_path, upstream_path};
 pub use table::{
     Backend, BackendTarget, ObjectName, Route, RouteTable, RouteTableBuilder, Selected, ServicePortRef,
     UpstreamProtocol, VirtualHost,

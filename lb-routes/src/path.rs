@@ -50,8 +50,7 @@ pub enum PathError {
     Forbidden,
 }
 
-/// The request path as routes see it and as it is sent upstream (without
-/// the query):
+/// The request path as routes see it (without the query):
 /// - percent-encoded unreserved characters (`%41`, `%2E`, `%7E`...) are
 ///   decoded; other encodings (`%2F` among them) stay encoded, uppercased,
 ///   so an encoded slash never separates path elements;
@@ -75,6 +74,19 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
         return Ok(decoded);
     }
     Ok(Cow::Owned(remove_dot_segments(&decoded)))
+}
+
+/// The path sent upstream for a request whose path is `original` and
+/// [normalises](normalize_path) to `normalized`: the client's own path,
+/// byte for byte, unless it holds dot segments (`.`, `..`, also as `%2E`):
+/// then the normalised one, so the backend sees the path that was routed
+/// and cannot climb out of it.
+pub fn upstream_path<'a>(original: &'a str, normalized: &'a str) -> &'a str {
+    let decoded = if original.contains('%') { decode_unreserved(original).ok() } else { Some(Cow::Borrowed(original)) };
+    match decoded {
+        Some(decoded) if !decoded.split('/').any(is_dot_segment) => original,
+        _ => normalized,
+    }
 }
 
 /// NUL, CR, LF and backslash.
@@ -261,5 +273,20 @@ mod tests {
         assert_eq!(candidates, ["/foo/bar/", "/foo/bar", "/foo", ""]);
         let candidates: Vec<_> = prefix_candidates("/").collect();
         assert_eq!(candidates, ["/", ""]);
+    }
+
+    #[test]
+    fn the_upstream_path_is_the_clients_unless_it_climbs() {
+        for (original, want) in [
+            ("/x%41y", "/x%41y"),
+            ("/%7euser/a%2fb", "/%7euser/a%2fb"),
+            ("//a//b", "//a//b"),
+            ("/a/../b", "/b"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/a/./b%41", "/a/bA"),
+        ] {
+            let normalized = normalize_path(original).unwrap();
+            assert_eq!(upstream_path(original, &normalized), want, "{original}");
+        }
     }
 }

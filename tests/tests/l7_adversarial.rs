@@ -57,7 +57,7 @@ async fn content_length_with_transfer_encoding_is_not_smuggled() {
     );
     assert_not_smuggled(&bed, &public, "CL + TE", &te_cl).await;
     // TE.CL: the chunked body carries the smuggled request.
-    let chunk = format!("{smuggled}");
+    let chunk = smuggled;
     let cl_te = format!(
         "POST /public HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
         chunk.len()

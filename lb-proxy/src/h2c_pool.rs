@@ -1,0 +1,225 @@
+//! HTTP/2 with prior knowledge (h2c) upstream connections: at most one
+//! multiplexed connection per endpoint address, shared by all requests to
+//! that endpoint.
+//!
+//! Unlike `hyper_util`'s legacy client, which pools by the request URI's
+//! authority, this pool is keyed by the endpoint the request was balanced
+//! to, so the request URI (hence `:authority`) can carry the client's host.
+//!
+//! - Connecting: TCP (nodelay) and the HTTP/2 handshake, both within the
+//!   connect timeout. Requests that arrive while a connection to their
+//!   endpoint is being opened wait for it rather than opening their own;
+//!   if that connect fails, they all fail with it.
+//! - Liveness: HTTP/2 PING every 30 s while streams are open, the
+//!   connection is dropped when a PING is not answered within 20 s.
+//! - Eviction: a connection that is closed is replaced on next use; one
+//!   that no request used for [`IDLE_TIMEOUT`] is dropped (by the next use
+//!   or by a sweep), and hyper closes it once its open streams are done.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http2::{Builder, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::upstream::ReclaimableBody;
+
+/// How long a connection no request used is kept (nginx's upstream
+/// `keepalive_timeout`, as ingress-nginx sets it).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often idle and closed connections are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub(crate) type H2cSender = SendRequest<ReclaimableBody>;
+
+/// Opening a connection failed (TCP connect, timeout or handshake): no
+/// request was sent on it.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectError(Arc<str>);
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// The h2c connections of one proxy.
+pub(crate) struct H2cPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connect_timeout: Duration,
+    slots: Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+}
+
+/// One endpoint's connection.
+struct Slot {
+    /// Connect attempts finished on this slot, successful or not.
+    attempts: AtomicU64,
+    /// Held while connecting, so that one request connects and the
+    /// others wait.
+    state: tokio::sync::Mutex<State>,
+}
+
+struct State {
+    sender: Option<H2cSender>,
+    last_used: Instant,
+    /// The latest failed connect attempt (its number) and why it failed.
+    failure: Option<(u64, ConnectError)>,
+}
+
+impl State {
+    /// The connection, when it is open and was used recently.
+    fn usable(&self, now: Instant) -> Option<&H2cSender> {
+        self.sender.as_ref().filter(|sender| !sender.is_closed() && now.duration_since(self.last_used) < IDLE_TIMEOUT)
+    }
+}
+
+impl H2cPool {
+    /// A pool; with a Tokio runtime at hand, also starts its sweeper (which
+    /// ends with the pool).
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        let inner = Arc::new(Inner { connect_timeout, slots: Mutex::new(HashMap::new()) });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweeper(Arc::downgrade(&inner)));
+        }
+        Self { inner }
+    }
+
+    /// A handle on the connection to `peer`, opened if there is none (or
+    /// it is closed or idle for too long).
+    pub(crate) async fn sender(&self, peer: SocketAddr) -> Result<H2cSender, ConnectError> {
+        let slot = self.slot(peer);
+        let finished_before = slot.attempts.load(Ordering::Acquire);
+        let mut state = slot.state.lock().await;
+        let now = Instant::now();
+        if let Some(sender) = state.usable(now) {
+            let sender = sender.clone();
+            state.last_used = now;
+            return Ok(sender);
+        }
+        state.sender = None;
+        // A connect attempt that ended while this request waited failed:
+        // it fails this request too (rather than each waiting request
+        // trying, one after the other, an endpoint that does not answer).
+        if let Some((attempt, error)) = &state.failure
+            && *attempt > finished_before
+        {
+            return Err(error.clone());
+        }
+        let result = connect(peer, self.inner.connect_timeout).await;
+        let attempt = slot.attempts.fetch_add(1, Ordering::AcqRel) + 1;
+        match result {
+            Ok(sender) => {
+                state.sender = Some(sender.clone());
+                state.last_used = Instant::now();
+                state.failure = None;
+                Ok(sender)
+            }
+            Err(error) => {
+                state.failure = Some((attempt, error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    fn slot(&self, peer: SocketAddr) -> Arc<Slot> {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(peer)
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    attempts: AtomicU64::new(0),
+                    state: tokio::sync::Mutex::new(State { sender: None, last_used: Instant::now(), failure: None }),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Drops connections that are closed or idle, and the slots of endpoints
+/// without a connection, until the pool is gone.
+async fn sweeper(inner: Weak<Inner>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner.sweep(Instant::now());
+    }
+}
+
+impl Inner {
+    fn sweep(&self, now: Instant) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|_, slot| {
+            // In use by a request (possibly connecting): keep.
+            if Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            match slot.state.try_lock() {
+                Ok(state) => state.usable(now).is_some(),
+                Err(_) => true,
+            }
+        });
+    }
+}
+
+/// TCP connect and HTTP/2 handshake within `timeout`; the connection runs
+/// in its own task.
+async fn connect(peer: SocketAddr, timeout: Duration) -> Result<H2cSender, ConnectError> {
+    let handshake = async {
+        let stream = TcpStream::connect(peer)
+            .await
+            .map_err(|error| ConnectError(format!("tcp connect error: {error}").into()))?;
+        // Not fatal: only latency.
+        let _ = stream.set_nodelay(true);
+        Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
+            .await
+            .map_err(|error| ConnectError(format!("http2 handshake: {}", crate::upstream::error_chain(&error)).into()))
+    };
+    let (sender, connection) = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| ConnectError(format!("connect timed out after {timeout:?}").into()))??;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2c upstream connection failed");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_failure_is_a_connect_error_and_leaves_no_slot_behind() {
+        // A port nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = listener.local_addr().unwrap();
+        drop(listener);
+        let pool = H2cPool::new(Duration::from_secs(2));
+        let error = pool.sender(peer).await.unwrap_err();
+        assert!(error.to_string().contains("tcp connect error"), "{error}");
+        pool.inner.sweep(Instant::now());
+        assert!(pool.inner.slots.lock().unwrap().is_empty());
+    }
+}
