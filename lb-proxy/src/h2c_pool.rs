@@ -27,11 +27,10 @@ use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::upstream::ReclaimableBody;
+use crate::upstream::{POOL_IDLE_TIMEOUT, ReclaimableBody};
 
-/// How long a connection no request used is kept (nginx's upstream
-/// `keepalive_timeout`, as ingress-nginx sets it).
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection no request used is kept.
+const IDLE_TIMEOUT: Duration = POOL_IDLE_TIMEOUT;
 
 /// How often idle and closed connections are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(15);

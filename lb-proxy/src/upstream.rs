@@ -53,7 +53,7 @@ pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 /// How long an idle pooled upstream connection is kept (nginx's
 /// `keepalive_timeout` for upstreams, as ingress-nginx sets it).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 type UpstreamClient = Client<HttpConnector, ReclaimableBody>;
 
@@ -184,7 +184,7 @@ impl Upstreams {
                 },
             }
         }
-        // Two fresh connections closed before taking the request.
+        // The replacement connection closed too before taking the request.
         Err(AttemptError::Connect(format!("h2c connections to {peer} close before taking requests")))
     }
 }
