@@ -7,9 +7,10 @@
 //! - Requests ([`handler`](crate::handler)): routed over an
 //!   [`lb_routes::RouteTable`] that [`RouteHandle::update`] swaps
 //!   atomically; each request loads the table once, at its start.
-//! - Upstreams ([`upstream`](crate::upstream)): pooled keep-alive
-//!   HTTP/1.1 and HTTP/2 (h2c) clients, retries on connection failures,
-//!   `ExternalName` backends resolved through DNS.
+//! - Upstreams ([`upstream`](crate::upstream)): a pooled keep-alive
+//!   HTTP/1.1 client and one multiplexed HTTP/2 (h2c) connection per
+//!   endpoint, the endpoint chosen per request, retries on connection
+//!   failures, `ExternalName` backends resolved through DNS.
 //! - Upgrades (WebSocket...) are spliced in their own tasks.
 //!
 //! ```no_run
