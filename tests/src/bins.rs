@@ -62,3 +62,16 @@ pub fn lb_echo_bin() -> Result<PathBuf> {
 pub fn lb_run_args(manifests: &Path) -> Vec<OsString> {
     vec!["run".into(), "--manifests".into(), manifests.as_os_str().to_owned(), "--interface".into(), "eth0".into()]
 }
+
+/// A temporary copy of the example manifests (`*.yaml` of
+/// [`example_manifests_dir`]), for tests that add or change files.
+pub fn copy_example_manifests() -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(example_manifests_dir())? {
+        let path = entry?.path();
+        if let (Some(name), true) = (path.file_name(), path.extension().is_some_and(|e| e == "yaml")) {
+            std::fs::copy(&path, dir.path().join(name))?;
+        }
+    }
+    Ok(dir)
+}

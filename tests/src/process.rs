@@ -195,7 +195,8 @@ impl ProcessHandle {
     }
 }
 
-fn tail(s: &str, max: usize) -> &str {
+/// The last `max` bytes of `s` (from a character boundary).
+pub(crate) fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use lb_testbed::echo::parse_body;
 use lb_testbed::l7::{Req, TestCa, TlsOpts, send_tls, tls_secret};
 use lb_testbed::{
-    CLIENT_IP, HttpResponse, INGRESS_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, example_manifests_dir,
+    CLIENT_IP, HttpResponse, INGRESS_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, copy_example_manifests,
     http_request, in_netns,
 };
 
@@ -23,17 +23,6 @@ const TLS_HOST: &str = "https-example.foo.com";
 
 fn addr(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::from((ip, port))
-}
-
-fn copy_examples() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(example_manifests_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
 }
 
 /// A bed with echo pods and `lb run` (XDP and proxy) on both nodes.
@@ -81,7 +70,7 @@ fn get_tls(bed: &TestBed, to: SocketAddr, host: &str, ca: &TestCa) -> (Vec<Strin
 
 #[test]
 fn ingress_entry_points_reach_the_node_proxy_with_the_client_address() {
-    let manifests = copy_examples();
+    let manifests = copy_example_manifests().expect("copy of the example manifests");
     // The users' own certificate for the TLS example, as a Secret beside it.
     let ca = TestCa::new().expect("test CA");
     let pair = ca.issue(&[TLS_HOST]).expect("certificate");

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lb_testbed::{
-    CLIENT_IP, KeepAliveConn, LOADBALANCER_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, example_manifests_dir,
-    http_request, in_netns, udp_echo,
+    CLIENT_IP, KeepAliveConn, LOADBALANCER_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, copy_example_manifests,
+    example_manifests_dir, http_request, in_netns, udp_echo,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,17 +42,6 @@ fn get(bed: &TestBed, to: SocketAddr) -> (String, String) {
     let pod = resp.pod_name().expect("answer names its pod");
     let seen_from = resp.header("x-remote-addr").expect("x-remote-addr").to_string();
     (pod, seen_from.rsplit_once(':').map(|(ip, _)| ip.to_string()).unwrap_or(seen_from))
-}
-
-fn copy_examples() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(example_manifests_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn nodeport_spreads_connections_over_pods_on_both_nodes() {
 
 #[test]
 fn removing_an_endpoint_moves_only_new_flows() {
-    let manifests = copy_examples();
+    let manifests = copy_example_manifests().expect("copy of the example manifests");
     let (bed, lbs) = start(manifests.path());
 
     // An open connection to a pod on node1 that stays.
@@ -154,7 +143,7 @@ fn without_endpoint(doc: &str, pod: &str) -> String {
 
 #[test]
 fn service_without_endpoints_is_refused_and_bad_input_is_skipped() {
-    let manifests = copy_examples();
+    let manifests = copy_example_manifests().expect("copy of the example manifests");
     std::fs::write(
         manifests.path().join("extra.yaml"),
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: nobody-home\nspec:\n  type: NodePort\n  ports:\n  \

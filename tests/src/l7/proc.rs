@@ -13,6 +13,8 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::process::tail;
+
 /// One process started by the harness. Dropping it stops it: SIGTERM, then
 /// SIGKILL after its grace period.
 pub struct LocalProcess {
@@ -147,15 +149,4 @@ impl Drop for LocalProcess {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
