@@ -283,6 +283,11 @@ impl TestBed {
         let bin = crate::lb_bin()?;
         self.spawn_in(&ns, &bin, crate::lb_run_args(manifests))
     }
+
+    /// [`start_lb`](Self::start_lb) on every node, in node order.
+    pub fn start_lb_on_every_node(&self, manifests: &Path) -> Result<Vec<ProcessHandle>> {
+        self.nodes.iter().map(|node| self.start_lb(&node.name, manifests)).collect()
+    }
 }
 
 /// Polls `GET /` from `ns` to `addr` until it answers 200 (every 50 ms, at

@@ -29,8 +29,7 @@ fn addr(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
 fn start(manifests: &Path) -> (TestBed, Vec<ProcessHandle>) {
     let bed = TestBed::new().expect("test bed (needs root)");
     bed.start_echo_pods().expect("echo pods");
-    let lbs: Vec<ProcessHandle> =
-        ["node1", "node2"].iter().map(|n| bed.start_lb(n, manifests).expect("start lb")).collect();
+    let lbs = bed.start_lb_on_every_node(manifests).expect("start lb");
     (bed, lbs)
 }
 

@@ -27,8 +27,7 @@ fn addr(ip: std::net::Ipv4Addr, port: u16) -> SocketAddr {
 fn start(manifests: &Path) -> (TestBed, Vec<ProcessHandle>) {
     let bed = TestBed::new().expect("test bed (needs root)");
     bed.start_echo_pods().expect("echo pods");
-    let lbs: Vec<ProcessHandle> =
-        ["node1", "node2"].iter().map(|n| bed.start_lb(n, manifests).expect("start lb")).collect();
+    let lbs = bed.start_lb_on_every_node(manifests).expect("start lb");
     lb_testbed::bed::wait_for_http(bed.client_ns(), addr(NODE1_IP, 30007), Duration::from_secs(30), Some(&lbs[0]))
         .expect("NodePort 30007 on node1 answers");
     (bed, lbs)

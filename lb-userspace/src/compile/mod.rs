@@ -6,6 +6,8 @@ pub(crate) mod endpoints;
 pub mod l4;
 pub mod l7;
 pub mod tables;
+#[cfg(test)]
+mod test_support;
 
 pub use l4::{CompileOptions, IngressHandoff, NodeContext, compile_l4};
 pub use tables::*;

@@ -1,28 +1,8 @@
 use std::net::Ipv4Addr;
 
-use serde::Deserialize;
-use serde_json::Value;
-
 use super::*;
 use crate::compile::tables::{FrontendAddr, Protocol};
-
-/// A snapshot of the Services and EndpointSlices in a multi-document YAML.
-fn snapshot(yaml: &str) -> Snapshot {
-    let mut services = Vec::new();
-    let mut slices = Vec::new();
-    for document in serde_norway::Deserializer::from_str(yaml) {
-        let mut value = Value::deserialize(document).unwrap();
-        if value.pointer("/metadata/namespace").is_none() {
-            value["metadata"]["namespace"] = "default".into();
-        }
-        match value["kind"].as_str() {
-            Some("Service") => services.push(serde_json::from_value(value).unwrap()),
-            Some("EndpointSlice") => slices.push(serde_json::from_value(value).unwrap()),
-            other => panic!("unexpected kind {other:?}"),
-        }
-    }
-    Snapshot::new(services, slices)
-}
+use crate::compile::test_support::{slice, snapshot};
 
 fn node() -> NodeContext {
     NodeContext {
@@ -66,25 +46,6 @@ spec:
     targetPort: 80
     nodePort: 30007
 ";
-
-/// An EndpointSlice of `service` with one endpoint per `(ip, conditions)`.
-fn slice(name: &str, service: &str, ports: &str, endpoints: &[(&str, &str)]) -> String {
-    let endpoints: String =
-        endpoints.iter().map(|(ip, extra)| format!("\n- addresses: [{ip}]\n  nodeName: node-a{extra}")).collect();
-    format!(
-        "---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}
-  labels:
-    kubernetes.io/service-name: {service}
-addressType: IPv4
-ports: {ports}
-endpoints:{endpoints}
-"
-    )
-}
 
 fn three_pods(service: &str, ports: &str) -> String {
     slice(&format!("{service}-1"), service, ports, &[("10.244.1.10", ""), ("10.244.2.10", ""), ("10.244.1.11", "")])

@@ -7,36 +7,9 @@ use k8s_openapi::api::core::v1::Secret;
 use lb_routes::{Backend, BackendTarget, PathType, UpstreamProtocol};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde::Deserialize;
-use serde_json::Value;
 
 use super::*;
-
-/// A snapshot of the objects of a multi-document YAML (namespaced objects
-/// without a namespace are in `default`).
-fn snapshot(yaml: &str) -> Snapshot {
-    let mut snapshot = Snapshot::default();
-    for document in serde_norway::Deserializer::from_str(yaml) {
-        let mut value = Value::deserialize(document).unwrap();
-        if value.is_null() {
-            continue;
-        }
-        let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        if kind != "IngressClass" && value.pointer("/metadata/namespace").is_none() {
-            value["metadata"]["namespace"] = "default".into();
-        }
-        match kind.as_str() {
-            "Service" => snapshot.services.push(serde_json::from_value(value).unwrap()),
-            "EndpointSlice" => snapshot.endpoint_slices.push(serde_json::from_value(value).unwrap()),
-            "Ingress" => snapshot.ingresses.push(serde_json::from_value(value).unwrap()),
-            "IngressClass" => snapshot.ingress_classes.push(serde_json::from_value(value).unwrap()),
-            "Secret" => snapshot.secrets.push(serde_json::from_value(value).unwrap()),
-            other => panic!("unexpected kind {other:?}"),
-        }
-    }
-    snapshot.sort();
-    snapshot
-}
+use crate::compile::test_support::{slice, snapshot};
 
 fn compile(yaml: &str) -> (RouteTable, Vec<Diagnostic>) {
     compile_l7(&snapshot(yaml), &L7Options::default())
@@ -56,25 +29,6 @@ metadata: {{name: {name}}}
 spec:
   ports:
   - {{name: http, port: 80, targetPort: 8080}}
-"
-    )
-}
-
-/// An EndpointSlice of `service` with one endpoint per `(ip, extra)`.
-fn slice(name: &str, service: &str, ports: &str, endpoints: &[(&str, &str)]) -> String {
-    let endpoints: String =
-        endpoints.iter().map(|(ip, extra)| format!("\n- addresses: [{ip}]\n  nodeName: node-a{extra}")).collect();
-    format!(
-        "---
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}
-  labels:
-    kubernetes.io/service-name: {service}
-addressType: IPv4
-ports: {ports}
-endpoints:{endpoints}
 "
     )
 }

@@ -1,0 +1,52 @@
+//! Helpers shared by the compilers' tests: snapshots from YAML strings.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::snapshot::Snapshot;
+
+/// A snapshot of the objects of a multi-document YAML (namespaced objects
+/// without a namespace are in `default`).
+pub fn snapshot(yaml: &str) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for document in serde_norway::Deserializer::from_str(yaml) {
+        let mut value = Value::deserialize(document).unwrap();
+        if value.is_null() {
+            continue;
+        }
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        if kind != "IngressClass" && value.pointer("/metadata/namespace").is_none() {
+            value["metadata"]["namespace"] = "default".into();
+        }
+        match kind.as_str() {
+            "Service" => snapshot.services.push(serde_json::from_value(value).unwrap()),
+            "EndpointSlice" => snapshot.endpoint_slices.push(serde_json::from_value(value).unwrap()),
+            "Ingress" => snapshot.ingresses.push(serde_json::from_value(value).unwrap()),
+            "IngressClass" => snapshot.ingress_classes.push(serde_json::from_value(value).unwrap()),
+            "Secret" => snapshot.secrets.push(serde_json::from_value(value).unwrap()),
+            other => panic!("unexpected kind {other:?}"),
+        }
+    }
+    snapshot.sort();
+    snapshot
+}
+
+/// An EndpointSlice of `service` with one endpoint on `node-a` per
+/// `(ip, extra YAML of the endpoint)`.
+pub fn slice(name: &str, service: &str, ports: &str, endpoints: &[(&str, &str)]) -> String {
+    let endpoints: String =
+        endpoints.iter().map(|(ip, extra)| format!("\n- addresses: [{ip}]\n  nodeName: node-a{extra}")).collect();
+    format!(
+        "---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  labels:
+    kubernetes.io/service-name: {service}
+addressType: IPv4
+ports: {ports}
+endpoints:{endpoints}
+"
+    )
+}
