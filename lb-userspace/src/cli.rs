@@ -30,15 +30,26 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Directory of Kubernetes YAML (Services, EndpointSlices, Ingresses,
-    /// IngressClasses, Secrets; multi-document files). It is watched:
-    /// changes are applied within a second.
-    #[arg(long, value_name = "DIR")]
-    pub manifests: PathBuf,
+    /// IngressClasses, Secrets; multi-document files) to serve instead of a
+    /// cluster's objects. It is watched: changes are applied within a
+    /// second. Without it, the agent follows the Kubernetes API.
+    #[arg(long, value_name = "DIR", conflicts_with = "kubeconfig")]
+    pub manifests: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 
     /// Uplink to attach XDP (ingress) and TC (egress) to; repeat for several.
-    /// All uplinks that carry service traffic must be listed.
+    /// All uplinks that carry service traffic must be listed. `auto`: the
+    /// interface that holds --host-ip, else the one of the IPv4 default
+    /// route.
     #[arg(long = "interface", value_name = "IFACE", required_unless_present = "no_xdp")]
     pub interfaces: Vec<String>,
+
+    /// The node's primary address (the DaemonSet passes `status.hostIP`):
+    /// with `--interface auto`, the uplink is the interface that holds it.
+    #[arg(long, env = "HOST_IP", value_name = "IP")]
+    pub host_ip: Option<Ipv4Addr>,
 
     /// Run without the eBPF data path (no root or BPF needed): only the
     /// Ingress proxy, on --http-addr and --https-addr.
@@ -93,6 +104,46 @@ pub struct RunArgs {
     /// `lb_userspace=debug`. Overridden by RUST_LOG.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+}
+
+/// Following a cluster: how to reach the API server, and what the agent
+/// writes back.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file of the cluster. Default: the in-cluster service
+    /// account, else $KUBECONFIG, else ~/.kube/config.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The agent's configuration file (address pools for Services of type
+    /// LoadBalancer, where Ingress status addresses come from); the
+    /// DaemonSet mounts it from ConfigMap lb-system/lb-config. Default: no
+    /// pools, Ingress status from --ingress-service.
+    #[arg(long, env = "LB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Write no status and no Events (another controller does): only serve.
+    #[arg(long)]
+    pub no_status: bool,
+
+    /// Namespace of the leader-election Lease (only the leader writes
+    /// status and Events).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "lb-system", value_name = "NAMESPACE")]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "lb-leader", value_name = "NAME")]
+    pub leader_election_lease: String,
+
+    /// This agent's identity in the Lease. Default: the pod name ($POD_NAME),
+    /// else the node name.
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub identity: Option<String>,
+
+    /// Manage only Services of type LoadBalancer with this
+    /// `spec.loadBalancerClass`. Default: only those without a class.
+    #[arg(long, value_name = "CLASS")]
+    pub load_balancer_class: Option<String>,
 }
 
 /// The Ingress controller: which Ingresses are ours, where the proxy

@@ -14,11 +14,22 @@ pub struct Diagnostic {
     /// empty when the whole object is concerned.
     pub field: String,
     pub message: String,
+    /// The Kubernetes object concerned, when there is one: where an Event
+    /// about the problem goes.
+    pub subject: Option<Subject>,
+}
+
+/// A Kubernetes object a diagnostic is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 impl Diagnostic {
     pub fn new(object: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { object: object.into(), field: field.into(), message: message.into() }
+        Self { object: object.into(), field: field.into(), message: message.into(), subject: None }
     }
 
     /// A diagnostic about a Kubernetes object.
@@ -29,7 +40,14 @@ impl Diagnostic {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Self::new(object_ref(kind, namespace, name), field, message)
+        let subject = Subject { kind: kind.into(), namespace: namespace.into(), name: name.into() };
+        Self { subject: Some(subject), ..Self::new(object_ref(kind, namespace, name), field, message) }
+    }
+
+    /// The field and the message, without the object (an Event's note: the
+    /// Event names the object itself).
+    pub fn note(&self) -> String {
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
     }
 }
 

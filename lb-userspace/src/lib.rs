@@ -8,10 +8,13 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod compile;
+pub mod config;
 pub mod dataplane;
 pub mod diagnostics;
 pub mod manifests;
 pub mod node;
 pub mod run;
 pub mod snapshot;
+pub mod status;

@@ -25,6 +25,59 @@ pub fn ipv4_addresses(interface: &str) -> Result<Vec<Ipv4Addr>> {
     Ok(out)
 }
 
+/// The `--interface` value that asks the agent to find the uplink itself.
+pub const AUTO_INTERFACE: &str = "auto";
+
+/// The uplink names: `--interface` values, with `auto` replaced by the
+/// interface that holds `host_ip` (when given), else by the interface of
+/// the IPv4 default route.
+pub fn resolve_interfaces(names: &[String], host_ip: Option<Ipv4Addr>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names {
+        let name = if name == AUTO_INTERFACE { auto_interface(host_ip)? } else { name.clone() };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn auto_interface(host_ip: Option<Ipv4Addr>) -> Result<String> {
+    if let Some(ip) = host_ip {
+        for ifaddr in getifaddrs().context("listing interface addresses")? {
+            if ifaddr.address.as_ref().and_then(|a| a.as_sockaddr_in()).is_some_and(|sin| sin.ip() == ip) {
+                tracing::info!(interface = %ifaddr.interface_name, %ip, "--interface auto: the interface holding --host-ip");
+                return Ok(ifaddr.interface_name);
+            }
+        }
+        bail!("--interface auto: no interface holds --host-ip {ip}");
+    }
+    let routes = std::fs::read_to_string("/proc/net/route").context("reading /proc/net/route")?;
+    match default_route_interface(&routes) {
+        Some(name) => {
+            tracing::info!(interface = %name, "--interface auto: the interface of the default route");
+            Ok(name)
+        }
+        None => bail!("--interface auto: there is no IPv4 default route (pass --host-ip or name the interface)"),
+    }
+}
+
+/// The interface of the IPv4 default route with the lowest metric, from
+/// the text of `/proc/net/route`.
+fn default_route_interface(routes: &str) -> Option<String> {
+    routes
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+            let (iface, destination, metric, mask) = (fields.first()?, fields.get(1)?, fields.get(6)?, fields.get(7)?);
+            (*destination == "00000000" && *mask == "00000000").then(|| (metric.parse::<u32>().ok(), iface.to_string()))
+        })
+        .min_by_key(|(metric, _)| metric.unwrap_or(u32::MAX))
+        .map(|(_, iface)| iface)
+}
+
 /// Resolves `--interface` names into attachments: index and the address to
 /// masquerade to (the interface's primary IPv4 address).
 pub fn uplink(interface: &str) -> Result<Attachment> {
@@ -59,4 +112,33 @@ fn read_sysctl(path: &Path) -> Option<String> {
 /// The node's name: `--node-name`, else the host name.
 pub fn default_node_name() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_route_with_the_lowest_metric() {
+        let routes = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+            eth1\t00000000\t0101A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n\
+            eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_interface(routes).as_deref(), Some("eth0"));
+        assert_eq!(default_route_interface("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn named_interfaces_pass_through_once() {
+        let names = vec!["eth0".to_string(), "eth1".to_string(), "eth0".to_string()];
+        assert_eq!(resolve_interfaces(&names, None).unwrap(), ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn auto_finds_the_interface_holding_the_host_ip() {
+        let names = vec![AUTO_INTERFACE.to_string()];
+        assert_eq!(resolve_interfaces(&names, Some(Ipv4Addr::LOCALHOST)).unwrap(), ["lo"]);
+        let err = resolve_interfaces(&names, Some(Ipv4Addr::new(203, 0, 113, 77))).unwrap_err();
+        assert!(err.to_string().contains("no interface holds --host-ip 203.0.113.77"), "{err}");
+    }
 }

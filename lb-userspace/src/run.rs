@@ -8,6 +8,7 @@
 
 mod l4;
 mod l7;
+mod writers;
 
 use std::sync::Arc;
 
@@ -21,10 +22,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin;
 use crate::cli::RunArgs;
-use crate::manifests;
+use crate::config::AgentConfig;
+use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
+use crate::{cluster, manifests};
 use l4::L4;
 use l7::{L7, proxy_config};
+use writers::Writers;
 
 pub fn run(args: RunArgs) -> Result<()> {
     init_tracing(&args.log_level);
@@ -58,22 +62,34 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }));
     let mut l4 = if args.no_xdp { None } else { Some(L4::load(&args, http, https)?) };
 
+    let config = agent_config(&args)?;
     let (tx, mut snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    let mut source = tokio::spawn(manifests::watch_dir(args.manifests.clone(), tx));
+    let (diagnostics_tx, diagnostics) = watch::channel(Arc::new(Vec::new()));
+    let mut writers = None;
+    let mut source = match &args.manifests {
+        Some(dir) => tokio::spawn(manifests::watch_dir(dir.clone(), tx)),
+        None => {
+            let client = cluster::connect(args.cluster.kubeconfig.as_deref()).await?;
+            if !args.cluster.no_status {
+                let inputs = (snapshots.clone(), diagnostics);
+                writers = Some(Writers::start(client.clone(), &args, &config, l7.options(), inputs.0, inputs.1));
+            }
+            tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), tx))
+        }
+    };
     // Fill the maps and routes from the first snapshot before any packet or
     // probe can see them.
     tokio::select! {
-        changed = snapshots.changed() => changed.context("the manifests source stopped before its first snapshot")?,
+        changed = snapshots.changed() => changed.context("the source stopped before its first snapshot")?,
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
-    l7.sync(&first);
+    diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &first)));
     if let Some(l4) = &mut l4 {
-        l4.sync(&first);
         l4.attach()?;
     }
     ready_tx.send_replace(true);
-    info!(manifests = %args.manifests.display(), xdp = l4.is_some(), "ready");
+    info!(source = %source_name(&args), xdp = l4.is_some(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -81,13 +97,10 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() {
-                    bail!("the manifests source stopped");
+                    bail!("the source stopped");
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                if let Some(l4) = &mut l4 {
-                    l4.sync(&snapshot);
-                }
-                l7.sync(&snapshot);
+                diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &snapshot)));
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
@@ -97,6 +110,9 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
     info!("shutting down: draining the proxy; the kernel detaches the programs");
     ready_tx.send_replace(false);
+    if let Some(writers) = writers {
+        writers.stop().await;
+    }
     let _ = stop_proxy.send(());
     let drained = proxy_task.await;
     drop(l4);
@@ -106,11 +122,38 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
 }
 
+/// Compiles a snapshot into the routes and (with XDP) the maps; returns
+/// the problems found.
+fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Snapshot) -> Vec<Diagnostic> {
+    let mut diagnostics = l7.sync(snapshot);
+    if let Some(l4) = l4 {
+        diagnostics.extend(l4.sync(snapshot));
+    }
+    diagnostics.sort();
+    diagnostics.dedup();
+    diagnostics
+}
+
+/// `--config`, else the defaults.
+fn agent_config(args: &RunArgs) -> Result<AgentConfig> {
+    match &args.cluster.config {
+        Some(path) => Ok(AgentConfig::load(path)?),
+        None => Ok(AgentConfig::default()),
+    }
+}
+
+fn source_name(args: &RunArgs) -> String {
+    match &args.manifests {
+        Some(dir) => format!("--manifests {}", dir.display()),
+        None => "the Kubernetes API".into(),
+    }
+}
+
 fn source_ended(ended: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
     match ended {
-        Ok(Ok(())) => bail!("the manifests source stopped"),
-        Ok(Err(e)) => Err(e.context("watching --manifests")),
-        Err(e) => bail!("the manifests source panicked: {e}"),
+        Ok(Ok(())) => bail!("the source stopped"),
+        Ok(Err(e)) => Err(e.context("following the source")),
+        Err(e) => bail!("the source panicked: {e}"),
     }
 }
 

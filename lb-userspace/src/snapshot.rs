@@ -1,11 +1,11 @@
 //! Everything the agent knows about the cluster at one moment, as plain data.
 //!
-//! Sources (the manifests directory, later the Kubernetes API) produce
+//! Sources (the manifests directory, or the Kubernetes API) produce
 //! snapshots; compilers read them. A snapshot never refers to maps, routes
 //! or sockets, so two snapshots of the same objects compare equal.
 
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub ingress_classes: Vec<IngressClass>,
     /// Only TLS material is used (`tls.crt`, `tls.key`).
     pub secrets: Vec<Secret>,
+    /// The cluster's Nodes (cluster-scoped; only from the Kubernetes API):
+    /// their addresses are the Ingress status with `ingressStatus: nodes`.
+    pub nodes: Vec<Node>,
 }
 
 impl Snapshot {
@@ -39,6 +42,7 @@ impl Snapshot {
         sort_by_key(&mut self.ingresses);
         sort_by_key(&mut self.ingress_classes);
         sort_by_key(&mut self.secrets);
+        sort_by_key(&mut self.nodes);
     }
 }
 

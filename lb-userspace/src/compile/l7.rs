@@ -22,7 +22,7 @@ mod x509;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -58,8 +58,7 @@ impl Default for L7Options {
 /// Problems in the objects are returned as diagnostics; what they concern
 /// is left out and everything else is compiled.
 pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<Diagnostic>) {
-    let classes = OurClasses::new(&snapshot.ingress_classes, options);
-    let mut ingresses: Vec<&Ingress> = snapshot.ingresses.iter().filter(|i| classes.claims(i)).collect();
+    let mut ingresses = our_ingresses(snapshot, options);
     ingresses.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
     let mut compiler = Compiler {
         builder: RouteTableBuilder::new(),
@@ -76,6 +75,26 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
     let mut seen = HashSet::new();
     let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();
     (compiler.builder.build(), diagnostics)
+}
+
+/// The Ingresses of our classes in `snapshot` (see [`classes`]).
+pub fn our_ingresses<'a>(snapshot: &'a Snapshot, options: &L7Options) -> Vec<&'a Ingress> {
+    let classes = OurClasses::new(&snapshot.ingress_classes, options);
+    snapshot.ingresses.iter().filter(|i| classes.claims(i)).collect()
+}
+
+/// The Secrets, as (namespace, name), that the Ingresses of our classes
+/// name in `spec.tls[].secretName`: the only Secrets the agent keeps.
+pub fn referenced_secrets(snapshot: &Snapshot, options: &L7Options) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for ingress in our_ingresses(snapshot, options) {
+        let namespace = IngressRef::new(ingress).namespace.to_string();
+        let tls = ingress.spec.as_ref().and_then(|s| s.tls.as_ref());
+        for name in tls.into_iter().flatten().filter_map(|t| t.secret_name.as_deref()).filter(|n| !n.is_empty()) {
+            out.insert((namespace.clone(), name.to_string()));
+        }
+    }
+    out
 }
 
 /// The order in which Ingresses claim hosts and paths: oldest first, then

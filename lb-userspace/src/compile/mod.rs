@@ -7,7 +7,7 @@ pub mod l4;
 pub mod l7;
 pub mod tables;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use l4::{CompileOptions, IngressHandoff, NodeContext, compile_l4};
 pub use tables::*;

@@ -15,7 +15,7 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             continue;
         }
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        if kind != "IngressClass" && value.pointer("/metadata/namespace").is_none() {
+        if kind != "IngressClass" && kind != "Node" && value.pointer("/metadata/namespace").is_none() {
             value["metadata"]["namespace"] = "default".into();
         }
         match kind.as_str() {
@@ -24,6 +24,7 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             "Ingress" => snapshot.ingresses.push(serde_json::from_value(value).unwrap()),
             "IngressClass" => snapshot.ingress_classes.push(serde_json::from_value(value).unwrap()),
             "Secret" => snapshot.secrets.push(serde_json::from_value(value).unwrap()),
+            "Node" => snapshot.nodes.push(serde_json::from_value(value).unwrap()),
             other => panic!("unexpected kind {other:?}"),
         }
     }

@@ -47,6 +47,7 @@ pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)
         ingresses: load.ingresses,
         ingress_classes: load.ingress_classes,
         secrets: load.secrets,
+        nodes: Vec::new(),
     };
     snapshot.sort();
     Ok((snapshot, load.diagnostics))

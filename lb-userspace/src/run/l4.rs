@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use crate::cli::RunArgs;
 use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, NodeContext, compile_l4};
 use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode};
+use crate::diagnostics::Diagnostic;
 use crate::node;
 use crate::snapshot::Snapshot;
 
@@ -26,8 +27,9 @@ impl L4 {
     /// Loads the programs and creates the maps. `http` and `https` are the
     /// proxy's bound listeners, the targets of the ingress hand-off.
     pub fn load(args: &RunArgs, http: SocketAddr, https: SocketAddr) -> Result<Self> {
-        let uplinks = args.interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
-        let addresses = node_addresses(args)?;
+        let interfaces = node::resolve_interfaces(&args.interfaces, args.host_ip)?;
+        let uplinks = interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
+        let addresses = node_addresses(args, &interfaces)?;
         let ingress = handoff(args, &addresses, http, https);
         let node =
             NodeContext { name: args.node_name.clone().unwrap_or_else(node::default_node_name), addresses, ingress };
@@ -61,9 +63,9 @@ impl L4 {
         Ok(())
     }
 
-    /// Compiles a snapshot and applies the result; problems are logged, and
-    /// whatever compiled keeps being served.
-    pub fn sync(&mut self, snapshot: &Snapshot) {
+    /// Compiles a snapshot and applies the result; problems are logged (and
+    /// returned), and whatever compiled keeps being served.
+    pub fn sync(&mut self, snapshot: &Snapshot) -> Vec<Diagnostic> {
         let (tables, diagnostics) = compile_l4(snapshot, &self.node, &self.options);
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
@@ -86,6 +88,7 @@ impl L4 {
             }
             Err(e) => error!("applying to the BPF maps failed (will retry on the next change): {e:#}"),
         }
+        diagnostics
     }
 }
 
@@ -127,12 +130,12 @@ fn spawn_kernel_log_reader(datapath: &mut Datapath) -> Result<()> {
 }
 
 /// `--node-ip`, else every IPv4 address of the uplinks.
-fn node_addresses(args: &RunArgs) -> Result<Vec<Ipv4Addr>> {
+fn node_addresses(args: &RunArgs, interfaces: &[String]) -> Result<Vec<Ipv4Addr>> {
     if !args.node_ips.is_empty() {
         return Ok(args.node_ips.clone());
     }
     let mut out = Vec::new();
-    for name in &args.interfaces {
+    for name in interfaces {
         out.extend(node::ipv4_addresses(name)?);
     }
     Ok(out)

@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::cli::IngressArgs;
 use crate::compile::l7::{L7Options, compile_l7};
+use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 
 pub struct L7 {
@@ -20,15 +21,22 @@ impl L7 {
         Self { routes, options }
     }
 
+    /// Which Ingresses are ours.
+    pub fn options(&self) -> &L7Options {
+        &self.options
+    }
+
     /// Compiles the snapshot's Ingresses and swaps the new table in: in-flight
-    /// requests finish on the table they started with.
-    pub fn sync(&self, snapshot: &Snapshot) {
+    /// requests finish on the table they started with. Returns (and logs)
+    /// the problems found.
+    pub fn sync(&self, snapshot: &Snapshot) -> Vec<Diagnostic> {
         let (table, diagnostics) = compile_l7(snapshot, &self.options);
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }
         self.routes.update(table);
         info!(ingresses = snapshot.ingresses.len(), "routes applied");
+        diagnostics
     }
 }
 

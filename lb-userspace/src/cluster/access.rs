@@ -1,0 +1,52 @@
+//! Every Kubernetes API call the agent makes, as RBAC sees it. The
+//! manifests' ClusterRole and Role must grant exactly these (a test checks
+//! it), and the fake-API tests check that the agent makes no other call.
+
+/// Where a permission applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AccessScope {
+    /// Every namespace (a ClusterRole rule).
+    Cluster,
+    /// Only the agent's own namespace (`--leader-election-namespace`,
+    /// `lb-system` in the manifests): a Role rule.
+    OwnNamespace,
+}
+
+/// One resource (or subresource) and the verbs used on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiAccess {
+    /// The API group; `""` is the core group.
+    pub group: &'static str,
+    /// The resource, with `/subresource` when it is one (`services/status`).
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    pub scope: AccessScope,
+}
+
+const fn cluster(group: &'static str, resource: &'static str, verbs: &'static [&'static str]) -> ApiAccess {
+    ApiAccess { group, resource, verbs, scope: AccessScope::Cluster }
+}
+
+/// The calls the agent makes.
+pub const API_ACCESS: &[ApiAccess] = &[
+    // Reflectors: the objects the snapshot is built from.
+    cluster("", "services", &["list", "watch"]),
+    cluster("", "nodes", &["list", "watch"]),
+    cluster("", "secrets", &["list", "watch"]),
+    cluster("discovery.k8s.io", "endpointslices", &["list", "watch"]),
+    cluster("networking.k8s.io", "ingresses", &["list", "watch"]),
+    cluster("networking.k8s.io", "ingressclasses", &["list", "watch"]),
+    // Status, written by the leader.
+    cluster("", "services/status", &["patch"]),
+    cluster("networking.k8s.io", "ingresses/status", &["patch"]),
+    // Events on the objects we reject (kube-runtime's recorder creates an
+    // event, then patches its series when it repeats).
+    cluster("events.k8s.io", "events", &["create", "patch"]),
+    // Leader election.
+    ApiAccess {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+        scope: AccessScope::OwnNamespace,
+    },
+];

@@ -1,0 +1,217 @@
+//! Following the Kubernetes API: one reflector per kind, and snapshots
+//! built from their stores.
+//!
+//! - Each reflector lists, then watches from the list's resourceVersion.
+//!   When its watch breaks it watches again from the last version it saw;
+//!   when the API server says that version is gone (`410 Gone`) it lists
+//!   again. Its store keeps the old objects until the new list is complete,
+//!   so a relist never shows a half-empty cluster.
+//! - A snapshot is built only once every store holds a complete list, then
+//!   after every burst of changes (debounced), and published only when it
+//!   differs from the last one. While the API server is unreachable nothing
+//!   is published: the maps and routes keep serving the last snapshot.
+//! - Secrets: only `kubernetes.io/tls` ones are watched, and the snapshot
+//!   keeps only those that the Ingresses of our classes name.
+//! - Fields the compilers never read (managed fields, node images) are
+//!   dropped as objects arrive.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::compile::l7::{L7Options, referenced_secrets};
+use crate::snapshot::Snapshot;
+
+/// How long to wait after a change for the rest of a burst (a rollout
+/// changes many EndpointSlices in a row).
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The field selector of the Secrets the agent watches.
+pub const TLS_SECRETS: &str = "type=kubernetes.io/tls";
+
+/// The stores of every kind the snapshot is built from.
+struct Stores {
+    services: Store<Service>,
+    endpoint_slices: Store<EndpointSlice>,
+    ingresses: Store<Ingress>,
+    ingress_classes: Store<IngressClass>,
+    secrets: Store<Secret>,
+    nodes: Store<Node>,
+}
+
+/// Follows the cluster through `client` and sends a snapshot whenever what
+/// the agent uses changed. Returns when every receiver is gone.
+pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender<Arc<Snapshot>>) -> Result<()> {
+    let changed = Arc::new(Notify::new());
+    let mut reflectors = tokio::task::JoinSet::new();
+    let tls = watcher::Config::default().fields(TLS_SECRETS);
+    let stores = Stores {
+        services: reflect(&mut reflectors, Api::all(client.clone()), watcher::Config::default(), &changed, |_| {}),
+        endpoint_slices: reflect(
+            &mut reflectors,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changed,
+            |_| {},
+        ),
+        ingresses: reflect(&mut reflectors, Api::all(client.clone()), watcher::Config::default(), &changed, |_| {}),
+        ingress_classes: reflect(
+            &mut reflectors,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &changed,
+            |_| {},
+        ),
+        secrets: reflect(&mut reflectors, Api::all(client.clone()), tls, &changed, |_| {}),
+        nodes: reflect(&mut reflectors, Api::all(client), watcher::Config::default(), &changed, strip_node),
+    };
+
+    tokio::select! {
+        ready = stores.wait_until_ready() => ready?,
+        _ = tx.closed() => return Ok(()),
+    }
+    let first = stores.snapshot(&options);
+    info!(
+        services = first.services.len(),
+        endpoint_slices = first.endpoint_slices.len(),
+        ingresses = first.ingresses.len(),
+        nodes = first.nodes.len(),
+        "cluster listed"
+    );
+    tx.send_replace(Arc::new(first));
+    loop {
+        tokio::select! {
+            _ = tx.closed() => return Ok(()),
+            _ = changed.notified() => {}
+            ended = reflectors.join_next() => {
+                // A reflector only ends by panicking: its stream retries forever.
+                anyhow::bail!("a Kubernetes reflector stopped: {ended:?}");
+            }
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        publish(&tx, stores.snapshot(&options));
+    }
+}
+
+impl Stores {
+    async fn wait_until_ready(&self) -> Result<()> {
+        let dropped = "a Kubernetes reflector stopped before its first list";
+        self.services.wait_until_ready().await.context(dropped)?;
+        self.endpoint_slices.wait_until_ready().await.context(dropped)?;
+        self.ingresses.wait_until_ready().await.context(dropped)?;
+        self.ingress_classes.wait_until_ready().await.context(dropped)?;
+        self.secrets.wait_until_ready().await.context(dropped)?;
+        self.nodes.wait_until_ready().await.context(dropped)
+    }
+
+    /// The stores' objects as a snapshot, with only the referenced Secrets.
+    fn snapshot(&self, options: &L7Options) -> Snapshot {
+        let mut snapshot = Snapshot {
+            services: objects(&self.services),
+            endpoint_slices: objects(&self.endpoint_slices),
+            ingresses: objects(&self.ingresses),
+            ingress_classes: objects(&self.ingress_classes),
+            secrets: Vec::new(),
+            nodes: objects(&self.nodes),
+        };
+        let wanted = referenced_secrets(&snapshot, options);
+        snapshot.secrets = self
+            .secrets
+            .state()
+            .iter()
+            .filter(|s| wanted.contains(&(s.namespace().unwrap_or_default(), s.name_any())))
+            .map(|s| Secret::clone(s))
+            .collect();
+        snapshot.sort();
+        snapshot
+    }
+}
+
+fn objects<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|o| K::clone(o)).collect()
+}
+
+/// Starts a reflector of `api` into a new store; every change wakes
+/// `changed`. Errors (the API server unreachable, a watch refused) are
+/// logged when they start and when they end, and retried with backoff.
+fn reflect<K>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    api: Api<K>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+    mut strip: impl FnMut(&mut K) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&()).to_string();
+    let stream = watcher(api, config).default_backoff().modify(move |object| {
+        object.managed_fields_mut().clear();
+        strip(object);
+    });
+    let stream = reflector::reflector(writer, stream);
+    let changed = changed.clone();
+    tasks.spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if failing {
+                        info!(%kind, "watching the Kubernetes API again");
+                        failing = false;
+                    }
+                    if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
+                        changed.notify_one();
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(%kind, "watching the Kubernetes API failed (retrying; the last state keeps serving): {e}");
+                    }
+                    failing = true;
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Node status carries the images on the node: megabytes per node, unused.
+fn strip_node(node: &mut Node) {
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+    }
+}
+
+fn publish(tx: &watch::Sender<Arc<Snapshot>>, snapshot: Snapshot) {
+    tx.send_if_modified(|current| {
+        let changed = **current != snapshot;
+        if changed {
+            tracing::debug!(
+                services = snapshot.services.len(),
+                endpoint_slices = snapshot.endpoint_slices.len(),
+                ingresses = snapshot.ingresses.len(),
+                "cluster changed"
+            );
+            *current = Arc::new(snapshot);
+        }
+        changed
+    });
+}

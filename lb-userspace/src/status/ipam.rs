@@ -1,0 +1,369 @@
+//! IPAM: addresses from the configured pools for Services of type
+//! LoadBalancer, the way MetalLB hands them out. Pure: pools and Services
+//! in, the desired address of every managed Service out.
+//!
+//! - **Off without pools.** If no pool is configured, nothing is managed:
+//!   the [`Allocation`] is empty and the status writer touches no Service.
+//! - **Managed Services** are those of `spec.type: LoadBalancer` whose
+//!   `spec.loadBalancerClass` equals [`IpamOptions::load_balancer_class`]
+//!   (`None` manages only Services without a class). Each managed Service
+//!   ends up in exactly one of [`Allocation::assignments`] (its one
+//!   address) or [`Allocation::problems`] (why it has none; its status
+//!   should then hold no address). Unmanaged Services are in neither.
+//! - **IPv4 only.** A Service whose `spec.ipFamilies` is set without
+//!   `IPv4` gets [`ProblemReason::Ipv6Only`]; an unset list means IPv4.
+//! - **Pools.** The [`POOL_ANNOTATION`] names the pool a Service draws
+//!   from, even one with `autoAssign: false`; an unknown name is
+//!   [`ProblemReason::UnknownPool`]. Without it, new addresses come from the
+//!   pools with `autoAssign: true`, in configuration order.
+//! - **Requests.** `spec.loadBalancerIP` (deprecated, still used) asks for
+//!   one address. It must be IPv4 ([`ProblemReason::InvalidAddress`]) and
+//!   lie in the annotated pool, or without the annotation in any pool,
+//!   `autoAssign: false` ones included ([`ProblemReason::AddressNotInPool`]).
+//!   If another Service holds it: [`ProblemReason::AddressInUse`].
+//! - **Stickiness.** A Service keeps the first IPv4 address of its
+//!   `status.loadBalancer.ingress` if the annotated pool (without the
+//!   annotation, any pool: `autoAssign` only governs new addresses)
+//!   contains it, it is the requested one when there is a request, and no
+//!   Service before it keeps it. Otherwise it is given a new address.
+//! - **Order.** Services are taken oldest first (`metadata.creationTimestamp`,
+//!   a missing one counting as oldest, then namespace, then name), in three
+//!   passes: those keeping their address, then those requesting one, then
+//!   the others, who get the lowest free address of the first of their
+//!   pools that has one (skipping `.0` and `.255` with `avoidBuggyIPs`), or
+//!   [`ProblemReason::PoolExhausted`]. So the result depends only on the
+//!   set of Services, not on the order they are given in, and a running
+//!   Service never loses its address to a newer one.
+//! - **No sharing.** An address goes to one Service only (MetalLB's
+//!   `allow-shared-ip` is not supported).
+
+mod pools;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::diagnostics::object_ref;
+use crate::snapshot::object_key;
+pub use pools::{AddressPool, AddressRange, RangeError, is_buggy};
+
+/// The annotation naming the pool a Service's address comes from.
+pub const POOL_ANNOTATION: &str = "lb.dev/address-pool";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IpamOptions {
+    /// The `spec.loadBalancerClass` of the Services to manage; `None`
+    /// manages the Services without a class.
+    pub load_balancer_class: Option<String>,
+}
+
+/// What [`allocate`] decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// Desired `status.loadBalancer.ingress` IPs of every Service this IPAM manages, keyed by (namespace, name).
+    pub assignments: BTreeMap<(String, String), Ipv4Addr>,
+    /// Services managed but left without an address, and why (for Events
+    /// on the Service), by namespace and name.
+    pub problems: Vec<AllocationProblem>,
+}
+
+impl Allocation {
+    /// Whether the Service is managed: given an address or a problem. The
+    /// status of a Service that is not managed must be left alone.
+    pub fn is_managed(&self, namespace: &str, name: &str) -> bool {
+        self.assignments.contains_key(&(namespace.to_string(), name.to_string()))
+            || self.problems.iter().any(|p| p.namespace == namespace && p.name == name)
+    }
+}
+
+/// Why a managed Service was left without an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocationProblem {
+    pub namespace: String,
+    pub name: String,
+    pub reason: ProblemReason,
+    /// A sentence for the user, naming the field concerned.
+    pub message: String,
+}
+
+/// `Service namespace/name: message`.
+impl fmt::Display for AllocationProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", object_ref("Service", &self.namespace, &self.name), self.message)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProblemReason {
+    /// Every address of the Service's pools is taken.
+    PoolExhausted,
+    /// The requested address is held by another Service.
+    AddressInUse,
+    /// The pool annotation names no configured pool.
+    UnknownPool,
+    /// The requested address is not in the Service's pool (or in none).
+    AddressNotInPool,
+    /// No pool has `autoAssign: true` and the Service names none.
+    NoPool,
+    /// The Service's IP families do not include IPv4.
+    Ipv6Only,
+    /// `spec.loadBalancerIP` is not an IPv4 address.
+    InvalidAddress,
+}
+
+impl ProblemReason {
+    /// The `reason` of the Event reporting the problem.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::PoolExhausted => "PoolExhausted",
+            Self::AddressInUse => "AddressInUse",
+            Self::UnknownPool => "UnknownAddressPool",
+            Self::AddressNotInPool => "AddressNotInPool",
+            Self::NoPool => "NoAutoAssignPool",
+            Self::Ipv6Only => "IPv6NotSupported",
+            Self::InvalidAddress => "InvalidLoadBalancerIP",
+        }
+    }
+}
+
+/// Decides the address of every Service this IPAM manages (see the module
+/// documentation for the rules).
+pub fn allocate(pools: &[AddressPool], services: &[Service], options: &IpamOptions) -> Allocation {
+    if pools.is_empty() {
+        return Allocation::default();
+    }
+    let mut allocator = Allocator {
+        pools,
+        holders: HashMap::new(),
+        cursors: vec![Some(Ipv4Addr::UNSPECIFIED); pools.len()],
+        allocation: Allocation::default(),
+    };
+    let mut claims = Vec::new();
+    for service in services {
+        match Claim::of(service, pools, options) {
+            None => {}
+            Some(Ok(claim)) => claims.push(claim),
+            Some(Err(problem)) => allocator.allocation.problems.push(problem),
+        }
+    }
+    claims.sort_by(|a, b| a.order().cmp(&b.order()));
+
+    let mut pending = Vec::new();
+    for claim in claims {
+        match claim.held.filter(|&ip| claim.may_keep(ip, pools) && !allocator.holders.contains_key(&ip)) {
+            Some(ip) => allocator.assign(&claim, ip),
+            None => pending.push(claim),
+        }
+    }
+    let (requesting, automatic): (Vec<_>, Vec<_>) = pending.into_iter().partition(|claim| claim.request.is_some());
+    for claim in &requesting {
+        allocator.requested(claim);
+    }
+    for claim in &automatic {
+        allocator.automatic(claim);
+    }
+
+    let mut allocation = allocator.allocation;
+    allocation.problems.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    allocation
+}
+
+/// A managed Service, as IPAM sees it.
+struct Claim<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    created: Option<&'a Time>,
+    /// The index of the annotated pool, if the Service names one.
+    pool: Option<usize>,
+    /// `spec.loadBalancerIP`, checked to lie in the Service's pools.
+    request: Option<Ipv4Addr>,
+    /// The IPv4 address the Service's status holds.
+    held: Option<Ipv4Addr>,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of `service`, the problem that leaves it without an
+    /// address, or `None` if the Service is not managed.
+    fn of(
+        service: &'a Service,
+        pools: &[AddressPool],
+        options: &IpamOptions,
+    ) -> Option<Result<Claim<'a>, AllocationProblem>> {
+        let spec = service.spec.as_ref()?;
+        let (namespace, name) = object_key(&service.metadata);
+        let managed = spec.type_.as_deref() == Some("LoadBalancer")
+            && spec.load_balancer_class == options.load_balancer_class
+            && !name.is_empty();
+        if !managed {
+            return None;
+        }
+        let namespace = if namespace.is_empty() { "default" } else { namespace };
+        let checked = check_ip_families(spec).and_then(|()| {
+            let pool = annotated_pool(service, pools)?;
+            Ok((pool, requested_address(spec, pool, pools)?))
+        });
+        Some(match checked {
+            Ok((pool, request)) => Ok(Claim {
+                namespace,
+                name,
+                created: service.metadata.creation_timestamp.as_ref(),
+                pool,
+                request,
+                held: held_address(service),
+            }),
+            Err((reason, message)) => {
+                Err(AllocationProblem { namespace: namespace.into(), name: name.into(), reason, message })
+            }
+        })
+    }
+
+    /// Oldest first, then by namespace and name.
+    fn order(&self) -> (Option<&Time>, &str, &str) {
+        (self.created, self.namespace, self.name)
+    }
+
+    /// Whether the Service may keep `ip`, which its status holds.
+    fn may_keep(&self, ip: Ipv4Addr, pools: &[AddressPool]) -> bool {
+        let in_pool = match self.pool {
+            Some(index) => pools[index].contains(ip),
+            None => pools.iter().any(|pool| pool.contains(ip)),
+        };
+        in_pool && self.request.is_none_or(|request| request == ip)
+    }
+
+    fn problem(&self, reason: ProblemReason, message: String) -> AllocationProblem {
+        AllocationProblem { namespace: self.namespace.into(), name: self.name.into(), reason, message }
+    }
+}
+
+/// Why a Service cannot be given an address, whatever the others hold.
+type Unfit = (ProblemReason, String);
+
+fn check_ip_families(spec: &ServiceSpec) -> Result<(), Unfit> {
+    let families = spec.ip_families.as_deref().unwrap_or_default();
+    if families.is_empty() || families.iter().any(|family| family == "IPv4") {
+        return Ok(());
+    }
+    Err((ProblemReason::Ipv6Only, format!("spec.ipFamilies is {families:?}; only IPv4 addresses are allocated")))
+}
+
+/// The index of the pool the Service's annotation names, if it has one.
+fn annotated_pool(service: &Service, pools: &[AddressPool]) -> Result<Option<usize>, Unfit> {
+    let Some(wanted) = service.metadata.annotations.as_ref().and_then(|a| a.get(POOL_ANNOTATION)) else {
+        return Ok(None);
+    };
+    match pools.iter().position(|pool| &pool.name == wanted) {
+        Some(index) => Ok(Some(index)),
+        None => {
+            let message = format!("annotation {POOL_ANNOTATION} names pool {wanted:?}, which is not configured");
+            Err((ProblemReason::UnknownPool, message))
+        }
+    }
+}
+
+/// `spec.loadBalancerIP`, if set, once checked to lie in the Service's
+/// pool (the annotated one, else any).
+fn requested_address(
+    spec: &ServiceSpec,
+    pool: Option<usize>,
+    pools: &[AddressPool],
+) -> Result<Option<Ipv4Addr>, Unfit> {
+    let Some(text) = spec.load_balancer_ip.as_deref().filter(|text| !text.is_empty()) else { return Ok(None) };
+    let ip = match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip,
+        Ok(IpAddr::V6(_)) => {
+            let message = format!("spec.loadBalancerIP {text:?} is IPv6; only IPv4 addresses are allocated");
+            return Err((ProblemReason::InvalidAddress, message));
+        }
+        Err(_) => {
+            return Err((
+                ProblemReason::InvalidAddress,
+                format!("spec.loadBalancerIP {text:?} is not an IPv4 address"),
+            ));
+        }
+    };
+    let (in_pool, within) = match pool {
+        Some(index) => {
+            let pool = &pools[index];
+            (pool.contains(ip), format!("pool {:?} (annotation {POOL_ANNOTATION})", pool.name))
+        }
+        None => (pools.iter().any(|pool| pool.contains(ip)), "any address pool".to_string()),
+    };
+    if in_pool {
+        return Ok(Some(ip));
+    }
+    let avoided = pools.iter().any(|p| p.avoid_buggy_ips && is_buggy(ip) && p.ranges.iter().any(|r| r.contains(ip)));
+    let note = if avoided { " (the pool avoids addresses ending in .0 and .255)" } else { "" };
+    Err((ProblemReason::AddressNotInPool, format!("spec.loadBalancerIP {ip} is not in {within}{note}")))
+}
+
+/// The first IPv4 address of the Service's `status.loadBalancer.ingress`.
+fn held_address(service: &Service) -> Option<Ipv4Addr> {
+    let ingress = service.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?;
+    ingress.iter().find_map(|ingress| ingress.ip.as_deref()?.parse().ok())
+}
+
+struct Allocator<'a> {
+    pools: &'a [AddressPool],
+    /// Address → the Service given it.
+    holders: HashMap<Ipv4Addr, (&'a str, &'a str)>,
+    /// Per pool, the address from which free ones may be found (every
+    /// address below is taken), or `None` once the pool is full. Valid
+    /// because addresses are only ever taken, never given back.
+    cursors: Vec<Option<Ipv4Addr>>,
+    allocation: Allocation,
+}
+
+impl<'a> Allocator<'a> {
+    fn assign(&mut self, claim: &Claim<'a>, ip: Ipv4Addr) {
+        self.holders.insert(ip, (claim.namespace, claim.name));
+        self.allocation.assignments.insert((claim.namespace.into(), claim.name.into()), ip);
+    }
+
+    fn requested(&mut self, claim: &Claim<'a>) {
+        let Some(ip) = claim.request else { return };
+        match self.holders.get(&ip) {
+            None => self.assign(claim, ip),
+            Some(&(namespace, name)) => {
+                let holder = object_ref("Service", namespace, name);
+                let message = format!("spec.loadBalancerIP {ip} is already assigned to {holder}");
+                self.allocation.problems.push(claim.problem(ProblemReason::AddressInUse, message));
+            }
+        }
+    }
+
+    fn automatic(&mut self, claim: &Claim<'a>) {
+        let candidates: Vec<usize> = match claim.pool {
+            Some(index) => vec![index],
+            None => (0..self.pools.len()).filter(|&index| self.pools[index].auto_assign).collect(),
+        };
+        if candidates.is_empty() {
+            let message = format!(
+                "no address pool has autoAssign enabled; name one with the {POOL_ANNOTATION} annotation \
+                 or request an address with spec.loadBalancerIP"
+            );
+            return self.allocation.problems.push(claim.problem(ProblemReason::NoPool, message));
+        }
+        for &index in &candidates {
+            if let Some(ip) = self.lowest_free(index) {
+                return self.assign(claim, ip);
+            }
+        }
+        let names: Vec<String> = candidates.iter().map(|&index| format!("{:?}", self.pools[index].name)).collect();
+        let pools = if names.len() == 1 { "pool" } else { "pools" };
+        let message = format!("no free address in {pools} {}", names.join(", "));
+        self.allocation.problems.push(claim.problem(ProblemReason::PoolExhausted, message));
+    }
+
+    fn lowest_free(&mut self, index: usize) -> Option<Ipv4Addr> {
+        let start = self.cursors[index]?;
+        let ip = self.pools[index].lowest_free(start, |ip| self.holders.contains_key(&ip));
+        self.cursors[index] = ip;
+        ip
+    }
+}

@@ -1,0 +1,147 @@
+//! The status task: while this agent leads, it makes the API server show
+//! what the snapshot implies — Service addresses from the pools, Ingress
+//! addresses — and publishes Events on the problems the compilers and the
+//! IPAM found. It is the agent's only writer of other objects.
+//!
+//! Every round recomputes everything from the latest snapshot and writes
+//! only the differences, so a failed write is simply retried by the next
+//! round (on the next change, or at the latest after [`RESYNC`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::events::{EventLimiter, EventPublisher, Problem};
+use super::ingress::{IngressStatusUpdate, ingress_addresses, ingress_updates};
+use super::ipam::{AddressPool, Allocation, IpamOptions, allocate};
+use super::services::{ServiceStatusUpdate, service_updates};
+use crate::cli::ServiceName;
+use crate::compile::l7::L7Options;
+use crate::config::IngressStatusSource;
+use crate::diagnostics::{Diagnostic, Subject};
+use crate::snapshot::Snapshot;
+
+/// The longest time between two rounds (someone else may have changed a
+/// status we own; a write may have failed).
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// The Event reason of the problems the compilers find.
+pub const REJECTED: &str = "Rejected";
+
+/// What the status task writes, and for which objects.
+#[derive(Clone, Debug)]
+pub struct StatusSettings {
+    pub ingress: L7Options,
+    pub ingress_service: ServiceName,
+    pub ingress_status: IngressStatusSource,
+    pub pools: Vec<AddressPool>,
+    pub ipam: IpamOptions,
+    /// This agent's identity (the Events' reporting instance).
+    pub identity: String,
+}
+
+/// The inputs of the status task.
+pub struct StatusInputs {
+    pub leader: watch::Receiver<bool>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The problems of the last compilation of the snapshot.
+    pub diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
+}
+
+/// Runs until the inputs' senders are gone.
+pub async fn write_status(client: Client, settings: StatusSettings, mut inputs: StatusInputs) {
+    let mut writer = Writer {
+        events: EventPublisher::new(client.clone(), settings.identity.clone()),
+        client,
+        settings,
+        limiter: EventLimiter::default(),
+    };
+    loop {
+        if inputs.leader.wait_for(|leading| *leading).await.is_err() {
+            return;
+        }
+        writer.limiter.reset();
+        while *inputs.leader.borrow_and_update() {
+            let snapshot = inputs.snapshots.borrow_and_update().clone();
+            let diagnostics = inputs.diagnostics.borrow_and_update().clone();
+            writer.round(&snapshot, &diagnostics).await;
+            tokio::select! {
+                changed = inputs.snapshots.changed() => if changed.is_err() { return },
+                changed = inputs.diagnostics.changed() => if changed.is_err() { return },
+                changed = inputs.leader.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+        }
+    }
+}
+
+struct Writer {
+    client: Client,
+    events: EventPublisher,
+    settings: StatusSettings,
+    limiter: EventLimiter,
+}
+
+impl Writer {
+    async fn round(&mut self, snapshot: &Snapshot, diagnostics: &[Diagnostic]) {
+        let allocation = allocate(&self.settings.pools, &snapshot.services, &self.settings.ipam);
+        for update in service_updates(snapshot, &allocation) {
+            self.write_service(&update).await;
+        }
+        let addresses = ingress_addresses(snapshot, self.settings.ingress_status, &self.settings.ingress_service);
+        for update in ingress_updates(snapshot, &self.settings.ingress, &addresses) {
+            self.write_ingress(&update).await;
+        }
+        let problems = problems(diagnostics, &allocation);
+        let admitted = self.limiter.admit(problems, Instant::now());
+        self.events.publish(&admitted, snapshot).await;
+    }
+
+    async fn write_service(&self, update: &ServiceStatusUpdate) {
+        let ingress = match update.address {
+            Some(ip) => json!([{ "ip": ip.to_string(), "ipMode": "VIP" }]),
+            None => json!([]),
+        };
+        let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &update.namespace);
+        let name = format!("{}/{}", update.namespace, update.name);
+        match api.patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => info!(service = %name, address = ?update.address, "Service status written"),
+            Err(e) => warn!(service = %name, "writing Service status failed (retried): {e}"),
+        }
+    }
+
+    async fn write_ingress(&self, update: &IngressStatusUpdate) {
+        let ingress: Vec<_> = update.addresses.iter().map(|a| a.to_ingress()).collect();
+        let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
+        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &update.namespace);
+        let name = format!("{}/{}", update.namespace, update.name);
+        match api.patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => info!(ingress = %name, addresses = update.addresses.len(), "Ingress status written"),
+            Err(e) => warn!(ingress = %name, "writing Ingress status failed (retried): {e}"),
+        }
+    }
+}
+
+/// The problems to report as Events: the compilers' diagnostics about
+/// objects, and the Services the IPAM left without an address.
+fn problems(diagnostics: &[Diagnostic], allocation: &Allocation) -> BTreeSet<Problem> {
+    let compiled = diagnostics.iter().filter_map(|d| {
+        let subject = d.subject.clone()?;
+        Some(Problem { subject, reason: REJECTED.into(), note: d.note() })
+    });
+    let unallocated = allocation.problems.iter().map(|p| Problem {
+        subject: Subject { kind: "Service".into(), namespace: p.namespace.clone(), name: p.name.clone() },
+        reason: p.reason.reason().into(),
+        note: p.message.clone(),
+    });
+    compiled.chain(unallocated).collect()
+}

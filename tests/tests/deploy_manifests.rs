@@ -1,0 +1,1122 @@
+//! The cluster install (`manifests/*.yaml`, `manifests/kustomization.yaml`)
+//! and the `Containerfile`: every object parses strictly into its
+//! Kubernetes type, the RBAC rules grant exactly the calls the agent makes
+//! (`lb_userspace::cluster::API_ACCESS`), the DaemonSet runs the agent with
+//! a command line its CLI accepts, the Services reach its ports, and the
+//! Containerfile copies only paths that exist. No root, no network.
+
+use std::any::TypeId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
+use lb_userspace::cli::Cli;
+use lb_userspace::cluster::{API_ACCESS, AccessScope};
+use lb_userspace::config::AgentConfig;
+use lb_userspace::status::ipam::POOL_ANNOTATION;
+use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned};
+use serde_json::Value;
+
+/// The namespace every namespaced object of the install lives in.
+const NAMESPACE: &str = "lb-system";
+/// Labels every object carries.
+const COMMON_LABELS: &[(&str, &str)] = &[("app.kubernetes.io/name", "lb"), ("app.kubernetes.io/part-of", "lb")];
+/// The agent's ServiceAccount, roles and DaemonSet.
+const SERVICE_ACCOUNT: &str = "lb";
+const CLUSTER_ROLE: &str = "lb";
+const LEADER_ELECTION_ROLE: &str = "lb-leader-election";
+const DAEMONSET: &str = "lb";
+const CONFIG_MAP: &str = "lb-config";
+const CONFIG_KEY: &str = "config.yaml";
+const ADMIN_PORT: i32 = 10254;
+/// Where `cargo xtask build-ebpf` leaves the kernel object, relative to the
+/// workspace (xtask/src/ebpf.rs `EbpfBuild::output_path`, release).
+const EBPF_OBJECT: &str = "lb-ebpf/target/bpfel-unknown-none/release/lb-ebpf";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lives inside the repository").to_path_buf()
+}
+
+fn manifests_dir() -> PathBuf {
+    repo_root().join("manifests")
+}
+
+/// Collects every problem of a check, so one run reports them all.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(what());
+        }
+    }
+
+    fn push(&mut self, what: String) {
+        self.0.push(what);
+    }
+
+    fn finish(self, area: &str) {
+        if !self.0.is_empty() {
+            let mut msg = format!("{area}: {} problem(s):", self.0.len());
+            for p in &self.0 {
+                let _ = write!(msg, "\n  - {p}");
+            }
+            panic!("{msg}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Kind, scope and metadata of one parsed object, and where it came from.
+struct ObjectInfo {
+    origin: String,
+    kind: &'static str,
+    namespaced: bool,
+    meta: ObjectMeta,
+}
+
+/// Every object of the install, by type.
+#[derive(Default)]
+struct Install {
+    objects: Vec<ObjectInfo>,
+    namespaces: Vec<Namespace>,
+    service_accounts: Vec<ServiceAccount>,
+    cluster_roles: Vec<ClusterRole>,
+    cluster_role_bindings: Vec<ClusterRoleBinding>,
+    roles: Vec<Role>,
+    role_bindings: Vec<RoleBinding>,
+    config_maps: Vec<ConfigMap>,
+    daemon_sets: Vec<DaemonSet>,
+    services: Vec<Service>,
+    ingress_classes: Vec<IngressClass>,
+}
+
+/// Parses document `index` of `text` (a multi-document YAML file) as `T`,
+/// then checks that serializing it back keeps every key and value of
+/// `original` (k8s-openapi ignores unknown fields: a typo like `hostNetwrok`
+/// would otherwise vanish silently). An object that parses but loses keys
+/// is returned all the same (the other checks still run on it) and its lost
+/// keys are a problem.
+fn parse_typed<T>(
+    install: &mut Install,
+    problems: &mut Vec<String>,
+    origin: &str,
+    text: &str,
+    index: usize,
+    original: &Value,
+) -> Option<T>
+where
+    T: DeserializeOwned + Serialize + Metadata<Ty = ObjectMeta>,
+    <T as Resource>::Scope: 'static,
+{
+    let document = serde_norway::Deserializer::from_str(text).nth(index)?;
+    // serde_norway's error names the field path, line and column.
+    let typed = match T::deserialize(document) {
+        Ok(typed) => typed,
+        Err(e) => {
+            problems.push(format!("{origin}: not a valid {}: {e}", T::KIND));
+            return None;
+        }
+    };
+    let round_trip = match serde_json::to_value(&typed) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("{origin}: serializing back: {e}"));
+            return None;
+        }
+    };
+    let mut dropped = Vec::new();
+    compare_round_trip(original, &round_trip, "", &mut dropped);
+    if !dropped.is_empty() {
+        problems.push(format!(
+            "{origin}: {} {:?} does not survive a round trip through its type (unknown or misplaced fields?): {}",
+            T::KIND,
+            typed.metadata().name.as_deref().unwrap_or(""),
+            dropped.join("; ")
+        ));
+    }
+    install.objects.push(ObjectInfo {
+        origin: origin.to_string(),
+        kind: T::KIND,
+        namespaced: TypeId::of::<<T as Resource>::Scope>() == TypeId::of::<NamespaceResourceScope>(),
+        meta: typed.metadata().clone(),
+    });
+    Some(typed)
+}
+
+/// Records, with its path, every key of `original` missing from
+/// `round_trip` and every scalar that changed.
+fn compare_round_trip(original: &Value, round_trip: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, round_trip) {
+        (Value::Object(o), Value::Object(r)) => {
+            for (key, value) in o {
+                let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                match r.get(key) {
+                    Some(back) => compare_round_trip(value, back, &here, out),
+                    None => out.push(format!("{here} is dropped")),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(r)) => {
+            if o.len() != r.len() {
+                out.push(format!("{path} has {} items, {} after the round trip", o.len(), r.len()));
+            }
+            for (i, (value, back)) in o.iter().zip(r).enumerate() {
+                compare_round_trip(value, back, &format!("{path}[{i}]"), out);
+            }
+        }
+        (o, r) if o == r => {}
+        (o, r) => out.push(format!("{path} is {o}, {r} after the round trip")),
+    }
+}
+
+/// Parses every document of one file into `install`; returns the problems.
+fn parse_file(install: &mut Install, file: &str, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let origin = format!("{file} document {index}");
+        let value = match Value::deserialize(document) {
+            Ok(Value::Null) => continue, // an empty document (comments only)
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{origin}: not YAML: {e}"));
+                continue;
+            }
+        };
+        let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+        macro_rules! dispatch {
+            ($($ty:ty => $field:ident),* $(,)?) => {{
+                let mut known = false;
+                $(
+                    if api_version == <$ty as Resource>::API_VERSION && kind == <$ty as Resource>::KIND {
+                        known = true;
+                        if let Some(object) = parse_typed::<$ty>(install, &mut problems, &origin, text, index, &value) {
+                            install.$field.push(object);
+                        }
+                    }
+                )*
+                if !known {
+                    problems.push(format!(
+                        "{origin}: apiVersion {api_version:?} kind {kind:?} is not a kind the install may contain"
+                    ));
+                }
+            }};
+        }
+        dispatch!(
+            Namespace => namespaces,
+            ServiceAccount => service_accounts,
+            ClusterRole => cluster_roles,
+            ClusterRoleBinding => cluster_role_bindings,
+            Role => roles,
+            RoleBinding => role_bindings,
+            ConfigMap => config_maps,
+            DaemonSet => daemon_sets,
+            Service => services,
+            IngressClass => ingress_classes,
+        );
+    }
+    problems
+}
+
+/// `manifests/kustomization.yaml` as JSON.
+fn kustomization() -> Value {
+    let path = manifests_dir().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `resources:` of the kustomization.
+fn kustomization_resources(k: &Value) -> Vec<String> {
+    let resources = k.get("resources").and_then(Value::as_array).expect("kustomization.yaml has a resources: list");
+    resources.iter().map(|r| r.as_str().unwrap_or_else(|| panic!("resource {r} is not a string")).to_string()).collect()
+}
+
+/// Every object of the files the kustomization lists, and the problems
+/// found parsing them (reported by
+/// `every_object_parses_strictly_and_lives_in_lb_system`; the other tests
+/// check what did parse).
+fn load_with_problems() -> (Install, Problems) {
+    let mut install = Install::default();
+    let mut problems = Problems::default();
+    for file in kustomization_resources(&kustomization()) {
+        let path = manifests_dir().join(&file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => problems.0.extend(parse_file(&mut install, &file, &text)),
+            Err(e) => problems.push(format!("reading {}: {e}", path.display())),
+        }
+    }
+    (install, problems)
+}
+
+fn load() -> Install {
+    load_with_problems().0
+}
+
+fn named<'a, T: Metadata<Ty = ObjectMeta>>(objects: &'a [T], namespace: Option<&str>, name: &str) -> Vec<&'a T> {
+    objects
+        .iter()
+        .filter(|o| o.metadata().name.as_deref() == Some(name) && o.metadata().namespace.as_deref() == namespace)
+        .collect()
+}
+
+/// The one object of that name, or a problem.
+fn one<'a, T: Metadata<Ty = ObjectMeta>>(
+    problems: &mut Problems,
+    objects: &'a [T],
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<&'a T> {
+    let found = named(objects, namespace, name);
+    if found.len() != 1 {
+        let at = namespace.map(|ns| format!("{ns}/")).unwrap_or_default();
+        problems.push(format!("expected exactly one {} {at}{name}, found {}", T::KIND, found.len()));
+        return None;
+    }
+    Some(found[0])
+}
+
+// ------------------------------------------------------------ kustomize
+
+#[test]
+fn kustomization_lists_every_install_file() {
+    let k = kustomization();
+    let mut problems = Problems::default();
+    problems.check(k.get("apiVersion").and_then(Value::as_str) == Some("kustomize.config.k8s.io/v1beta1"), || {
+        format!("kustomization apiVersion is {:?}", k.get("apiVersion"))
+    });
+    problems.check(k.get("kind").and_then(Value::as_str) == Some("Kustomization"), || {
+        format!("kustomization kind is {:?}", k.get("kind"))
+    });
+    problems.check(k.get("namespace").is_none(), || {
+        "kustomization forces a namespace; the objects carry lb-system themselves".into()
+    });
+
+    let listed = kustomization_resources(&k);
+    let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
+    problems.check(listed_set.len() == listed.len(), || format!("resources: lists a file twice: {listed:?}"));
+    let mut on_disk = BTreeSet::new();
+    for entry in std::fs::read_dir(manifests_dir()).expect("manifests/ exists") {
+        let entry = entry.expect("reading manifests/");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().expect("file type").is_file()
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && name != "kustomization.yaml"
+        {
+            on_disk.insert(name);
+        }
+    }
+    for missing in on_disk.difference(&listed_set) {
+        problems.push(format!("manifests/{missing} is not listed in kustomization.yaml resources:"));
+    }
+    for extra in listed_set.difference(&on_disk) {
+        problems.push(format!("kustomization.yaml lists {extra}, which is not a YAML file in manifests/"));
+    }
+
+    // The image is set through `images:` (kustomize edit set image lb=...).
+    let images = k.get("images").and_then(Value::as_array).cloned().unwrap_or_default();
+    let lb: Vec<&Value> = images.iter().filter(|i| i.get("name").and_then(Value::as_str) == Some("lb")).collect();
+    problems.check(lb.len() == 1, || format!("kustomization images: needs one entry named lb, has {images:?}"));
+    if let Some(image) = lb.first() {
+        problems.check(image.get("newName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()), || {
+            format!("images: lb has no newName: {image}")
+        });
+        problems.check(image.get("newTag").and_then(Value::as_str) == Some(env!("CARGO_PKG_VERSION")), || {
+            format!("images: lb newTag should be the workspace version {}: {image}", env!("CARGO_PKG_VERSION"))
+        });
+    }
+    problems.finish("kustomization.yaml");
+}
+
+// -------------------------------------------------------------- objects
+
+#[test]
+fn every_object_parses_strictly_and_lives_in_lb_system() {
+    let (install, mut problems) = load_with_problems();
+    problems.check(!install.objects.is_empty(), || "the install has no objects".into());
+    one(&mut problems, &install.namespaces, None, NAMESPACE);
+    let mut seen = BTreeSet::new();
+    for o in &install.objects {
+        let name = o.meta.name.clone().unwrap_or_default();
+        problems.check(!name.is_empty(), || format!("{}: {} has no name", o.origin, o.kind));
+        if o.namespaced {
+            problems.check(o.meta.namespace.as_deref() == Some(NAMESPACE), || {
+                format!("{}: {} {name} is in namespace {:?}, not {NAMESPACE}", o.origin, o.kind, o.meta.namespace)
+            });
+        } else {
+            problems.check(o.meta.namespace.is_none(), || {
+                format!("{}: cluster-scoped {} {name} has a namespace", o.origin, o.kind)
+            });
+        }
+        problems.check(seen.insert((o.kind, o.meta.namespace.clone(), name.clone())), || {
+            format!("{}: {} {name} is defined twice", o.origin, o.kind)
+        });
+        let labels = o.meta.labels.clone().unwrap_or_default();
+        for (key, value) in COMMON_LABELS {
+            problems.check(labels.get(*key).map(String::as_str) == Some(*value), || {
+                format!("{}: {} {name} lacks the label {key}: {value}", o.origin, o.kind)
+            });
+        }
+    }
+    problems.finish("install objects");
+}
+
+#[test]
+fn strict_parsing_rejects_unknown_fields_kinds_and_bad_types() {
+    // The checks above must be able to fail: a misspelt field, an unknown
+    // kind and a wrongly typed value are each reported with file, document
+    // and path.
+    let text = "\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: fine
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: typo
+spec:
+  selectr: {a: b}
+  ports:
+    - port: 80
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: unknown
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: badtype
+spec:
+  ports:
+    - port: eighty
+";
+    let mut install = Install::default();
+    let problems = parse_file(&mut install, "t.yaml", text);
+    assert_eq!(install.namespaces.len(), 1, "{problems:#?}");
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].contains("t.yaml document 1") && problems[0].contains("spec.selectr is dropped"),
+        "{problems:#?}"
+    );
+    assert!(problems[1].contains("t.yaml document 2") && problems[1].contains("\"Deployment\""), "{problems:#?}");
+    assert!(problems[2].contains("t.yaml document 3") && problems[2].contains("spec.ports[0].port"), "{problems:#?}");
+}
+
+// ----------------------------------------------------------------- RBAC
+
+type Triple = (String, String, String);
+
+/// The (group, resource, verb) triples `rules` grant; wildcards,
+/// resourceNames and nonResourceURLs are problems.
+fn expand(problems: &mut Problems, who: &str, rules: &[PolicyRule]) -> BTreeSet<Triple> {
+    let mut triples = BTreeSet::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let groups = rule.api_groups.clone().unwrap_or_default();
+        let resources = rule.resources.clone().unwrap_or_default();
+        problems.check(!groups.is_empty() && !resources.is_empty() && !rule.verbs.is_empty(), || {
+            format!("{who} rule {i} lacks apiGroups, resources or verbs")
+        });
+        for field in [&groups, &resources, &rule.verbs] {
+            problems
+                .check(!field.iter().any(|s| s.contains('*')), || format!("{who} rule {i} has a wildcard: {field:?}"));
+        }
+        problems.check(rule.resource_names.as_ref().is_none_or(Vec::is_empty), || {
+            format!(
+                "{who} rule {i} restricts resourceNames {:?}, which the agent's calls do not expect",
+                rule.resource_names
+            )
+        });
+        problems.check(rule.non_resource_urls.as_ref().is_none_or(Vec::is_empty), || {
+            format!("{who} rule {i} grants nonResourceURLs {:?}", rule.non_resource_urls)
+        });
+        for g in &groups {
+            for r in &resources {
+                for v in &rule.verbs {
+                    triples.insert((g.clone(), r.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    triples
+}
+
+/// The triples of [`API_ACCESS`] in `scope`.
+fn expected(scope: AccessScope) -> BTreeSet<Triple> {
+    API_ACCESS
+        .iter()
+        .filter(|a| a.scope == scope)
+        .flat_map(|a| a.verbs.iter().map(|v| (a.group.to_string(), a.resource.to_string(), v.to_string())))
+        .collect()
+}
+
+fn compare_grants(problems: &mut Problems, who: &str, granted: &BTreeSet<Triple>, needed: &BTreeSet<Triple>) {
+    for (g, r, v) in needed.difference(granted) {
+        problems.push(format!("{who} does not grant {v} on {r} (group {g:?}), which the agent calls"));
+    }
+    for (g, r, v) in granted.difference(needed) {
+        problems.push(format!("{who} grants {v} on {r} (group {g:?}), which the agent never calls"));
+    }
+}
+
+fn check_binding(problems: &mut Problems, who: &str, role_ref: &RoleRef, kind: &str, name: &str, subjects: &[Subject]) {
+    problems.check(
+        role_ref.api_group.as_deref() == Some("rbac.authorization.k8s.io")
+            && role_ref.kind == kind
+            && role_ref.name == name,
+        || format!("{who} roleRef is {role_ref:?}, not {kind} {name}"),
+    );
+    let sa_ok = |s: &Subject| {
+        s.kind == "ServiceAccount"
+            && s.name == SERVICE_ACCOUNT
+            && s.namespace.as_deref() == Some(NAMESPACE)
+            && s.api_group.as_deref().is_none_or(str::is_empty)
+    };
+    problems.check(subjects.len() == 1 && sa_ok(&subjects[0]), || {
+        format!("{who} must bind exactly ServiceAccount {NAMESPACE}/{SERVICE_ACCOUNT}, binds {subjects:?}")
+    });
+}
+
+#[test]
+fn rbac_grants_exactly_the_calls_the_agent_makes() {
+    let install = load();
+    let mut problems = Problems::default();
+    one(&mut problems, &install.service_accounts, Some(NAMESPACE), SERVICE_ACCOUNT);
+    // No other role may widen the agent's rights.
+    problems.check(install.cluster_roles.len() == 1 && install.roles.len() == 1, || {
+        format!(
+            "expected one ClusterRole and one Role, found {} and {}",
+            install.cluster_roles.len(),
+            install.roles.len()
+        )
+    });
+    problems.check(install.cluster_role_bindings.len() == 1 && install.role_bindings.len() == 1, || {
+        format!(
+            "expected one ClusterRoleBinding and one RoleBinding, found {} and {}",
+            install.cluster_role_bindings.len(),
+            install.role_bindings.len()
+        )
+    });
+
+    if let Some(role) = one(&mut problems, &install.cluster_roles, None, CLUSTER_ROLE) {
+        problems.check(role.aggregation_rule.is_none(), || "ClusterRole lb aggregates other roles".into());
+        let who = format!("ClusterRole {CLUSTER_ROLE}");
+        let granted = expand(&mut problems, &who, role.rules.as_deref().unwrap_or_default());
+        compare_grants(&mut problems, &who, &granted, &expected(AccessScope::Cluster));
+    }
+    if let Some(role) = one(&mut problems, &install.roles, Some(NAMESPACE), LEADER_ELECTION_ROLE) {
+        let who = format!("Role {NAMESPACE}/{LEADER_ELECTION_ROLE}");
+        let granted = expand(&mut problems, &who, role.rules.as_deref().unwrap_or_default());
+        compare_grants(&mut problems, &who, &granted, &expected(AccessScope::OwnNamespace));
+    }
+    for b in &install.cluster_role_bindings {
+        let who = format!("ClusterRoleBinding {}", b.metadata.name.as_deref().unwrap_or(""));
+        check_binding(
+            &mut problems,
+            &who,
+            &b.role_ref,
+            "ClusterRole",
+            CLUSTER_ROLE,
+            b.subjects.as_deref().unwrap_or_default(),
+        );
+    }
+    for b in &install.role_bindings {
+        let who = format!("RoleBinding {}", b.metadata.name.as_deref().unwrap_or(""));
+        problems.check(b.metadata.namespace.as_deref() == Some(NAMESPACE), || format!("{who} is not in {NAMESPACE}"));
+        check_binding(
+            &mut problems,
+            &who,
+            &b.role_ref,
+            "Role",
+            LEADER_ELECTION_ROLE,
+            b.subjects.as_deref().unwrap_or_default(),
+        );
+    }
+    problems.finish("RBAC");
+}
+
+// ------------------------------------------------------------ DaemonSet
+
+/// The DaemonSet, its pod spec and its one container.
+fn agent(install: &Install) -> (&DaemonSet, &PodSpec, &Container) {
+    let found = named(&install.daemon_sets, Some(NAMESPACE), DAEMONSET);
+    assert_eq!(found.len(), 1, "expected one DaemonSet {NAMESPACE}/{DAEMONSET}");
+    let ds = found[0];
+    let pod = ds.spec.template.spec.as_ref().expect("the DaemonSet has a pod template spec");
+    assert_eq!(pod.containers.len(), 1, "the DaemonSet runs exactly one container");
+    (ds, pod, &pod.containers[0])
+}
+
+fn template_labels(ds: &DaemonSet) -> BTreeMap<String, String> {
+    ds.spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default()
+}
+
+/// The container port `port` names (by name or number).
+fn container_port(c: &Container, port: &IntOrString) -> Option<i32> {
+    let ports = c.ports.as_deref().unwrap_or_default();
+    match port {
+        IntOrString::Int(n) => ports.iter().find(|p| p.container_port == *n).map(|p| p.container_port),
+        IntOrString::String(name) => {
+            ports.iter().find(|p| p.name.as_deref() == Some(name.as_str())).map(|p| p.container_port)
+        }
+    }
+}
+
+/// The value of `--flag=v` or `--flag v` in `args`.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(flag).and_then(|rest| rest.strip_prefix('='))
+        }
+    })
+}
+
+/// `lb run`'s default for `--long` (its `default_value`).
+fn cli_default(long: &str) -> String {
+    let cli = Cli::command();
+    let run = cli.find_subcommand("run").expect("lb has a run subcommand");
+    let arg =
+        run.get_arguments().find(|a| a.get_long() == Some(long)).unwrap_or_else(|| panic!("lb run has no --{long}"));
+    let defaults: Vec<String> = arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+    assert_eq!(defaults.len(), 1, "--{long} has one default");
+    defaults[0].clone()
+}
+
+#[test]
+fn daemonset_runs_the_agent_privileged_on_every_node() {
+    let install = load();
+    let mut problems = Problems::default();
+    let (ds, pod, c) = agent(&install);
+    let spec = &ds.spec;
+
+    // Selection and labels.
+    let labels = template_labels(ds);
+    for (key, value) in [("app.kubernetes.io/name", "lb"), ("app.kubernetes.io/component", "node-agent")] {
+        problems.check(labels.get(key).map(String::as_str) == Some(value), || {
+            format!("pod template lacks the label {key}: {value}")
+        });
+    }
+    let match_labels = spec.selector.match_labels.clone().unwrap_or_default();
+    problems.check(!match_labels.is_empty() && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)), || {
+        format!("selector {match_labels:?} does not select the pod template's labels {labels:?}")
+    });
+    let strategy = spec.update_strategy.as_ref();
+    problems.check(
+        strategy.and_then(|s| s.type_.as_deref()) == Some("RollingUpdate")
+            && strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_unavailable.as_ref())
+                == Some(&IntOrString::Int(1)),
+        || format!("updateStrategy should be RollingUpdate with maxUnavailable 1: {strategy:?}"),
+    );
+
+    // Pod.
+    let sa = pod.service_account_name.as_deref();
+    problems.check(sa == Some(SERVICE_ACCOUNT), || format!("serviceAccountName is {sa:?}"));
+    problems.check(!named(&install.service_accounts, Some(NAMESPACE), SERVICE_ACCOUNT).is_empty(), || {
+        format!("ServiceAccount {NAMESPACE}/{SERVICE_ACCOUNT} is not in the install")
+    });
+    problems.check(pod.host_network == Some(true), || "hostNetwork is not true".into());
+    problems.check(pod.dns_policy.as_deref() == Some("ClusterFirstWithHostNet"), || {
+        format!("dnsPolicy is {:?}, not ClusterFirstWithHostNet (hostNetwork)", pod.dns_policy)
+    });
+    problems.check(pod.priority_class_name.as_deref() == Some("system-node-critical"), || {
+        format!("priorityClassName is {:?}", pod.priority_class_name)
+    });
+    let tolerations = pod.tolerations.as_deref().unwrap_or_default();
+    problems.check(
+        tolerations.iter().any(|t| t.operator.as_deref() == Some("Exists") && t.key.is_none() && t.effect.is_none()),
+        || format!("no toleration tolerates every taint (operator: Exists): {tolerations:?}"),
+    );
+    let os = pod.node_selector.as_ref().and_then(|s| s.get("kubernetes.io/os"));
+    problems.check(os.map(String::as_str) == Some("linux"), || format!("nodeSelector kubernetes.io/os is {os:?}"));
+    let grace = pod.termination_grace_period_seconds;
+    problems.check(grace.is_some_and(|g| (10..=120).contains(&g)), || {
+        format!("terminationGracePeriodSeconds {grace:?} leaves the proxy no time to drain")
+    });
+
+    // Container.
+    problems.check(c.name == "lb", || format!("the container is named {:?}", c.name));
+    let image = c.image.as_deref().unwrap_or("");
+    problems.check(image == format!("lb:{}", env!("CARGO_PKG_VERSION")), || {
+        format!("image is {image:?}, not lb:{} (kustomization images: name lb)", env!("CARGO_PKG_VERSION"))
+    });
+    let privileged = c.security_context.as_ref().and_then(|s| s.privileged);
+    problems.check(privileged == Some(true), || "the container is not privileged".into());
+    let env: BTreeMap<&str, Option<&str>> = c
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let field = e.value_from.as_ref().and_then(|f| f.field_ref.as_ref()).map(|f| f.field_path.as_str());
+            (e.name.as_str(), field)
+        })
+        .collect();
+    for (name, field) in [
+        ("NODE_NAME", "spec.nodeName"),
+        ("HOST_IP", "status.hostIP"),
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        problems.check(env.get(name) == Some(&Some(field)), || format!("env {name} is not the fieldRef {field}"));
+    }
+    let ports = c.ports.as_deref().unwrap_or_default();
+    for (name, number) in [("http", 80), ("https", 443), ("admin", ADMIN_PORT)] {
+        let port = ports.iter().find(|p| p.name.as_deref() == Some(name));
+        problems.check(port.is_some_and(|p| p.container_port == number), || {
+            format!("container port {name} should be {number}: {port:?}")
+        });
+    }
+    for p in ports {
+        problems.check(p.host_port.is_none_or(|h| h == p.container_port), || {
+            format!("port {:?}: hostPort differs from containerPort under hostNetwork", p.name)
+        });
+        problems.check(p.protocol.as_deref().is_none_or(|p| p == "TCP"), || format!("port {:?} is not TCP", p.name));
+    }
+    for (what, probe, path) in [
+        ("livenessProbe", c.liveness_probe.as_ref(), "/healthz"),
+        ("readinessProbe", c.readiness_probe.as_ref(), "/readyz"),
+    ] {
+        let get = probe.and_then(|p| p.http_get.as_ref());
+        problems.check(
+            get.is_some_and(|g| g.path.as_deref() == Some(path) && container_port(c, &g.port) == Some(ADMIN_PORT)),
+            || format!("{what} should GET {path} on the admin port {ADMIN_PORT}: {get:?}"),
+        );
+        problems.check(probe.is_some_and(|p| p.period_seconds.is_some() && p.failure_threshold.is_some()), || {
+            format!("{what} sets no periodSeconds/failureThreshold")
+        });
+    }
+    let resources = c.resources.as_ref();
+    let requests = resources.and_then(|r| r.requests.clone()).unwrap_or_default();
+    problems.check(requests.contains_key("cpu") && requests.contains_key("memory"), || {
+        format!("resources.requests lacks cpu or memory: {requests:?}")
+    });
+    let limits = resources.and_then(|r| r.limits.clone()).unwrap_or_default();
+    problems.check(limits.contains_key("memory"), || format!("resources.limits lacks memory: {limits:?}"));
+
+    // Mounts and the volumes behind them.
+    let volumes = pod.volumes.as_deref().unwrap_or_default();
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    for m in mounts {
+        problems.check(volumes.iter().any(|v| v.name == m.name), || {
+            format!("volumeMount {} names no volume", m.mount_path)
+        });
+    }
+    for v in volumes {
+        problems.check(mounts.iter().any(|m| m.name == v.name), || format!("volume {} is never mounted", v.name));
+    }
+    let mount = |path: &str| mounts.iter().find(|m| m.mount_path == path);
+    let volume = |name: &str| volumes.iter().find(|v| v.name == name);
+    let host_path = |path: &str| {
+        mount(path).and_then(|m| volume(&m.name)).and_then(|v| v.host_path.as_ref()).map(|h| h.path.as_str())
+    };
+    problems.check(host_path("/sys/fs/bpf") == Some("/sys/fs/bpf"), || {
+        "/sys/fs/bpf is not mounted from the hostPath /sys/fs/bpf".into()
+    });
+    problems.check(mount("/sys/fs/bpf").and_then(|m| m.mount_propagation.as_deref()) == Some("Bidirectional"), || {
+        "/sys/fs/bpf should be mounted with mountPropagation: Bidirectional (pins outlive the pod)".into()
+    });
+    let bpf_type = mount("/sys/fs/bpf").and_then(|m| volume(&m.name)).and_then(|v| v.host_path.as_ref()?.type_.clone());
+    problems.check(bpf_type.as_deref() == Some("DirectoryOrCreate"), || {
+        format!("the /sys/fs/bpf hostPath type is {bpf_type:?}, not DirectoryOrCreate")
+    });
+    problems.check(host_path("/sys/fs/cgroup") == Some("/sys/fs/cgroup"), || {
+        "/sys/fs/cgroup is not mounted from the hostPath /sys/fs/cgroup".into()
+    });
+    problems.check(mount("/sys/fs/cgroup").and_then(|m| m.read_only) == Some(true), || {
+        "/sys/fs/cgroup should be mounted readOnly".into()
+    });
+
+    // The configuration file: --config points into a mount of ConfigMap lb-config, key config.yaml.
+    let args = c.args.clone().unwrap_or_default();
+    let config = flag_value(&args, "--config");
+    problems.check(config == Some("/etc/lb/config.yaml"), || format!("--config is {config:?}"));
+    let config_mount = config.and_then(|path| {
+        mounts.iter().find(|m| Path::new(path).parent() == Some(Path::new(m.mount_path.trim_end_matches('/'))))
+    });
+    match config_mount {
+        None => problems.push(format!("no volumeMount holds the --config file {config:?}")),
+        Some(m) => {
+            problems.check(m.read_only == Some(true), || format!("{} should be mounted readOnly", m.mount_path));
+            let source = volume(&m.name).and_then(|v| v.config_map.as_ref());
+            problems.check(source.is_some_and(|s| s.name == CONFIG_MAP), || {
+                format!("{} is not mounted from the ConfigMap {CONFIG_MAP}", m.mount_path)
+            });
+            if let Some(items) = source.and_then(|s| s.items.as_ref()) {
+                problems.check(items.iter().any(|i| i.key == CONFIG_KEY && i.path == CONFIG_KEY), || {
+                    format!("the ConfigMap volume's items do not project {CONFIG_KEY}")
+                });
+            }
+            let file = config.and_then(|p| Path::new(p).file_name()).and_then(|f| f.to_str());
+            problems.check(file == Some(CONFIG_KEY), || format!("--config names {file:?}, not the key {CONFIG_KEY}"));
+        }
+    }
+    let cm = one(&mut problems, &install.config_maps, Some(NAMESPACE), CONFIG_MAP);
+    problems.check(cm.is_some_and(|cm| cm.data.as_ref().is_some_and(|d| d.contains_key(CONFIG_KEY))), || {
+        format!("ConfigMap {CONFIG_MAP} has no key {CONFIG_KEY}")
+    });
+    problems.finish("DaemonSet lb");
+}
+
+#[test]
+fn daemonset_command_line_parses_with_the_agent_cli() {
+    let install = load();
+    let (_, _, c) = agent(&install);
+    let command = c.command.clone().unwrap_or_default();
+    assert_eq!(command, ["lb"], "the container runs the lb binary (the image's /usr/local/bin/lb)");
+    let argv: Vec<String> = command.iter().chain(c.args.as_deref().unwrap_or_default()).cloned().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => {
+            let parsed = format!("{cli:?}");
+            assert!(parsed.contains("/etc/lb/config.yaml"), "the parsed command line lost --config: {parsed}");
+        }
+        Err(e) => panic!("the DaemonSet's command line {argv:?} is not accepted by lb's CLI:\n{e}"),
+    }
+}
+
+#[test]
+fn config_file_ships_without_address_pools() {
+    let install = load();
+    let mut problems = Problems::default();
+    let Some(cm) = one(&mut problems, &install.config_maps, Some(NAMESPACE), CONFIG_MAP) else {
+        return problems.finish("ConfigMap lb-config");
+    };
+    let text = cm.data.as_ref().and_then(|d| d.get(CONFIG_KEY)).cloned().unwrap_or_default();
+    match serde_norway::from_str::<Value>(&text) {
+        Err(e) => problems.push(format!("{CONFIG_KEY} is not YAML: {e}")),
+        Ok(config) => {
+            let keys: BTreeSet<&str> =
+                config.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            problems.check(keys == BTreeSet::from(["addressPools", "ingressStatus"]), || {
+                format!("{CONFIG_KEY} sets {keys:?}, expected addressPools and ingressStatus")
+            });
+            problems.check(config.get("addressPools") == Some(&Value::Array(vec![])), || {
+                "addressPools should ship empty (nothing is assigned until the user configures a pool)".into()
+            });
+            problems.check(config.get("ingressStatus").and_then(Value::as_str) == Some("service"), || {
+                format!("ingressStatus is {:?}, not service", config.get("ingressStatus"))
+            });
+        }
+    }
+    // The agent accepts it: no pools, Ingress status from the Service.
+    match AgentConfig::parse(&text, CONFIG_KEY) {
+        Ok(config) => problems.check(config == AgentConfig::default(), || {
+            format!("{CONFIG_KEY} should be the defaults (no pools, ingressStatus service): {config:?}")
+        }),
+        Err(e) => problems.push(format!("the agent rejects {CONFIG_KEY}: {e}")),
+    }
+    // The commented pool example (the lines starting `#  `), uncommented,
+    // is a valid pool too.
+    problems.check(text.contains(POOL_ANNOTATION), || format!("{CONFIG_KEY} does not mention {POOL_ANNOTATION}"));
+    let uncommented: String = text
+        .lines()
+        .map(|l| {
+            if l.trim() == "addressPools: []" {
+                "addressPools:"
+            } else {
+                l.strip_prefix('#').filter(|r| r.starts_with("  ")).unwrap_or(l)
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    match AgentConfig::parse(&uncommented, "the uncommented example") {
+        Ok(config) => problems.check(config.address_pools.len() == 1, || {
+            format!("the uncommented example should define one pool: {config:?}")
+        }),
+        Err(e) => {
+            problems.push(format!("{CONFIG_KEY}'s commented example, uncommented, is rejected: {e}\n{uncommented}"))
+        }
+    }
+    problems.finish("ConfigMap lb-config");
+}
+
+// ---------------------------------------------- Services and IngressClass
+
+#[test]
+fn services_and_ingress_class_reach_the_agent() {
+    let install = load();
+    let mut problems = Problems::default();
+    let (ds, _, c) = agent(&install);
+    let labels = template_labels(ds);
+    let args = c.args.clone().unwrap_or_default();
+    let ingress_service =
+        flag_value(&args, "--ingress-service").map(str::to_string).unwrap_or_else(|| cli_default("ingress-service"));
+    let (ingress_ns, ingress_name) = ingress_service.split_once('/').expect("--ingress-service is NAMESPACE/NAME");
+    problems.check(ingress_service == format!("{NAMESPACE}/lb-ingress"), || {
+        format!("the agent's --ingress-service is {ingress_service}, not {NAMESPACE}/lb-ingress")
+    });
+
+    for (namespace, name, type_, wanted) in [
+        (ingress_ns, ingress_name, "LoadBalancer", vec![("http", 80), ("https", 443)]),
+        (NAMESPACE, "lb-admin", "ClusterIP", vec![("admin", ADMIN_PORT)]),
+    ] {
+        let Some(svc) = one(&mut problems, &install.services, Some(namespace), name) else {
+            continue;
+        };
+        let Some(spec) = svc.spec.as_ref() else {
+            problems.push(format!("Service {name} has no spec"));
+            continue;
+        };
+        problems.check(spec.type_.as_deref().unwrap_or("ClusterIP") == type_, || {
+            format!("Service {name} is of type {:?}, not {type_}", spec.type_)
+        });
+        let selector = spec.selector.clone().unwrap_or_default();
+        problems.check(!selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)), || {
+            format!("Service {name} selector {selector:?} does not select the DaemonSet's pods {labels:?}")
+        });
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let got: BTreeSet<(String, i32)> = ports.iter().map(|p| (p.name.clone().unwrap_or_default(), p.port)).collect();
+        let want: BTreeSet<(String, i32)> = wanted.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+        problems.check(got == want, || format!("Service {name} ports are {got:?}, expected {want:?}"));
+        for p in ports {
+            problems.check(p.protocol.as_deref().is_none_or(|p| p == "TCP"), || {
+                format!("Service {name} port {:?} is not TCP", p.name)
+            });
+            let target = p.target_port.clone().unwrap_or(IntOrString::Int(p.port));
+            let reached = container_port(c, &target);
+            problems.check(reached == Some(p.port), || {
+                format!("Service {name} port {:?} targets {target:?}, which reaches container port {reached:?}", p.name)
+            });
+        }
+    }
+
+    let controller = cli_default("controller-name");
+    let class = cli_default("ingress-class");
+    problems.check(controller == "lb.dev/ingress-controller", || format!("--controller-name default is {controller}"));
+    if let Some(ic) = one(&mut problems, &install.ingress_classes, None, &class) {
+        let got = ic.spec.as_ref().and_then(|s| s.controller.as_deref());
+        problems.check(got == Some(controller.as_str()), || {
+            format!("IngressClass {class} has controller {got:?}, not {controller}")
+        });
+        let default =
+            ic.metadata.annotations.as_ref().and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"));
+        problems.check(default.is_none_or(|d| d != "true"), || {
+            format!("IngressClass {class} should not be the default class out of the box")
+        });
+    }
+    problems.finish("Services and IngressClass");
+}
+
+// --------------------------------------------------------- Containerfile
+
+/// One instruction of a Containerfile: keyword and the rest of the line.
+struct Instruction {
+    line: usize,
+    keyword: String,
+    rest: String,
+}
+
+/// Joins continuation lines and drops comments and blank lines.
+fn instructions(text: &str) -> Vec<Instruction> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_none()) {
+            continue;
+        }
+        let (start, mut buf) = current.take().unwrap_or((i + 1, String::new()));
+        let continued = trimmed.ends_with('\\');
+        buf.push_str(trimmed.trim_end_matches('\\').trim_end());
+        buf.push(' ');
+        if continued {
+            current = Some((start, buf));
+        } else {
+            let buf = buf.trim().to_string();
+            if buf.is_empty() {
+                continue;
+            }
+            let (keyword, rest) = buf.split_once(char::is_whitespace).unwrap_or((&buf, ""));
+            out.push(Instruction { line: start, keyword: keyword.to_ascii_uppercase(), rest: rest.trim().to_string() });
+        }
+    }
+    out
+}
+
+/// Flags (`--from=builder`) and arguments of a COPY/ADD (shell or JSON form).
+fn copy_arguments(rest: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut flags = BTreeMap::new();
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    while let Some(flag) = words.first().and_then(|w| w.strip_prefix("--")) {
+        let (key, value) = flag.split_once('=').unwrap_or((flag, ""));
+        flags.insert(key.to_string(), value.to_string());
+        words.remove(0);
+    }
+    let tail = words.join(" ");
+    let args = if tail.starts_with('[') {
+        serde_json::from_str::<Vec<String>>(&tail).unwrap_or_default()
+    } else {
+        words.iter().map(|w| w.to_string()).collect()
+    };
+    (flags, args)
+}
+
+/// `./lb-common/` → `lb-common`.
+fn normalize(path: &str) -> String {
+    let p = path.trim_start_matches("./").trim_end_matches('/');
+    if p.is_empty() { ".".to_string() } else { p.to_string() }
+}
+
+/// The quoted strings of `key = [ ... ]` in the workspace Cargo.toml.
+fn toml_string_list(toml: &str, key: &str) -> Vec<String> {
+    let Some(start) = toml.lines().position(|l| l.trim_start().starts_with(&format!("{key} ="))) else {
+        return Vec::new();
+    };
+    let joined: String = toml.lines().skip(start).collect::<Vec<_>>().join(" ");
+    let list = joined.split_once('[').map(|(_, r)| r).and_then(|r| r.split_once(']')).map(|(l, _)| l).unwrap_or("");
+    list.split(',').map(|s| s.trim().trim_matches('"').to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+#[test]
+fn containerfile_builds_the_agent_from_paths_that_exist() {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("Containerfile")).expect("the repository has a Containerfile");
+    let ignore = std::fs::read_to_string(root.join(".containerignore")).expect("the repository has a .containerignore");
+    let ignored: Vec<String> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| normalize(l.trim_start_matches("**/")))
+        .collect();
+    let mut problems = Problems::default();
+    for must in ["target", ".git"] {
+        problems.check(ignored.iter().any(|i| i == must), || format!(".containerignore does not exclude {must}/"));
+    }
+
+    // Stages: (name, image, instructions).
+    let mut stages: Vec<(String, String, Vec<Instruction>)> = Vec::new();
+    for ins in instructions(&text) {
+        if ins.keyword == "FROM" {
+            let words: Vec<&str> = ins.rest.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            let image = words.first().copied().unwrap_or("").to_string();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
+                _ => String::new(),
+            };
+            stages.push((name, image, Vec::new()));
+        } else if let Some(stage) = stages.last_mut() {
+            stage.2.push(ins);
+        } else if ins.keyword != "ARG" {
+            problems.push(format!("Containerfile line {}: {} before the first FROM", ins.line, ins.keyword));
+        }
+    }
+    assert!(stages.len() >= 2, "the Containerfile needs a builder and a runtime stage, has {}", stages.len());
+    let (builder_name, builder_image, builder) = &stages[0];
+    let (_, runtime_image, runtime) = stages.last().expect("stages");
+    problems
+        .check(builder_image.starts_with("docker.io/library/rust:") && builder_image.ends_with("-bookworm"), || {
+            format!("the builder stage is {builder_image}, not docker.io/library/rust:*-bookworm")
+        });
+    problems.check(!builder_name.is_empty(), || "the builder stage has no name (FROM ... AS builder)".into());
+    problems.check(runtime_image == "docker.io/library/debian:bookworm-slim", || {
+        format!("the runtime stage is {runtime_image}, not docker.io/library/debian:bookworm-slim")
+    });
+
+    // The builder follows the project's own setup: nightly, xtask setup, build-ebpf, the agent.
+    let run_text: Vec<String> = builder.iter().filter(|i| i.keyword == "RUN").map(|i| i.rest.clone()).collect();
+    let position = |needle: &str| run_text.iter().position(|r| r.contains(needle));
+    let steps = [
+        "rustup toolchain install nightly",
+        "cargo xtask setup",
+        "cargo xtask build-ebpf",
+        "cargo build --release",
+        "/usr/local/bin/lb",
+    ];
+    let found: Vec<Option<usize>> = steps.iter().map(|s| position(s)).collect();
+    problems.check(found.iter().all(Option::is_some) && found.windows(2).all(|w| w[0] <= w[1]), || {
+        format!("the builder's RUN steps should contain, in order, {steps:?}; found at {found:?}")
+    });
+    problems.check(run_text.iter().any(|r| r.contains("-p lb-userspace") && r.contains("--bin lb")), || {
+        "the builder does not build `-p lb-userspace --bin lb`".into()
+    });
+    let workdir =
+        builder.iter().rev().find(|i| i.keyword == "WORKDIR").map(|i| i.rest.trim_end_matches('/').to_string());
+    for r in &run_text {
+        if let Some(value) = r.split_whitespace().find_map(|w| w.strip_prefix("LB_EBPF_OBJECT=")) {
+            let want = format!("{}/{EBPF_OBJECT}", workdir.clone().unwrap_or_default());
+            problems.check(value == want, || format!("LB_EBPF_OBJECT={value}, but build-ebpf writes {want}"));
+        }
+    }
+
+    // COPY sources: from an earlier stage, or build-context paths that exist and are not ignored.
+    let mut copied = BTreeSet::new();
+    for (index, (_, _, body)) in stages.iter().enumerate() {
+        for ins in body.iter().filter(|i| i.keyword == "COPY" || i.keyword == "ADD") {
+            let (flags, args) = copy_arguments(&ins.rest);
+            problems
+                .check(args.len() >= 2, || format!("Containerfile line {}: COPY needs a source and a dest", ins.line));
+            let sources = &args[..args.len().saturating_sub(1)];
+            if let Some(from) = flags.get("from") {
+                let earlier = stages[..index].iter().any(|(name, _, _)| name == from);
+                problems.check(earlier, || {
+                    format!("Containerfile line {}: COPY --from={from} names no earlier stage", ins.line)
+                });
+                continue;
+            }
+            for source in sources {
+                let rel = normalize(source);
+                copied.insert(rel.clone());
+                problems.check(!rel.starts_with('/') && !rel.contains(".."), || {
+                    format!("Containerfile line {}: {source} is outside the build context", ins.line)
+                });
+                problems.check(root.join(&rel).exists(), || {
+                    format!("Containerfile line {}: {source} does not exist in the repository", ins.line)
+                });
+                problems.check(!ignored.iter().any(|i| rel == *i || rel.starts_with(&format!("{i}/"))), || {
+                    format!("Containerfile line {}: {source} is excluded by .containerignore", ins.line)
+                });
+            }
+        }
+    }
+    // Everything the workspace build needs is in the context.
+    let cargo_toml = std::fs::read_to_string(root.join("Cargo.toml")).expect("workspace Cargo.toml");
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    needed.extend(toml_string_list(&cargo_toml, "members"));
+    needed.extend(toml_string_list(&cargo_toml, "exclude")); // lb-ebpf, built by build-ebpf
+    problems.check(needed.len() > 3, || "could not read the workspace members from Cargo.toml".into());
+    for n in &needed {
+        problems.check(copied.contains(".") || copied.contains(n), || format!("the builder does not copy {n}"));
+    }
+
+    // Runtime: the binary from the builder, on PATH, as the entry point.
+    let binary = runtime.iter().find(|i| {
+        let (flags, args) = copy_arguments(&i.rest);
+        i.keyword == "COPY"
+            && flags.get("from") == Some(builder_name)
+            && args.first().map(String::as_str) == Some("/usr/local/bin/lb")
+            && args.last().is_some_and(|d| d == "/usr/local/bin/lb" || d == "/usr/local/bin/")
+    });
+    problems.check(binary.is_some(), || {
+        format!("the runtime stage does not COPY --from={builder_name} /usr/local/bin/lb /usr/local/bin/lb")
+    });
+    let entrypoint = runtime.iter().rfind(|i| i.keyword == "ENTRYPOINT").map(|i| i.rest.as_str());
+    problems.check(entrypoint == Some(r#"["lb"]"#), || format!("ENTRYPOINT is {entrypoint:?}, not [\"lb\"]"));
+    let runtime_runs: String = runtime.iter().filter(|i| i.keyword == "RUN").map(|i| i.rest.as_str()).collect();
+    for package in ["ca-certificates", "iproute2"] {
+        problems.check(runtime_runs.contains(package), || format!("the runtime stage does not install {package}"));
+    }
+    let labels: String = runtime.iter().filter(|i| i.keyword == "LABEL").map(|i| i.rest.as_str()).collect();
+    for (key, value) in [
+        ("org.opencontainers.image.licenses", env!("CARGO_PKG_LICENSE")),
+        ("org.opencontainers.image.version", env!("CARGO_PKG_VERSION")),
+        ("org.opencontainers.image.source", ""),
+    ] {
+        problems.check(labels.contains(&format!("{key}=\"{value}")), || format!("LABEL {key} is not {value:?}…"));
+    }
+    problems.finish("Containerfile");
+}
