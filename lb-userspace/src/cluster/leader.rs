@@ -146,6 +146,15 @@ pub async fn elect(
     }
 }
 
+/// Why a round did not decide.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("the API server did not answer within the retry period")]
+    TimedOut,
+}
+
 struct Election {
     api: Api<Lease>,
     settings: LeaseSettings,
@@ -157,9 +166,11 @@ struct Election {
 }
 
 impl Election {
-    /// One read-decide-write round; whether we lead after it.
+    /// One read-decide-write round; whether we lead after it. A round that
+    /// takes longer than the retry period counts as failed.
     async fn round(&mut self) -> bool {
-        match self.try_hold().await {
+        let attempt = tokio::time::timeout(self.settings.retry_period, self.try_hold()).await;
+        match attempt.unwrap_or_else(|_| Err(RoundError::TimedOut)) {
             Ok(true) => {
                 self.last_renewal = Some(Instant::now());
                 true
@@ -178,7 +189,7 @@ impl Election {
 
     /// Ok(true): we hold the Lease now; Ok(false): someone else does (or
     /// won the race); Err: the API server could not be asked.
-    async fn try_hold(&mut self) -> Result<bool, kube::Error> {
+    async fn try_hold(&mut self) -> Result<bool, RoundError> {
         let current = self.api.get_opt(&self.settings.name).await?;
         let step = decide(current.as_ref(), &self.settings.identity, &mut self.observed, Instant::now());
         let written = match step {
@@ -205,7 +216,7 @@ impl Election {
             }
             // Someone else wrote it first (409), or created it (409).
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 

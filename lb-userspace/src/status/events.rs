@@ -30,6 +30,11 @@ pub const REPORTING_CONTROLLER: &str = "lb.dev/lb";
 pub struct Problem {
     pub subject: Subject,
     pub reason: String,
+    /// What was refused: the field (`spec.rules[0].http.paths[1]`), or a
+    /// verb. The recorder folds Events with the same object, reason and
+    /// action into one series, so two problems of one object must differ
+    /// here (their notes are not compared).
+    pub action: String,
     pub note: String,
 }
 
@@ -99,7 +104,7 @@ impl EventPublisher {
                 type_: EventType::Warning,
                 reason: problem.reason.clone(),
                 note: Some(truncate(&problem.note, 1000)),
-                action: "Sync".into(),
+                action: truncate(&problem.action, 120),
                 secondary: None,
             };
             if let Err(e) = self.recorder.publish(&event, &regarding).await {
@@ -124,7 +129,9 @@ fn reference(snapshot: &Snapshot, subject: &Subject) -> Option<ObjectReference> 
             namespace: meta.namespace.clone(),
             name: meta.name.clone(),
             uid: meta.uid.clone(),
-            resource_version: meta.resource_version.clone(),
+            // Not the version: kube-runtime's recorder folds repeats by
+            // reference, and the object changes between them.
+            resource_version: None,
             field_path: None,
         })
     }
@@ -156,7 +163,7 @@ mod tests {
 
     fn problem(name: &str, note: &str) -> Problem {
         let subject = Subject { kind: "Ingress".into(), namespace: "default".into(), name: name.into() };
-        Problem { subject, reason: "Rejected".into(), note: note.into() }
+        Problem { subject, reason: "Rejected".into(), action: note.into(), note: note.into() }
     }
 
     fn set(problems: &[Problem]) -> BTreeSet<Problem> {

@@ -33,6 +33,9 @@ use crate::snapshot::Snapshot;
 /// status we own; a write may have failed).
 pub const RESYNC: Duration = Duration::from_secs(30);
 
+/// The longest a status write may take (then it is retried next round).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The Event reason of the problems the compilers find.
 pub const REJECTED: &str = "Rejected";
 
@@ -102,7 +105,9 @@ impl Writer {
         }
         let problems = problems(diagnostics, &allocation);
         let admitted = self.limiter.admit(problems, Instant::now());
-        self.events.publish(&admitted, snapshot).await;
+        if tokio::time::timeout(WRITE_TIMEOUT, self.events.publish(&admitted, snapshot)).await.is_err() {
+            warn!("publishing Events timed out");
+        }
     }
 
     async fn write_service(&self, update: &ServiceStatusUpdate) {
@@ -113,9 +118,12 @@ impl Writer {
         let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
         let api: Api<Service> = Api::namespaced(self.client.clone(), &update.namespace);
         let name = format!("{}/{}", update.namespace, update.name);
-        match api.patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => info!(service = %name, address = ?update.address, "Service status written"),
-            Err(e) => warn!(service = %name, "writing Service status failed (retried): {e}"),
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let written = api.patch_status(&update.name, &params, &patch);
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+            Ok(Ok(_)) => info!(service = %name, address = ?update.address, "Service status written"),
+            Ok(Err(e)) => warn!(service = %name, "writing Service status failed (retried): {e}"),
+            Err(_) => warn!(service = %name, "writing Service status timed out (retried)"),
         }
     }
 
@@ -124,9 +132,12 @@ impl Writer {
         let patch = json!({ "status": { "loadBalancer": { "ingress": ingress } } });
         let api: Api<Ingress> = Api::namespaced(self.client.clone(), &update.namespace);
         let name = format!("{}/{}", update.namespace, update.name);
-        match api.patch_status(&update.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => info!(ingress = %name, addresses = update.addresses.len(), "Ingress status written"),
-            Err(e) => warn!(ingress = %name, "writing Ingress status failed (retried): {e}"),
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let written = api.patch_status(&update.name, &params, &patch);
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+            Ok(Ok(_)) => info!(ingress = %name, addresses = update.addresses.len(), "Ingress status written"),
+            Ok(Err(e)) => warn!(ingress = %name, "writing Ingress status failed (retried): {e}"),
+            Err(_) => warn!(ingress = %name, "writing Ingress status timed out (retried)"),
         }
     }
 }
@@ -136,11 +147,13 @@ impl Writer {
 fn problems(diagnostics: &[Diagnostic], allocation: &Allocation) -> BTreeSet<Problem> {
     let compiled = diagnostics.iter().filter_map(|d| {
         let subject = d.subject.clone()?;
-        Some(Problem { subject, reason: REJECTED.into(), note: d.note() })
+        let action = if d.field.is_empty() { "Sync".to_string() } else { d.field.clone() };
+        Some(Problem { subject, reason: REJECTED.into(), action, note: d.note() })
     });
     let unallocated = allocation.problems.iter().map(|p| Problem {
         subject: Subject { kind: "Service".into(), namespace: p.namespace.clone(), name: p.name.clone() },
         reason: p.reason.reason().into(),
+        action: "AllocateAddress".into(),
         note: p.message.clone(),
     });
     compiled.chain(unallocated).collect()

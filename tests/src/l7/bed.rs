@@ -27,6 +27,8 @@ pub const LB_HTTPS_PORT: u16 = 8443;
 pub const LB_ADMIN_PORT: u16 = 9000;
 /// How long lb gets to answer `/readyz` with 200.
 pub const LB_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long lb gets to exit after SIGTERM before it is killed.
+pub const LB_STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a manifests change gets to show in routing.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +42,11 @@ pub struct LbOptions {
     pub ingress_class: Option<String>,
     pub controller_name: Option<String>,
     pub log_level: String,
+    /// Follow the (fake) API server of this kubeconfig instead of the
+    /// manifests directory.
+    pub kubeconfig: Option<PathBuf>,
+    /// More `lb run` arguments.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for LbOptions {
@@ -52,6 +59,8 @@ impl Default for LbOptions {
             ingress_class: None,
             controller_name: None,
             log_level: "info".into(),
+            kubeconfig: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -72,6 +81,7 @@ impl LbOptions {
         opt("--ingress-class", self.ingress_class.clone());
         opt("--controller-name", self.controller_name.clone());
         opt("--log-level", Some(self.log_level.clone()));
+        a.extend(self.extra_args.iter().cloned());
         a
     }
 }
@@ -240,11 +250,15 @@ impl L7Bed {
         if self.lb.is_some() {
             bail!("lb already runs");
         }
+        let source = match &opts.kubeconfig {
+            Some(file) => ["--kubeconfig".to_string(), file.display().to_string()],
+            None => ["--manifests".to_string(), self.manifests.path().display().to_string()],
+        };
         let mut args: Vec<String> = vec![
             "run".into(),
             "--no-xdp".into(),
-            "--manifests".into(),
-            self.manifests.path().display().to_string(),
+            source[0].clone(),
+            source[1].clone(),
             "--http-addr".into(),
             self.http_addr().to_string(),
             "--https-addr".into(),
@@ -253,7 +267,7 @@ impl L7Bed {
             self.admin_addr().to_string(),
         ];
         args.extend(opts.args());
-        let lb = LocalProcess::spawn(&self.log_dir, "lb", &lb_bin()?, &args, Duration::from_millis(500))?;
+        let lb = LocalProcess::spawn(&self.log_dir, "lb", &lb_bin()?, &args, LB_STOP_GRACE)?;
         self.lb = Some(lb);
         let admin = self.admin_addr();
         let ready = wait_until("lb /readyz to answer 200", LB_READY_TIMEOUT, || async {
@@ -269,6 +283,13 @@ impl L7Bed {
         .await
         .and_then(|r| r);
         ready.map_err(|e| anyhow!("{e:#}\nlb {}\n{}", args.join(" "), self.logs()))
+    }
+
+    /// Stops lb (SIGTERM, then SIGKILL after [`LB_STOP_GRACE`]); returns
+    /// whether it exited by itself with success.
+    pub fn stop_lb(&mut self) -> bool {
+        let status = self.lb.as_ref().and_then(LocalProcess::stop);
+        status.is_some_and(|s| s.success())
     }
 
     /// Whether lb is running.
@@ -309,8 +330,20 @@ impl L7Bed {
 
     /// Waits until `GET host path` answers `status` from `pod` (None: no pod).
     pub async fn wait_route(&self, host: &str, path: &str, status: u16, pod: Option<&str>) -> Result<()> {
+        self.wait_route_within(host, path, status, pod, RELOAD_TIMEOUT).await
+    }
+
+    /// [`wait_route`](Self::wait_route), waiting at most `timeout`.
+    pub async fn wait_route_within(
+        &self,
+        host: &str,
+        path: &str,
+        status: u16,
+        pod: Option<&str>,
+        timeout: Duration,
+    ) -> Result<()> {
         let last = std::cell::RefCell::new(None);
-        let r = wait_until(&format!("GET {host}{path} -> {status} from {pod:?}"), RELOAD_TIMEOUT, || {
+        let r = wait_until(&format!("GET {host}{path} -> {status} from {pod:?}"), timeout, || {
             let fut = self.route(host, path);
             let last = &last;
             async move {
