@@ -20,6 +20,7 @@ pub mod bed;
 pub mod bins;
 pub mod client;
 pub mod echo;
+pub mod fake_api;
 pub mod fixture;
 pub mod l7;
 pub mod netns;
