@@ -79,8 +79,8 @@ pub(crate) fn status_response(status: StatusCode) -> Response<ProxyBody> {
 
 /// A `308 Permanent Redirect` to `location` (308 keeps the method and body,
 /// unlike 301).
-pub(crate) fn redirect_response(location: HeaderValue) -> Response<ProxyBody> {
-    let mut response = status_response(StatusCode::PERMANENT_REDIRECT);
+pub(crate) fn redirect_response(code: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
+    let mut response = status_response(code);
     response.headers_mut().insert(LOCATION, location);
     response
 }
@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn redirect_has_location() {
-        let response = redirect_response(HeaderValue::from_static("https://a.com/"));
+        let response = redirect_response(StatusCode::PERMANENT_REDIRECT, HeaderValue::from_static("https://a.com/"));
         assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
         assert_eq!(response.headers()[LOCATION], "https://a.com/");
     }

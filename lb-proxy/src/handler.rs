@@ -15,7 +15,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use lb_routes::{Backend, RouteTable, UpstreamProtocol};
+use lb_routes::{Backend, HttpsRedirect, RouteTable, UpstreamProtocol};
 
 use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
@@ -87,7 +87,7 @@ async fn proxy(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (backend, path) = match request_filter(shared, conn, &request)? {
-        Decision::Redirect(location) => return Ok(redirect_response(location)),
+        Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
         Decision::Proxy { backend, path } => (backend, path),
     };
     session.backend = Some(backend.service.to_string());
@@ -108,8 +108,8 @@ async fn proxy(
 /// Where a request goes.
 #[derive(Debug)]
 enum Decision {
-    /// Plain HTTP on a TLS host.
-    Redirect(HeaderValue),
+    /// Plain HTTP on a TLS host, `app-root`, `permanent-redirect`, …
+    Redirect(StatusCode, HeaderValue),
     /// To `backend`, with the path to send (see `lb_routes::upstream_path`).
     Proxy { backend: Arc<Backend>, path: String },
 }
@@ -128,17 +128,55 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
     let path = lb_routes::normalize_path(raw_path)?;
     let table = shared.routes.load();
     let selected = table.select(host.as_deref(), &path);
+    // `app-root` is the host's (nginx: server level, before any location).
+    if let Some(root) = selected.host.and_then(|v| v.app_root.as_deref()).filter(|root| *root != "/")
+        && path == "/"
+        && let Some(location) = app_root_location(conn.scheme, request, root)
+    {
+        return Ok(Decision::Redirect(StatusCode::FOUND, location));
+    }
+    let policy = selected.route.map(|r| &*r.policy);
+    let tls_host = selected.host.is_some_and(|vhost| vhost.tls_redirect);
+    let (to_https, code) = match policy {
+        Some(p) => match p.https_redirect {
+            HttpsRedirect::WithTls => (tls_host, p.https_redirect_code),
+            HttpsRedirect::Never => (false, p.https_redirect_code),
+            HttpsRedirect::Always => (true, p.https_redirect_code),
+        },
+        None => (tls_host, lb_routes::policy::DEFAULT_HTTPS_REDIRECT_CODE),
+    };
     if conn.scheme == Scheme::Http
-        && selected.host.is_some_and(|vhost| vhost.tls_redirect)
+        && to_https
         && let Some(host) = &host
     {
         let original = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         if let Some(location) = redirect_location(host, shared.https_port, original) {
-            return Ok(Decision::Redirect(location));
+            return Ok(Decision::Redirect(redirect_code(code), location));
         }
     }
+    if let Some(redirect) = policy.and_then(|p| p.redirect.as_ref())
+        && let Ok(location) = HeaderValue::try_from(redirect.location.as_str())
+    {
+        return Ok(Decision::Redirect(redirect_code(redirect.code), location));
+    }
     let backend = selected.backend.cloned().ok_or(ProxyError::NoRoute)?;
-    Ok(Decision::Proxy { backend, path: lb_routes::upstream_path(raw_path, &path).to_string() })
+    let upstream = match selected.route {
+        Some(route) => route.upstream_path(raw_path, &path).into_owned(),
+        None => lb_routes::upstream_path(raw_path, &path).to_string(),
+    };
+    Ok(Decision::Proxy { backend, path: upstream })
+}
+
+/// `{scheme}://{Host as sent}{root}` (nginx: `$scheme://$http_host`).
+fn app_root_location(scheme: Scheme, request: &Request<Incoming>, root: &str) -> Option<HeaderValue> {
+    let host = raw_host(request.uri(), request.headers()).ok().flatten()?;
+    let scheme = if scheme == Scheme::Https { "https" } else { "http" };
+    HeaderValue::try_from(format!("{scheme}://{host}{root}")).ok()
+}
+
+/// A redirect status (the compiler only lets 3xx through).
+fn redirect_code(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).ok().filter(StatusCode::is_redirection).unwrap_or(StatusCode::PERMANENT_REDIRECT)
 }
 
 /// The endpoints to try.

@@ -6,6 +6,8 @@
 //!   `*.foo.com`).
 //! - [`path`]: request path normalisation and Ingress path matching
 //!   (`Exact`, `Prefix`).
+//! - [`policy`]: what a route does besides forwarding (regex paths,
+//!   rewrites, redirects), from ingress-nginx's annotations.
 //! - [`table`]: virtual hosts, routes, backends, and [`RouteTable::select`].
 //! - [`tls`]: certificates by SNI name.
 //!
@@ -15,12 +17,14 @@
 
 pub mod host;
 pub mod path;
+pub mod policy;
 pub mod table;
 pub mod tls;
 mod vhost;
 
 pub use host::HostPattern;
 pub use path::{PathError, PathType, normalize_path, upstream_path};
+pub use policy::{HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy};
 pub use table::{
     Backend, BackendTarget, ObjectName, Route, RouteTable, RouteTableBuilder, Selected, ServicePortRef,
     UpstreamProtocol, VirtualHost,

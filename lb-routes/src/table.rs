@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::HostPattern;
 use crate::host::wildcard_suffix;
+use crate::policy::{PathRegex, RoutePolicy};
 use crate::tls::CertStore;
 pub use crate::vhost::VirtualHost;
 
@@ -75,6 +76,30 @@ pub struct Route {
     pub path: String,
     pub path_type: crate::path::PathType,
     pub backend: Arc<Backend>,
+    /// The path as a regex, when its host matches paths by regex
+    /// (`use-regex` on one of its Ingresses); `Exact` paths never are.
+    pub regex: Option<PathRegex>,
+    /// What the route does besides forwarding (its Ingress's annotations).
+    pub policy: Arc<RoutePolicy>,
+}
+
+impl Route {
+    /// A plain route: no regex, no policy.
+    pub fn new(ingress: ObjectName, path: String, path_type: crate::path::PathType, backend: Arc<Backend>) -> Self {
+        Self { ingress, path, path_type, backend, regex: None, policy: Arc::default() }
+    }
+
+    /// The path to send upstream for a request whose path is `raw` (as the
+    /// client sent it) and `normalized`: the rewrite target when there is
+    /// one, else [`upstream_path`](crate::upstream_path).
+    pub fn upstream_path<'a>(&self, raw: &'a str, normalized: &'a str) -> std::borrow::Cow<'a, str> {
+        if let (Some(target), Some(regex)) = (&self.policy.rewrite, &self.regex)
+            && let Some(captures) = regex.captures(normalized)
+        {
+            return std::borrow::Cow::Owned(target.expand(&captures));
+        }
+        std::borrow::Cow::Borrowed(crate::path::upstream_path(raw, normalized))
+    }
 }
 
 /// The answer of [`RouteTable::select`].
@@ -213,6 +238,15 @@ impl RouteTableBuilder {
         }
         vhost.fallback = Some(backend);
         true
+    }
+
+    /// Sets `app-root` of `host` (`None`: the rules without host); the
+    /// first call for a host wins.
+    pub fn set_app_root(&mut self, host: Option<&HostPattern>, root: &str) {
+        let vhost = self.vhost(host);
+        if vhost.app_root.is_none() {
+            vhost.app_root = Some(root.to_string());
+        }
     }
 
     /// Marks `host` as served over TLS (plain HTTP requests are redirected).

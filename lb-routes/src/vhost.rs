@@ -20,6 +20,8 @@ pub struct VirtualHost {
     /// Requests for this host that match no path go here (the `spec.defaultBackend`
     /// of the Ingress that defines the host); `None`: the table's default.
     pub fallback: Option<Arc<Backend>>,
+    /// `app-root`: a request for `/` is redirected (302) here.
+    pub app_root: Option<String>,
     /// `Exact` routes, by normalised path.
     exact: HashMap<String, Arc<Route>>,
     /// `Prefix` and `ImplementationSpecific` routes, by prefix key (the
@@ -27,9 +29,24 @@ pub struct VirtualHost {
     /// once per path element, longest first, instead of scanning every
     /// route.
     prefixes: HashMap<String, PrefixRoutes>,
-    // regex: annotations issue. Regex paths (`use-regex`) will be an
-    // ordered list here, consulted in `select` by the rules ingress-nginx
-    // uses; `ImplementationSpecific` is matched as `Prefix` until then.
+    /// Regex routes (a host with `use-regex`), in the order they are tried:
+    /// as ingress-nginx writes nginx locations, the longest path (as
+    /// written) first, then the greater path; the first match wins.
+    regex: Vec<Arc<Route>>,
+}
+
+impl VirtualHost {
+    /// Adds a regex route at its place in the order of [`Self::regex`]; a
+    /// route with the same path as written is there already: it stays.
+    fn insert_regex(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        if let Some(existing) = self.regex.iter().find(|r| r.path == route.path) {
+            return Err(Arc::clone(existing));
+        }
+        let key = |r: &Route| (std::cmp::Reverse(r.path.len()), std::cmp::Reverse(r.path.clone()));
+        let at = self.regex.partition_point(|r| key(r) <= key(&route));
+        self.regex.insert(at, Arc::new(route));
+        Ok(())
+    }
 }
 
 /// The routes sharing one prefix key, one per path type.
@@ -70,20 +87,23 @@ impl VirtualHost {
         if let Some(route) = self.exact.get(path) {
             return Some(route);
         }
+        if let Some(route) = self.regex.iter().find(|r| r.regex.as_ref().is_some_and(|re| re.is_match(path))) {
+            return Some(route);
+        }
         prefix_candidates(path).find_map(|key| self.prefixes.get(key).and_then(PrefixRoutes::best))
     }
 
     /// Every route of this host, by path as written, then path type.
     pub fn routes(&self) -> Vec<&Arc<Route>> {
         let prefixes = self.prefixes.values().flat_map(|p| [&p.prefix, &p.implementation_specific]).flatten();
-        let mut routes: Vec<&Arc<Route>> = self.exact.values().chain(prefixes).collect();
+        let mut routes: Vec<&Arc<Route>> = self.exact.values().chain(prefixes).chain(&self.regex).collect();
         routes.sort_by(|a, b| (&a.path, a.path_type, &a.ingress).cmp(&(&b.path, b.path_type, &b.ingress)));
         routes
     }
 
     /// Whether the host has no path (its requests all go to the fallback).
     pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty()
+        self.exact.is_empty() && self.prefixes.is_empty() && self.regex.is_empty()
     }
 
     /// Adds `route` unless a route with the same normalised path and path
@@ -92,6 +112,9 @@ impl VirtualHost {
     /// A path that does not normalise (the compiler diagnoses those first)
     /// is kept as written: no normalised request path equals it.
     pub(crate) fn insert(&mut self, route: Route) -> Result<(), Arc<Route>> {
+        if route.regex.is_some() && route.path_type != PathType::Exact {
+            return self.insert_regex(route);
+        }
         let normalized = normalize_path(&route.path).map_or_else(|_| route.path.clone(), |p| p.into_owned());
         let slot = match route.path_type {
             PathType::Exact => match self.exact.entry(normalized) {

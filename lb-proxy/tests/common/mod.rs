@@ -108,12 +108,7 @@ pub fn external(name: &str, host: &str, port: u16) -> Arc<Backend> {
 }
 
 pub fn route(path: &str, path_type: PathType, backend: Arc<Backend>) -> Route {
-    Route {
-        ingress: ObjectName { namespace: "default".into(), name: "ing".into() },
-        path: path.into(),
-        path_type,
-        backend,
-    }
+    Route::new(ObjectName { namespace: "default".into(), name: "ing".into() }, path.into(), path_type, backend)
 }
 
 pub fn host(name: &str) -> HostPattern {

@@ -15,12 +15,7 @@ fn backend(service: &str) -> Arc<Backend> {
 }
 
 fn route(path: &str, path_type: PathType, service: &str) -> Route {
-    Route {
-        ingress: ObjectName { namespace: "default".into(), name: "ing".into() },
-        path: path.into(),
-        path_type,
-        backend: backend(service),
-    }
+    Route::new(ObjectName { namespace: "default".into(), name: "ing".into() }, path.into(), path_type, backend(service))
 }
 
 fn host(name: &str) -> HostPattern {

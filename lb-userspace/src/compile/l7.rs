@@ -13,6 +13,7 @@
 //!   concern is left out and everything else is compiled. The result only
 //!   depends on the snapshot's objects, not on their order.
 
+mod annotations;
 mod backends;
 mod classes;
 mod ingress;
@@ -60,6 +61,22 @@ impl Default for L7Options {
 pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<Diagnostic>) {
     let mut ingresses = our_ingresses(snapshot, options);
     ingresses.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
+    // Annotations first: a rejected Ingress is left out, and every path of
+    // a host that one regex Ingress names is matched as a regex.
+    let mut rejected = Vec::new();
+    let mut accepted = Vec::new();
+    let mut regex_hosts = HashSet::new();
+    for ingress in ingresses {
+        match annotations::parse(&IngressRef::new(ingress), ingress) {
+            Ok(annotations) => {
+                if annotations.use_regex {
+                    regex_hosts.extend(rule_hosts(ingress));
+                }
+                accepted.push((ingress, annotations));
+            }
+            Err(diagnostic) => rejected.push(*diagnostic),
+        }
+    }
     let mut compiler = Compiler {
         builder: RouteTableBuilder::new(),
         backends: BackendResolver::new(snapshot),
@@ -67,10 +84,11 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
         default_backend_owner: None,
         fallback_owners: HashMap::new(),
         certificate_owners: HashMap::new(),
-        diagnostics: Vec::new(),
+        regex_hosts,
+        diagnostics: rejected,
     };
-    for ingress in ingresses {
-        compiler.ingress(ingress);
+    for (ingress, annotations) in accepted {
+        compiler.ingress(ingress, &annotations);
     }
     let mut seen = HashSet::new();
     let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();
@@ -116,7 +134,23 @@ struct Compiler<'a> {
     fallback_owners: HashMap<HostPattern, ObjectName>,
     /// The Secret (and the Ingress naming it) of each host's certificate.
     certificate_owners: HashMap<HostPattern, (ObjectName, ObjectName)>,
+    /// The hosts (`None`: the rules without host) whose paths are regexes.
+    regex_hosts: HashSet<Option<HostPattern>>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// The hosts of an Ingress's rules (`None` for a rule without host);
+/// invalid hosts are left out (the compiler diagnoses them).
+fn rule_hosts(ingress: &Ingress) -> Vec<Option<HostPattern>> {
+    let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+    rules
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| match rule.host.as_deref().filter(|h| !h.is_empty()) {
+            None => Some(None),
+            Some(host) => HostPattern::parse(host).map(Some),
+        })
+        .collect()
 }
 
 /// An Ingress, as diagnostics and routes name it.

@@ -16,22 +16,23 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressSpec, IngressTLS};
-use lb_routes::{Backend, HostPattern, PathType, Route, normalize_path};
+use lb_routes::{Backend, HostPattern, PathRegex, PathType, Route, normalize_path};
 
+use super::annotations::Annotations;
 use super::{Compiler, IngressRef};
 
 /// Characters that only appear in regex paths (`/api/(v1|v2)/.*`).
 const REGEX_CHARACTERS: &[char] = &['^', '$', '(', ')', '[', ']', '{', '}', '*', '+', '?', '|', '\\'];
 
 impl Compiler<'_> {
-    pub(super) fn ingress(&mut self, ingress: &Ingress) {
+    pub(super) fn ingress(&mut self, ingress: &Ingress, annotations: &Annotations) {
         let ing = IngressRef::new(ingress);
         let Some(spec) = &ingress.spec else { return };
         let default_backend = spec
             .default_backend
             .as_ref()
             .and_then(|b| self.backends.resolve(&ing, b, "spec.defaultBackend", &mut self.diagnostics));
-        let hosts = self.rules(&ing, spec);
+        let hosts = self.rules(&ing, spec, annotations);
         if let Some(backend) = default_backend {
             self.default_backend(&ing, &hosts, backend);
         }
@@ -41,7 +42,7 @@ impl Compiler<'_> {
     }
 
     /// Compiles the rules; returns the valid rule hosts.
-    fn rules(&mut self, ing: &IngressRef<'_>, spec: &IngressSpec) -> BTreeSet<HostPattern> {
+    fn rules(&mut self, ing: &IngressRef<'_>, spec: &IngressSpec, annotations: &Annotations) -> BTreeSet<HostPattern> {
         let mut hosts = BTreeSet::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
             let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
@@ -59,21 +60,46 @@ impl Compiler<'_> {
                 self.builder.add_host(Some(pattern));
                 hosts.insert(pattern.clone());
             }
+            if let Some(root) = &annotations.app_root {
+                self.builder.set_app_root(host.as_ref(), root);
+            }
             let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
             for (j, path) in paths.iter().enumerate() {
-                self.path(ing, host.as_ref(), &format!("spec.rules[{i}].http.paths[{j}]"), path);
+                self.path(ing, host.as_ref(), &format!("spec.rules[{i}].http.paths[{j}]"), path, annotations);
             }
         }
         hosts
     }
 
-    fn path(&mut self, ing: &IngressRef<'_>, host: Option<&HostPattern>, field: &str, path: &HTTPIngressPath) {
-        let Some((path_type, rule_path)) = self.path_rule(ing, field, path) else { return };
+    fn path(
+        &mut self,
+        ing: &IngressRef<'_>,
+        host: Option<&HostPattern>,
+        field: &str,
+        path: &HTTPIngressPath,
+        annotations: &Annotations,
+    ) {
+        let regex_host = self.regex_hosts.contains(&host.cloned());
+        let Some((path_type, rule_path)) = self.path_rule(ing, field, path, regex_host) else { return };
+        let regex = if regex_host && path_type != PathType::Exact {
+            match PathRegex::new(&rule_path) {
+                Ok(regex) => Some(regex),
+                Err(e) => {
+                    let message = format!("{rule_path:?}: {e} (its host matches paths by regex); ignored");
+                    self.diagnostics.push(ing.diagnostic(format!("{field}.path"), message));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let field_backend = format!("{field}.backend");
         let Some(backend) = self.backends.resolve(ing, &path.backend, &field_backend, &mut self.diagnostics) else {
             return;
         };
-        let route = Route { ingress: ing.object_name(), path: rule_path, path_type, backend };
+        let mut route = Route::new(ing.object_name(), rule_path, path_type, backend);
+        route.regex = regex;
+        route.policy = Arc::clone(&annotations.policy);
         if let Err(existing) = self.builder.add_route(host, route) {
             let host = host.map_or_else(|| "any host".to_string(), |h| format!("host {h}"));
             let message = format!(
@@ -86,7 +112,13 @@ impl Compiler<'_> {
 
     /// The path type and path of an Ingress path; `None` (diagnosed) when
     /// it cannot be routed.
-    fn path_rule(&mut self, ing: &IngressRef<'_>, field: &str, path: &HTTPIngressPath) -> Option<(PathType, String)> {
+    fn path_rule(
+        &mut self,
+        ing: &IngressRef<'_>,
+        field: &str,
+        path: &HTTPIngressPath,
+        regex_host: bool,
+    ) -> Option<(PathType, String)> {
         let Some(path_type) = PathType::parse(&path.path_type) else {
             let message = match path.path_type.as_str() {
                 "" => "pathType is required (Exact, Prefix or ImplementationSpecific); the path is ignored".to_string(),
@@ -105,11 +137,13 @@ impl Compiler<'_> {
             }
             (None, PathType::Prefix | PathType::ImplementationSpecific) => "/".to_string(),
         };
-        // regex: annotations issue. A regex `ImplementationSpecific` path
-        // (or any path under `use-regex`) will become a regex route here;
-        // until then it is the literal prefix it is written as.
+        // A path of a regex host is a regex (checked by the caller); an
+        // `ImplementationSpecific` path with regex characters elsewhere is
+        // the literal prefix it is written as (ingress-nginx without
+        // `use-regex`).
+        let regex = regex_host && path_type != PathType::Exact;
         let literal_regex = path_type == PathType::ImplementationSpecific && rule_path.contains(REGEX_CHARACTERS);
-        let checked = if literal_regex {
+        let checked = if regex || literal_regex {
             if rule_path.starts_with('/') { Ok(()) } else { Err(lb_routes::PathError::NotAbsolute) }
         } else {
             normalize_path(&rule_path).map(drop)

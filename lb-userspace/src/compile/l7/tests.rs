@@ -947,7 +947,14 @@ fn seed_virtual_hosts_and_external_name() {
     assert_eq!(diagnostics.len(), 2, "{:?}", shown(&diagnostics));
     assert_eq!(service_for(&table, Some("foo.bar.com"), "/"), svc("service1"));
     assert_eq!(service_for(&table, Some("bar.foo.com"), "/"), svc("service2"));
-    let chat = backend_for(&table, Some("myproject.project.io"), "/chatforyouio(/|$)(.*)").unwrap();
+    // `use-regex` and `rewrite-target: /$2`: a regex path, rewritten.
+    let chat = backend_for(&table, Some("myproject.project.io"), "/chatforyouio/user/create").unwrap();
+    let route = table.select(Some("myproject.project.io"), "/ChatForYouIO/user/create").route.unwrap();
+    assert_eq!(route.upstream_path("/ChatForYouIO/user/create", "/ChatForYouIO/user/create"), "/user/create");
+    assert_eq!(
+        table.virtual_host(HostPattern::parse("myproject.project.io").as_ref()).unwrap().app_root.as_deref(),
+        Some("/")
+    );
     assert_eq!(
         chat.target,
         BackendTarget::ExternalName {
@@ -972,4 +979,115 @@ fn seed_tls_with_a_generated_certificate() {
     );
     assert!(table.certificates().resolve("https-example.foo.com").is_some());
     assert_eq!(redirected(&table), ["https-example.foo.com"]);
+}
+
+#[test]
+fn seed_regex_order_decides_between_overlapping_paths() {
+    let services =
+        services(&["auth", "booking", "payment", "review", "tour", "client"]).replace("port: 80,", "port: 3000,");
+    let (table, diagnostics) = compile(&(seed("ingress-regex-order.yaml") + NGINX_CLASS + &services));
+    assert_eq!(shown(&diagnostics), Vec::<String>::new());
+    let host = Some("tour.xyz");
+    assert_eq!(service_for(&table, host, "/api/v1/tours/123/bookings"), svc("booking"));
+    assert_eq!(service_for(&table, host, "/api/v1/tours/123/reviews"), svc("review"));
+    assert_eq!(service_for(&table, host, "/api/v1/tours/123"), svc("tour"));
+    assert_eq!(service_for(&table, host, "/API/V1/TOURS/1"), svc("tour"));
+    assert_eq!(service_for(&table, host, "/api/v1/auth/login"), svc("auth"));
+    assert_eq!(service_for(&table, host, "/api/v1/admin/users/7"), svc("auth"));
+    assert_eq!(service_for(&table, host, "/anything/else"), svc("client"));
+}
+
+/// ingress-nginx annotations without their prefix: (name, value).
+type Annotations<'a> = [(&'a str, &'a str)];
+
+/// An Ingress for `host` with one path to `web`, and annotations.
+fn annotated(name: &str, host: &str, path: &str, path_type: &str, annotations: &[(&str, &str)]) -> String {
+    let annotations: Vec<String> =
+        annotations.iter().map(|(k, v)| format!("nginx.ingress.kubernetes.io/{k}: {}", serde_json::json!(v))).collect();
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, annotations: {{{}}}}}\n\
+         spec: {{ingressClassName: lb, rules: [{{host: {host}, http: {{paths: [{{path: {}, pathType: {path_type}, \
+         backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}}}]}}\n",
+        annotations.join(", "),
+        serde_json::json!(path),
+    )
+}
+
+#[test]
+fn use_regex_makes_every_path_of_the_host_a_regex() {
+    let yaml = service("web")
+        + &annotated("plain", "a.com", "/literal", "Prefix", &[])
+        + &annotated("regex", "a.com", "/r/[0-9]+", "ImplementationSpecific", &[("use-regex", "true")])
+        + &annotated("other", "b.com", "/literal", "Prefix", &[]);
+    let (table, diagnostics) = compile(&yaml);
+    assert_eq!(shown(&diagnostics), Vec::<String>::new());
+    assert_eq!(service_for(&table, Some("a.com"), "/r/12"), svc("web"));
+    assert_eq!(service_for(&table, Some("a.com"), "/r/x"), None);
+    // The plain Ingress's path is a case-insensitive regex now: it matches
+    // `/LITERALLY` (a prefix of the string, not of path elements).
+    assert_eq!(service_for(&table, Some("a.com"), "/LITERALLY"), svc("web"));
+    // Another host keeps Ingress path semantics.
+    assert_eq!(service_for(&table, Some("b.com"), "/literally"), None);
+    assert_eq!(service_for(&table, Some("b.com"), "/literal/x"), svc("web"));
+}
+
+#[test]
+fn a_bad_annotation_rejects_only_its_ingress() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("use-regex", "yes")], "use-regex]: \"yes\" is not a boolean"),
+        (&[("rewrite-target", "/a\nb")], "rewrite-target]: contains '\\n'"),
+        (&[("rewrite-target", "/$10")], "rewrite-target]: `$` must be followed by one digit"),
+        (&[("app-root", "no-slash")], "app-root]: \"no-slash\" is not a path"),
+        (&[("app-root", "/a/../b")], "app-root]: contains a . or .. segment"),
+        (&[("http-redirect-code", "200")], "http-redirect-code]: \"200\" is not one of the status codes"),
+        (
+            &[("permanent-redirect", "javascript:alert(1)")],
+            "permanent-redirect]: \"javascript:alert(1)\" is not an absolute",
+        ),
+        (&[("temporal-redirect", "https://a.com/x y")], "temporal-redirect]: contains ' '"),
+    ];
+    for (annotations, expected) in cases {
+        let yaml = service("web")
+            + &annotated("bad", "bad.com", "/", "Prefix", annotations)
+            + &annotated("good", "good.com", "/", "Prefix", &[]);
+        let (table, diagnostics) = compile(&yaml);
+        let shown = shown(&diagnostics);
+        assert_eq!(shown.len(), 1, "{annotations:?}: {shown:?}");
+        assert!(
+            shown[0].starts_with("Ingress default/bad: metadata.annotations[nginx.ingress.kubernetes.io/"),
+            "{shown:?}"
+        );
+        assert!(shown[0].contains(expected), "{annotations:?}: {shown:?}");
+        assert!(shown[0].ends_with("the Ingress is not served"), "{shown:?}");
+        assert_eq!(service_for(&table, Some("bad.com"), "/"), None, "{annotations:?}");
+        assert_eq!(service_for(&table, Some("good.com"), "/"), svc("web"), "{annotations:?}");
+    }
+}
+
+#[test]
+fn bad_and_huge_regexes_and_values_reject_the_ingress() {
+    let huge = "x".repeat(1 << 20);
+    let regex = [("use-regex", "true")];
+    let rewrite = [("rewrite-target", huge.as_str())];
+    let cases: [(&str, &Annotations, &str); 3] = [
+        ("/a(", &regex, "not a valid regex"),
+        ("/(a{1000}){1000}", &regex, "too complex"),
+        ("/ok", &rewrite, "bytes long (at most 4096)"),
+    ];
+    for (path, annotations, expected) in cases {
+        let yaml = service("web") + &annotated("bad", "bad.com", path, "ImplementationSpecific", annotations);
+        let (table, diagnostics) = compile(&yaml);
+        let shown = shown(&diagnostics);
+        assert!(shown.len() == 1 && shown[0].contains(expected), "{path}: {shown:?}");
+        assert_eq!(service_for(&table, Some("bad.com"), "/ok"), None);
+    }
+}
+
+#[test]
+fn unknown_annotations_are_ignored() {
+    let yaml = service("web")
+        + &annotated("snippet", "a.com", "/", "Prefix", &[("configuration-snippet", "more_set_headers \"x: y\";")]);
+    let (table, diagnostics) = compile(&yaml);
+    assert_eq!(shown(&diagnostics), Vec::<String>::new());
+    assert_eq!(service_for(&table, Some("a.com"), "/"), svc("web"));
 }
