@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{EXPECT, HOST, SERVER};
+use http::header::{EXPECT, HOST, SERVER, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use lb_routes::{Backend, HttpsRedirect, RouteTable, UpstreamProtocol};
+use lb_routes::{Backend, BackendTarget, HttpsRedirect, RoutePolicy, RouteTable, UpstreamProtocol};
 
+use crate::affinity;
 use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
@@ -53,6 +54,8 @@ struct Session {
     backend: Option<String>,
     peer: Option<SocketAddr>,
     error: Option<String>,
+    /// The affinity cookie to set on the response.
+    set_cookie: Option<HeaderValue>,
 }
 
 /// Answers one client request (never fails: errors become responses).
@@ -67,6 +70,7 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
         backend: None,
         peer: None,
         error: None,
+        set_cookie: None,
     };
     let response = match proxy(shared, conn, &mut session, request).await {
         Ok(response) => response,
@@ -86,12 +90,20 @@ async fn proxy(
     session: &mut Session,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (backend, path) = match request_filter(shared, conn, &request)? {
+    let (backend, path, policy) = match request_filter(shared, conn, &request)? {
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
-        Decision::Proxy { backend, path } => (backend, path),
+        Decision::Proxy { backend, path, policy } => (backend, path, policy),
     };
     session.backend = Some(backend.service.to_string());
-    let peers = upstream_peer(shared, &backend).await?;
+    let mut peers = upstream_peer(shared, &backend).await?;
+    let affinity = policy.as_ref().and_then(|p| p.affinity.as_ref());
+    let sticky = affinity.and_then(|a| match &backend.target {
+        BackendTarget::Endpoints(endpoints) => affinity::sticky(a, request.headers(), endpoints),
+        BackendTarget::ExternalName { .. } => None,
+    });
+    if let Some(sticky) = sticky {
+        peers = affinity::first(peers, sticky);
+    }
     let (upstream_request, body, client_upgrade) =
         upstream_request_filter(conn, session, request, &path, backend.protocol)?;
     let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers).await {
@@ -102,6 +114,12 @@ async fn proxy(
         }
     };
     session.peer = Some(peer);
+    if let Some(affinity) = affinity
+        && sticky != Some(peer)
+        && (sticky.is_none() || affinity.change_on_failure)
+    {
+        session.set_cookie = affinity::set_cookie(affinity, peer);
+    }
     upstream_response_filter(shared, response, client_upgrade, peer)
 }
 
@@ -110,8 +128,9 @@ async fn proxy(
 enum Decision {
     /// Plain HTTP on a TLS host, `app-root`, `permanent-redirect`, …
     Redirect(StatusCode, HeaderValue),
-    /// To `backend`, with the path to send (see `lb_routes::upstream_path`).
-    Proxy { backend: Arc<Backend>, path: String },
+    /// To `backend`, with the path to send (see `lb_routes::Route::upstream_path`)
+    /// and the route's policy.
+    Proxy { backend: Arc<Backend>, path: String, policy: Option<Arc<RoutePolicy>> },
 }
 
 /// Host, path, route. Loads the route table once; the request keeps only
@@ -164,7 +183,7 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
         Some(route) => route.upstream_path(raw_path, &path).into_owned(),
         None => lb_routes::upstream_path(raw_path, &path).to_string(),
     };
-    Ok(Decision::Proxy { backend, path: upstream })
+    Ok(Decision::Proxy { backend, path: upstream, policy: selected.route.map(|r| Arc::clone(&r.policy)) })
 }
 
 /// `{scheme}://{Host as sent}{root}` (nginx: `$scheme://$http_host`).
@@ -256,6 +275,9 @@ fn response_filter(mut response: Response<ProxyBody>, session: &Session) -> Resp
     let headers = response.headers_mut();
     headers.insert(SERVER, SERVER_NAME);
     headers.insert(X_REQUEST_ID, session.request_id.clone());
+    if let Some(cookie) = &session.set_cookie {
+        headers.append(SET_COOKIE, cookie.clone());
+    }
     response
 }
 

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod affinity;
 mod conn;
 mod errors;
 mod forwarded;

@@ -24,7 +24,7 @@ mod vhost;
 
 pub use host::HostPattern;
 pub use path::{PathError, PathType, normalize_path, upstream_path};
-pub use policy::{HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy};
+pub use policy::{CookieAffinity, HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy, SameSite};
 pub use table::{
     Backend, BackendTarget, ObjectName, Route, RouteTable, RouteTableBuilder, Selected, ServicePortRef,
     UpstreamProtocol, VirtualHost,

@@ -137,6 +137,38 @@ pub enum HttpsRedirect {
 /// The code of the HTTPS redirect: 308 unless `http-redirect-code` says.
 pub const DEFAULT_HTTPS_REDIRECT_CODE: u16 = 308;
 
+/// `affinity: cookie`: a client that shows the cookie keeps reaching the
+/// endpoint it names while that endpoint is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CookieAffinity {
+    /// `session-cookie-name`, `INGRESSCOOKIE` by default.
+    pub name: String,
+    /// `session-cookie-path`; `/` by default.
+    pub path: String,
+    /// `session-cookie-max-age`, seconds.
+    pub max_age: Option<u64>,
+    /// `session-cookie-expires`, seconds from now.
+    pub expires: Option<u64>,
+    pub same_site: Option<SameSite>,
+    /// `session-cookie-secure`.
+    pub secure: bool,
+    /// `session-cookie-change-on-failure`: when the endpoint fails, the
+    /// cookie is re-issued for the one that answered instead (otherwise
+    /// the request still fails over, but the cookie keeps its endpoint).
+    pub change_on_failure: bool,
+}
+
+/// The default name of the affinity cookie (ingress-nginx's).
+pub const DEFAULT_AFFINITY_COOKIE: &str = "INGRESSCOOKIE";
+
+/// `session-cookie-samesite`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    None,
+    Lax,
+    Strict,
+}
+
 /// What the routes of one Ingress do besides forwarding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutePolicy {
@@ -144,6 +176,7 @@ pub struct RoutePolicy {
     pub redirect: Option<Redirect>,
     pub https_redirect: HttpsRedirect,
     pub https_redirect_code: u16,
+    pub affinity: Option<CookieAffinity>,
 }
 
 impl Default for RoutePolicy {
@@ -153,6 +186,7 @@ impl Default for RoutePolicy {
             redirect: None,
             https_redirect: HttpsRedirect::default(),
             https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
+            affinity: None,
         }
     }
 }

@@ -9,13 +9,17 @@
 //! Supported: `use-regex`, `rewrite-target` (implies `use-regex`),
 //! `app-root`, `ssl-redirect`, `force-ssl-redirect`, `http-redirect-code`
 //! (a ConfigMap option in ingress-nginx, an annotation here),
-//! `permanent-redirect` (+ `-code`), `temporal-redirect` (+ `-code`).
+//! `permanent-redirect` (+ `-code`), `temporal-redirect` (+ `-code`),
+//! `affinity: cookie` with `affinity-mode` and `session-cookie-name`,
+//! `-path`, `-max-age`, `-expires`, `-samesite`, `-secure`,
+//! `-change-on-failure`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
-use lb_routes::{HttpsRedirect, PathRegex, PathType, Redirect, RewriteTarget, RoutePolicy};
+use lb_routes::policy::DEFAULT_AFFINITY_COOKIE;
+use lb_routes::{CookieAffinity, HttpsRedirect, PathRegex, PathType, Redirect, RewriteTarget, RoutePolicy, SameSite};
 
 use super::IngressRef;
 use crate::diagnostics::Diagnostic;
@@ -55,9 +59,8 @@ fn reject(name: &str, reason: String) -> Rejection {
 fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, Rejection> {
     let empty = BTreeMap::new();
     let all = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
-    let values: BTreeMap<&str, &str> =
-        all.iter().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?, v.as_str()))).collect();
-    for (&name, &value) in &values {
+    let values = Values(all.iter().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?, v.as_str()))).collect());
+    for (&name, &value) in &values.0 {
         if !SUPPORTED.contains(&name) {
             let annotation = format!("{PREFIX}{name}");
             tracing::debug!(ingress = %ing.object_name(), %annotation, "annotation not supported; ignored");
@@ -65,39 +68,103 @@ fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, 
             return Err(reject(name, format!("the value is {} bytes long (at most {MAX_VALUE_LEN})", value.len())));
         }
     }
-    let get = |name: &str| values.get(name).copied();
-    let parsed = |name: &str, parse: &dyn Fn(&str) -> Result<String, String>| {
-        get(name).map(|v| parse(v).map_err(|e| reject(name, e))).transpose()
-    };
-    let boolean = |name: &str| get(name).map(|v| parse_bool(v).map_err(|e| reject(name, e))).transpose();
-    let code = |name: &str, allowed: &[u16]| {
-        get(name).map(|v| parse_code(v, allowed).map_err(|e| reject(name, e))).transpose()
-    };
-
-    let rewrite =
-        get("rewrite-target").map(|v| RewriteTarget::parse(v).map_err(|e| reject("rewrite-target", e))).transpose()?;
-    let use_regex = boolean("use-regex")?.unwrap_or(false) || rewrite.is_some();
-    let app_root = parsed("app-root", &parse_app_root)?;
-    let https_redirect = match (boolean("force-ssl-redirect")?, boolean("ssl-redirect")?) {
+    let rewrite = values.parsed("rewrite-target", RewriteTarget::parse)?;
+    let use_regex = values.boolean("use-regex")?.unwrap_or(false) || rewrite.is_some();
+    let app_root = values.parsed("app-root", parse_app_root)?;
+    let https_redirect = match (values.boolean("force-ssl-redirect")?, values.boolean("ssl-redirect")?) {
         (Some(true), _) => HttpsRedirect::Always,
         (_, Some(false)) => HttpsRedirect::Never,
         _ => HttpsRedirect::WithTls,
     };
-    let https_redirect_code = code("http-redirect-code", &[301, 302, 307, 308])?.unwrap_or(308);
-    let permanent_code = code("permanent-redirect-code", &REDIRECT_CODES)?.unwrap_or(301);
-    let temporal_code = code("temporal-redirect-code", &REDIRECT_CODES)?.unwrap_or(302);
-    let permanent = parsed("permanent-redirect", &parse_url)?;
-    let temporal = parsed("temporal-redirect", &parse_url)?;
+    let https_redirect_code = values.code("http-redirect-code", &[301, 302, 307, 308])?.unwrap_or(308);
+    let permanent_code = values.code("permanent-redirect-code", &REDIRECT_CODES)?.unwrap_or(301);
+    let temporal_code = values.code("temporal-redirect-code", &REDIRECT_CODES)?.unwrap_or(302);
+    let permanent = values.parsed("permanent-redirect", parse_url)?;
+    let temporal = values.parsed("temporal-redirect", parse_url)?;
     let redirect = match (permanent, temporal) {
         (Some(location), _) => Some(Redirect { location, code: permanent_code }),
         (None, Some(location)) => Some(Redirect { location, code: temporal_code }),
         (None, None) => None,
     };
+    let affinity = match values.get("affinity") {
+        None => None,
+        Some("cookie") => Some(cookie_affinity(&values)?),
+        Some(other) => return Err(reject("affinity", format!("{:?}: only \"cookie\" is supported", shorten(other)))),
+    };
     if use_regex {
         check_regex_paths(ingress).map_err(|(field, reason)| Rejection { field, reason })?;
     }
-    let policy = RoutePolicy { rewrite, redirect, https_redirect, https_redirect_code };
+    let policy = RoutePolicy { rewrite, redirect, https_redirect, https_redirect_code, affinity };
     Ok(Annotations { use_regex, app_root, policy: Arc::new(policy) })
+}
+
+/// The values of ingress-nginx's annotations, by name without the prefix.
+struct Values<'a>(BTreeMap<&'a str, &'a str>);
+
+impl<'a> Values<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.get(name).copied()
+    }
+
+    fn parsed<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, Rejection> {
+        self.get(name).map(|v| parse(v).map_err(|e| reject(name, e))).transpose()
+    }
+
+    fn boolean(&self, name: &str) -> Result<Option<bool>, Rejection> {
+        self.parsed(name, parse_bool)
+    }
+
+    fn code(&self, name: &str, allowed: &[u16]) -> Result<Option<u16>, Rejection> {
+        self.parsed(name, |v| parse_code(v, allowed))
+    }
+
+    fn seconds(&self, name: &str) -> Result<Option<u64>, Rejection> {
+        self.parsed(name, |v| {
+            v.trim().parse::<u64>().map_err(|_| format!("{:?} is not a number of seconds", shorten(v)))
+        })
+    }
+}
+
+/// The `session-cookie-*` annotations of `affinity: cookie`.
+fn cookie_affinity(values: &Values<'_>) -> Result<CookieAffinity, Rejection> {
+    values.parsed("affinity-mode", |mode| match mode {
+        "balanced" | "persistent" => Ok(()),
+        other => Err(format!("{:?}: \"balanced\" or \"persistent\"", shorten(other))),
+    })?;
+    let name = values.parsed("session-cookie-name", |name| {
+        if is_cookie_token(name) {
+            Ok(name.to_string())
+        } else {
+            Err(format!("{:?} is not a cookie name", shorten(name)))
+        }
+    })?;
+    let path = values.parsed("session-cookie-path", |path| {
+        if path.starts_with('/') && path.chars().all(|c| c.is_ascii_graphic() && c != ';') {
+            Ok(path.to_string())
+        } else {
+            Err(format!("{:?} is not a cookie path", shorten(path)))
+        }
+    })?;
+    let same_site = values.parsed("session-cookie-samesite", |v| match v {
+        "None" => Ok(SameSite::None),
+        "Lax" => Ok(SameSite::Lax),
+        "Strict" => Ok(SameSite::Strict),
+        other => Err(format!("{:?}: None, Lax or Strict", shorten(other))),
+    })?;
+    Ok(CookieAffinity {
+        name: name.unwrap_or_else(|| DEFAULT_AFFINITY_COOKIE.to_string()),
+        path: path.unwrap_or_else(|| "/".to_string()),
+        max_age: values.seconds("session-cookie-max-age")?,
+        expires: values.seconds("session-cookie-expires")?,
+        same_site,
+        secure: values.boolean("session-cookie-secure")?.unwrap_or(false),
+        change_on_failure: values.boolean("session-cookie-change-on-failure")?.unwrap_or(false),
+    })
+}
+
+/// RFC 6265 cookie names are RFC 2616 tokens.
+fn is_cookie_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 const SUPPORTED: &[&str] = &[
@@ -111,6 +178,15 @@ const SUPPORTED: &[&str] = &[
     "permanent-redirect-code",
     "temporal-redirect",
     "temporal-redirect-code",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
 ];
 
 const REDIRECT_CODES: [u16; 8] = [300, 301, 302, 303, 304, 305, 307, 308];
