@@ -15,6 +15,7 @@
 //! assert_eq!(resp.pod().as_deref(), Some("pod-a"));
 //! ```
 
+pub mod annotations;
 pub mod bed;
 pub mod certs;
 pub mod client;
