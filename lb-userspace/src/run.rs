@@ -71,8 +71,8 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         None => {
             let client = cluster::connect(args.cluster.kubeconfig.as_deref()).await?;
             if !args.cluster.no_status {
-                let inputs = (snapshots.clone(), diagnostics);
-                writers = Some(Writers::start(client.clone(), &args, &config, l7.options(), inputs.0, inputs.1));
+                let (snapshots, options) = (snapshots.clone(), l7.options());
+                writers = Some(Writers::start(client.clone(), &args, &config, options, snapshots, diagnostics));
             }
             tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), tx))
         }

@@ -19,6 +19,15 @@ pub enum StatusAddress {
 }
 
 impl StatusAddress {
+    /// The address of a status entry: its IP, else its host name.
+    fn of(ip: &Option<String>, hostname: &Option<String>) -> Option<Self> {
+        match (ip, hostname) {
+            (Some(ip), _) if !ip.is_empty() => Some(Self::Ip(ip.clone())),
+            (_, Some(h)) if !h.is_empty() => Some(Self::Hostname(h.clone())),
+            _ => None,
+        }
+    }
+
     pub fn to_ingress(&self) -> IngressLoadBalancerIngress {
         match self {
             Self::Ip(ip) => IngressLoadBalancerIngress { ip: Some(ip.clone()), ..Default::default() },
@@ -68,15 +77,8 @@ pub fn ingress_addresses(
 
 fn service_addresses(service: &Service) -> Vec<StatusAddress> {
     let balancer = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_deref());
-    let from_balancer: Vec<StatusAddress> = balancer
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| match (&i.ip, &i.hostname) {
-            (Some(ip), _) if !ip.is_empty() => Some(StatusAddress::Ip(ip.clone())),
-            (_, Some(h)) if !h.is_empty() => Some(StatusAddress::Hostname(h.clone())),
-            _ => None,
-        })
-        .collect();
+    let from_balancer: Vec<StatusAddress> =
+        balancer.unwrap_or_default().iter().filter_map(|i| StatusAddress::of(&i.ip, &i.hostname)).collect();
     if !from_balancer.is_empty() {
         return from_balancer;
     }
@@ -111,15 +113,8 @@ pub fn ingress_updates(
 /// The addresses an Ingress shows now, sorted.
 fn current_addresses(ingress: &Ingress) -> Vec<StatusAddress> {
     let current = ingress.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_deref());
-    let mut out: Vec<StatusAddress> = current
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| match (&i.ip, &i.hostname) {
-            (Some(ip), _) if !ip.is_empty() => Some(StatusAddress::Ip(ip.clone())),
-            (_, Some(h)) if !h.is_empty() => Some(StatusAddress::Hostname(h.clone())),
-            _ => None,
-        })
-        .collect();
+    let mut out: Vec<StatusAddress> =
+        current.unwrap_or_default().iter().filter_map(|i| StatusAddress::of(&i.ip, &i.hostname)).collect();
     out.sort();
     out
 }
