@@ -25,12 +25,11 @@ pub fn service_updates(snapshot: &Snapshot, allocation: &Allocation) -> Vec<Serv
     let mut out = Vec::new();
     for service in &snapshot.services {
         let (namespace, name) = object_key(&service.metadata);
+        if !allocation.is_managed(namespace, name) {
+            continue;
+        }
         let key = (namespace.to_string(), name.to_string());
-        let address = match allocation.assignments.get(&key) {
-            Some(&ip) => Some(ip),
-            None if allocation.problems.iter().any(|p| p.namespace == namespace && p.name == name) => None,
-            None => continue,
-        };
+        let address = allocation.assignments.get(&key).copied();
         let wanted: Vec<String> = address.iter().map(Ipv4Addr::to_string).collect();
         if shown_addresses(service) != wanted {
             out.push(ServiceStatusUpdate { namespace: key.0, name: key.1, address });
