@@ -24,7 +24,9 @@ mod vhost;
 
 pub use host::HostPattern;
 pub use path::{PathError, PathType, normalize_path, upstream_path};
-pub use policy::{CookieAffinity, HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy, SameSite};
+pub use policy::{
+    ClientPolicy, CookieAffinity, HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy, SameSite, UpstreamPolicy,
+};
 pub use table::{
     Backend, BackendTarget, ObjectName, Route, RouteTable, RouteTableBuilder, Selected, ServicePortRef,
     UpstreamProtocol, VirtualHost,

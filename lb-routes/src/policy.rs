@@ -3,9 +3,15 @@
 //! (ingress-nginx's); the proxy applies them. Nothing here is ever turned
 //! back into text that something else interprets.
 
+mod client;
+mod upstream;
+
 use std::fmt;
 
 use regex::{Captures, Regex, RegexBuilder};
+
+pub use client::ClientPolicy;
+pub use upstream::UpstreamPolicy;
 
 /// The most a compiled path regex may take (the `regex` crate's size
 /// limit): a pathological pattern is refused instead of eating memory.
@@ -177,6 +183,8 @@ pub struct RoutePolicy {
     pub https_redirect: HttpsRedirect,
     pub https_redirect_code: u16,
     pub affinity: Option<CookieAffinity>,
+    pub upstream: UpstreamPolicy,
+    pub client: ClientPolicy,
 }
 
 impl Default for RoutePolicy {
@@ -187,6 +195,8 @@ impl Default for RoutePolicy {
             https_redirect: HttpsRedirect::default(),
             https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
             affinity: None,
+            upstream: UpstreamPolicy::default(),
+            client: ClientPolicy::default(),
         }
     }
 }

@@ -14,6 +14,9 @@
 //! `-path`, `-max-age`, `-expires`, `-samesite`, `-secure`,
 //! `-change-on-failure`.
 
+mod client;
+mod upstream;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -61,7 +64,7 @@ fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, 
     let all = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
     let values = Values(all.iter().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?, v.as_str()))).collect());
     for (&name, &value) in &values.0 {
-        if !SUPPORTED.contains(&name) {
+        if !is_supported(name) {
             let annotation = format!("{PREFIX}{name}");
             tracing::debug!(ingress = %ing.object_name(), %annotation, "annotation not supported; ignored");
         } else if value.len() > MAX_VALUE_LEN {
@@ -94,7 +97,9 @@ fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, 
     if use_regex {
         check_regex_paths(ingress).map_err(|(field, reason)| Rejection { field, reason })?;
     }
-    let policy = RoutePolicy { rewrite, redirect, https_redirect, https_redirect_code, affinity };
+    let upstream = upstream::parse(&values)?;
+    let client = client::parse(&values)?;
+    let policy = RoutePolicy { rewrite, redirect, https_redirect, https_redirect_code, affinity, upstream, client };
     Ok(Annotations { use_regex, app_root, policy: Arc::new(policy) })
 }
 
@@ -165,6 +170,10 @@ fn cookie_affinity(values: &Values<'_>) -> Result<CookieAffinity, Rejection> {
 /// RFC 6265 cookie names are RFC 2616 tokens.
 fn is_cookie_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+fn is_supported(name: &str) -> bool {
+    [SUPPORTED, upstream::NAMES, client::NAMES].iter().any(|names| names.contains(&name))
 }
 
 const SUPPORTED: &[&str] = &[
