@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use cookie::{Cookie, time};
 use http::HeaderValue;
-use http::header::{COOKIE, HeaderMap};
+use http::header::HeaderMap;
 use lb_routes::{CookieAffinity, SameSite};
 
 use crate::upstream::{MAX_ATTEMPTS, Peers};
@@ -20,14 +20,8 @@ pub(crate) fn token(endpoint: SocketAddr) -> String {
 
 /// The endpoint the request's cookie names, if it is one of `endpoints`.
 pub(crate) fn sticky(affinity: &CookieAffinity, headers: &HeaderMap, endpoints: &[SocketAddr]) -> Option<SocketAddr> {
-    let value = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == affinity.name)?;
-    endpoints.iter().copied().find(|e| token(*e) == value.value())
+    let value = crate::cookies::value(headers, &affinity.name)?;
+    endpoints.iter().copied().find(|e| token(*e) == value)
 }
 
 /// `peers` with `first` tried first (and the others after it, up to the
@@ -64,6 +58,8 @@ pub(crate) fn set_cookie(affinity: &CookieAffinity, endpoint: SocketAddr) -> Opt
 
 #[cfg(test)]
 mod tests {
+    use http::header::COOKIE;
+
     use super::*;
 
     fn affinity() -> CookieAffinity {

@@ -32,14 +32,28 @@ pub(crate) enum ProxyError {
     MethodNotAllowed,
     #[error("no route")]
     NoRoute,
+    #[error("client address not allowed (source ranges)")]
+    Forbidden,
+    #[error("rate limit exceeded (limit-rps/limit-rpm)")]
+    RateLimited,
+    #[error("too many requests in flight from the client (limit-connections)")]
+    ConnectionLimited,
     #[error("backend {0} has no ready endpoints")]
     NoEndpoints(String),
     #[error("cannot resolve {0}")]
     Unresolvable(String),
     #[error("cannot connect to any endpoint (last {0})")]
     Connect(String),
+    #[error("connect timed out (last endpoint {0})")]
+    ConnectTimeout(String),
     #[error("no response head within the upstream response timeout")]
     Timeout,
+    #[error("the upstream did not take the request body within the send timeout")]
+    SendTimeout,
+    #[error("the client did not send its request body in time")]
+    ClientBodyTimeout,
+    #[error("request body larger than proxy-body-size")]
+    BodyTooLarge,
     #[error("upstream request failed: {0}")]
     Upstream(String),
 }
@@ -50,9 +64,16 @@ impl ProxyError {
             ProxyError::BadPath(_) | ProxyError::DuplicateHost => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            // ingress-nginx's limit-req-status-code and limit-conn-status-code.
+            ProxyError::RateLimited | ProxyError::ConnectionLimited => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unresolvable(_) | ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Timeout | ProxyError::SendTimeout | ProxyError::ConnectTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -104,6 +125,7 @@ mod tests {
         assert_eq!(ProxyError::NoEndpoints("a/b:80".into()).status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(ProxyError::Unresolvable("x".into()).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(ProxyError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(ProxyError::BodyTooLarge.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(ProxyError::BadPath(lb_routes::PathError::NotAbsolute).status(), StatusCode::BAD_REQUEST);
     }
 

@@ -1,13 +1,16 @@
-//! HTTP/2 with prior knowledge (h2c) upstream connections: at most one
-//! multiplexed connection per endpoint address, shared by all requests to
+//! HTTP/2 upstream connections, with prior knowledge (h2c) or over TLS
+//! (ALPN `h2`, `backend-protocol: GRPCS`): at most one multiplexed
+//! connection per endpoint address and transport (plain and TLS
+//! connections to the same endpoint never mix), shared by all requests to
 //! that endpoint.
 //!
 //! Unlike `hyper_util`'s legacy client, which pools by the request URI's
 //! authority, this pool is keyed by the endpoint the request was balanced
 //! to, so the request URI (hence `:authority`) can carry the client's host.
 //!
-//! - Connecting: TCP (nodelay) and the HTTP/2 handshake, both within the
-//!   connect timeout. Requests that arrive while a connection to their
+//! - Connecting: TCP (nodelay), TLS when asked (see
+//!   [`upstream_tls`](crate::upstream_tls)) and the HTTP/2 handshake, all
+//!   within the connect timeout of the request that opens it. Requests that arrive while a connection to their
 //!   endpoint is being opened wait for it rather than opening their own;
 //!   if that connect fails, they all fail with it.
 //! - Liveness: HTTP/2 PING every 30 s while streams are open, the
@@ -18,16 +21,22 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use crate::upstream::{POOL_IDLE_TIMEOUT, ReclaimableBody};
+use crate::upstream_tls;
 
 /// How long a connection no request used is kept.
 const IDLE_TIMEOUT: Duration = POOL_IDLE_TIMEOUT;
@@ -53,14 +62,17 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// The h2c connections of one proxy.
+/// The HTTP/2 connections of one proxy.
 pub(crate) struct H2cPool {
     inner: Arc<Inner>,
+    tls: TlsConnector,
 }
 
+/// An endpoint and whether its connection is TLS.
+type Key = (SocketAddr, bool);
+
 struct Inner {
-    connect_timeout: Duration,
-    slots: Mutex<HashMap<SocketAddr, Arc<Slot>>>,
+    slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
 /// One endpoint's connection.
@@ -89,18 +101,25 @@ impl State {
 impl H2cPool {
     /// A pool; with a Tokio runtime at hand, also starts its sweeper (which
     /// ends with the pool).
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
-        let inner = Arc::new(Inner { connect_timeout, slots: Mutex::new(HashMap::new()) });
+    pub(crate) fn new() -> Self {
+        let inner = Arc::new(Inner { slots: Mutex::new(HashMap::new()) });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweeper(Arc::downgrade(&inner)));
         }
-        Self { inner }
+        let tls = TlsConnector::from(Arc::new(upstream_tls::client_config(&[upstream_tls::ALPN_H2])));
+        Self { inner, tls }
     }
 
-    /// A handle on the connection to `peer`, opened if there is none (or
-    /// it is closed or idle for too long).
-    pub(crate) async fn sender(&self, peer: SocketAddr) -> Result<H2cSender, ConnectError> {
-        let slot = self.slot(peer);
+    /// A handle on the connection to `peer` (TLS when `tls`), opened within
+    /// `connect_timeout` if there is none (or it is closed or idle for too
+    /// long).
+    pub(crate) async fn sender(
+        &self,
+        peer: SocketAddr,
+        tls: bool,
+        connect_timeout: Duration,
+    ) -> Result<H2cSender, ConnectError> {
+        let slot = self.slot((peer, tls));
         let finished_before = slot.attempts.load(Ordering::Acquire);
         let mut state = slot.state.lock().await;
         let now = Instant::now();
@@ -118,7 +137,8 @@ impl H2cPool {
         {
             return Err(error.clone());
         }
-        let result = connect(peer, self.inner.connect_timeout).await;
+        let tls = tls.then_some(&self.tls);
+        let result = connect(peer, tls, connect_timeout).await;
         let attempt = slot.attempts.fetch_add(1, Ordering::AcqRel) + 1;
         match result {
             Ok(sender) => {
@@ -134,10 +154,10 @@ impl H2cPool {
         }
     }
 
-    fn slot(&self, peer: SocketAddr) -> Arc<Slot> {
+    fn slot(&self, key: Key) -> Arc<Slot> {
         let mut slots = self.inner.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots
-            .entry(peer)
+            .entry(key)
             .or_insert_with(|| {
                 Arc::new(Slot {
                     attempts: AtomicU64::new(0),
@@ -177,32 +197,51 @@ impl Inner {
     }
 }
 
-/// TCP connect and HTTP/2 handshake within `timeout`; the connection runs
-/// in its own task.
-async fn connect(peer: SocketAddr, timeout: Duration) -> Result<H2cSender, ConnectError> {
+/// TCP connect, TLS handshake (with `tls`) and HTTP/2 handshake within
+/// `timeout`; the connection runs in its own task.
+async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration) -> Result<H2cSender, ConnectError> {
     let handshake = async {
         let stream = TcpStream::connect(peer)
             .await
             .map_err(|error| ConnectError(format!("tcp connect error: {error}").into()))?;
         // Not fatal: only latency.
         let _ = stream.set_nodelay(true);
-        Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
-            .await
-            .map_err(|error| ConnectError(format!("http2 handshake: {}", crate::upstream::error_chain(&error)).into()))
+        match tls {
+            None => http2_handshake(stream).await,
+            Some(tls) => {
+                let stream = tls
+                    .connect(ServerName::IpAddress(peer.ip().into()), stream)
+                    .await
+                    .map_err(|error| ConnectError(format!("tls handshake: {error}").into()))?;
+                http2_handshake(stream).await
+            }
+        }
     };
     let (sender, connection) = tokio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| ConnectError(format!("connect timed out after {timeout:?}").into()))??;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2c upstream connection failed");
+            tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2 upstream connection failed");
         }
     });
     Ok(sender)
+}
+
+type Connection = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+
+async fn http2_handshake<S>(stream: S) -> Result<(H2cSender, Connection), ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
+        .await
+        .map_err(|error| ConnectError(format!("http2 handshake: {}", crate::upstream::error_chain(&error)).into()))?;
+    Ok((sender, Box::pin(connection)))
 }
 
 #[cfg(test)]
@@ -215,8 +254,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = listener.local_addr().unwrap();
         drop(listener);
-        let pool = H2cPool::new(Duration::from_secs(2));
-        let error = pool.sender(peer).await.unwrap_err();
+        let pool = H2cPool::new();
+        let error = pool.sender(peer, false, Duration::from_secs(2)).await.unwrap_err();
         assert!(error.to_string().contains("tcp connect error"), "{error}");
         pool.inner.sweep(Instant::now());
         assert!(pool.inner.slots.lock().unwrap().is_empty());

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{EXPECT, HOST, SERVER, SET_COOKIE};
@@ -15,15 +15,18 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use lb_routes::{Backend, BackendTarget, HttpsRedirect, RoutePolicy, RouteTable, UpstreamProtocol};
+use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RoutePolicy, RouteTable};
 
-use crate::affinity;
+use crate::client_policy::{self, Admission};
 use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
+use crate::limits;
 use crate::request::{raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
-use crate::upstream::{Peers, UpstreamRequest, Upstreams};
+use crate::upstream::{self, Peers, Settings, UpstreamRequest, Upstreams};
+use crate::upstream_timeouts::ReadGapBody;
+use crate::{affinity, canary};
 
 /// What all requests of one proxy share.
 pub(crate) struct Shared {
@@ -32,6 +35,8 @@ pub(crate) struct Shared {
     /// The HTTPS listener's port, for redirects.
     pub https_port: u16,
     pub splice: SpliceControl,
+    /// Rate and connection limits (`limit-*`), kept across route tables.
+    pub limiters: Arc<crate::limits::Limiters>,
 }
 
 /// The client connection a request came on.
@@ -56,6 +61,8 @@ struct Session {
     error: Option<String>,
     /// The affinity cookie to set on the response.
     set_cookie: Option<HeaderValue>,
+    /// The CORS headers for the response (`enable-cors`).
+    cors: Option<crate::cors::CorsHeaders>,
 }
 
 /// Answers one client request (never fails: errors become responses).
@@ -71,6 +78,7 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
         peer: None,
         error: None,
         set_cookie: None,
+        cors: None,
     };
     let response = match proxy(shared, conn, &mut session, request).await {
         Ok(response) => response,
@@ -90,12 +98,31 @@ async fn proxy(
     session: &mut Session,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (backend, path, policy) = match request_filter(shared, conn, &request)? {
+    let (backend, path, policy, ingress) = match request_filter(shared, conn, &request)? {
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
-        Decision::Proxy { backend, path, policy } => (backend, path, policy),
+        Decision::Proxy { backend, path, policy, ingress } => (backend, path, policy, ingress),
     };
     session.backend = Some(backend.service.to_string());
-    let mut peers = upstream_peer(shared, &backend).await?;
+    let slot = match &policy {
+        Some(p) => {
+            let request_head = (request.method(), request.headers());
+            match client_policy::admit(
+                &shared.limiters,
+                &p.client,
+                ingress.as_ref(),
+                conn.client.ip(),
+                request_head,
+                &mut session.cors,
+            )? {
+                Admission::Answer(response) => return Ok(response),
+                Admission::Proceed(slot) => slot,
+            }
+        }
+        None => None,
+    };
+    let settings = shared.upstreams.settings(policy.as_deref(), backend.protocol);
+    upstream::check_declared_body(request.body(), &settings)?;
+    let mut peers = upstream_peer(shared, &backend, settings.tries).await?;
     let affinity = policy.as_ref().and_then(|p| p.affinity.as_ref());
     let sticky = affinity.and_then(|a| match &backend.target {
         BackendTarget::Endpoints(endpoints) => affinity::sticky(a, request.headers(), endpoints),
@@ -104,9 +131,8 @@ async fn proxy(
     if let Some(sticky) = sticky {
         peers = affinity::first(peers, sticky);
     }
-    let (upstream_request, body, client_upgrade) =
-        upstream_request_filter(conn, session, request, &path, backend.protocol)?;
-    let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers).await {
+    let (upstream_request, body, client_upgrade) = upstream_request_filter(conn, session, request, &path, &settings)?;
+    let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers, &settings).await {
         Ok(answer) => answer,
         Err((error, peer)) => {
             session.peer = peer;
@@ -120,7 +146,8 @@ async fn proxy(
     {
         session.set_cookie = affinity::set_cookie(affinity, peer);
     }
-    upstream_response_filter(shared, response, client_upgrade, peer)
+    let response = upstream_response_filter(shared, response, client_upgrade, peer, settings.read_timeout)?;
+    Ok(limits::hold(response, slot))
 }
 
 /// Where a request goes.
@@ -129,8 +156,9 @@ enum Decision {
     /// Plain HTTP on a TLS host, `app-root`, `permanent-redirect`, …
     Redirect(StatusCode, HeaderValue),
     /// To `backend`, with the path to send (see `lb_routes::Route::upstream_path`)
-    /// and the route's policy.
-    Proxy { backend: Arc<Backend>, path: String, policy: Option<Arc<RoutePolicy>> },
+    /// and the route's policy; its Ingress when the policy has limits
+    /// (their zones are the Ingress's).
+    Proxy { backend: Arc<Backend>, path: String, policy: Option<Arc<RoutePolicy>>, ingress: Option<ObjectName> },
 }
 
 /// Host, path, route. Loads the route table once; the request keeps only
@@ -178,12 +206,16 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
     {
         return Ok(Decision::Redirect(redirect_code(redirect.code), location));
     }
-    let backend = selected.backend.cloned().ok_or(ProxyError::NoRoute)?;
+    let backend = match selected.route {
+        Some(route) => Arc::clone(canary::backend(route, request.headers())),
+        None => selected.backend.cloned().ok_or(ProxyError::NoRoute)?,
+    };
     let upstream = match selected.route {
         Some(route) => route.upstream_path(raw_path, &path).into_owned(),
         None => lb_routes::upstream_path(raw_path, &path).to_string(),
     };
-    Ok(Decision::Proxy { backend, path: upstream, policy: selected.route.map(|r| Arc::clone(&r.policy)) })
+    let ingress = selected.route.filter(|r| r.policy.client.limits.is_some()).map(|r| r.ingress.clone());
+    Ok(Decision::Proxy { backend, path: upstream, policy: selected.route.map(|r| Arc::clone(&r.policy)), ingress })
 }
 
 /// `{scheme}://{Host as sent}{root}` (nginx: `$scheme://$http_host`).
@@ -198,28 +230,27 @@ fn redirect_code(code: u16) -> StatusCode {
     StatusCode::from_u16(code).ok().filter(StatusCode::is_redirection).unwrap_or(StatusCode::PERMANENT_REDIRECT)
 }
 
-/// The endpoints to try.
-async fn upstream_peer(shared: &Shared, backend: &Backend) -> Result<Peers, ProxyError> {
-    shared.upstreams.peers(backend).await
+/// The endpoints to try (at most `tries`).
+async fn upstream_peer(shared: &Shared, backend: &Backend, tries: usize) -> Result<Peers, ProxyError> {
+    shared.upstreams.peers(backend, tries).await
 }
 
 /// The upstream request: same method, the upstream path with the original
 /// query, the client's headers minus hop-by-hop ones, `Host` as the client
-/// sent it, and the forwarding headers. Takes the client's upgrade handle
-/// when the request is an upgrade an HTTP/1.1 upstream can take.
+/// sent it (or `upstream-vhost`), and the forwarding headers. Takes the
+/// client's upgrade handle when the request is an upgrade an HTTP/1.1
+/// upstream can take.
 fn upstream_request_filter(
     conn: &ConnInfo,
     session: &Session,
     mut request: Request<Incoming>,
     path: &str,
-    protocol: UpstreamProtocol,
+    settings: &Settings,
 ) -> Result<(UpstreamRequest, Incoming, Option<OnUpgrade>), ProxyError> {
-    let upgrade = match protocol {
-        UpstreamProtocol::Http1 => upgrade::requested(&request),
-        UpstreamProtocol::H2c => None,
-    };
+    let transport = settings.transport;
+    let upgrade = if transport.http2 { None } else { upgrade::requested(&request) };
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-    let te_trailers = protocol == UpstreamProtocol::H2c && hop::te_has_trailers(request.headers());
+    let te_trailers = transport.http2 && hop::te_has_trailers(request.headers());
     let (parts, body) = request.into_parts();
     let mut headers = parts.headers;
     hop::strip_request(&mut headers, &RequestHop { upgrade, te_trailers });
@@ -241,19 +272,25 @@ fn upstream_request_filter(
             request_id: &session.request_id,
         },
     );
+    // After X-Forwarded-Host, which keeps the client's host.
+    if let Some(vhost) = &settings.vhost {
+        headers.insert(HOST, vhost.clone());
+    }
     let path_and_query =
         upstream_path_and_query(&parts.uri, path).ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
-    let request = UpstreamRequest { method: parts.method, path_and_query, headers, protocol };
+    let request = UpstreamRequest { method: parts.method, path_and_query, headers, transport };
     Ok((request, body, client_upgrade))
 }
 
 /// The upstream's response for the client: hop-by-hop headers removed; a
-/// `101` to an upgrade request starts the splice.
+/// `101` to an upgrade request starts the splice; the body fails when the
+/// upstream is silent for `read_timeout`.
 fn upstream_response_filter(
     shared: &Shared,
     mut response: Response<Incoming>,
     client_upgrade: Option<OnUpgrade>,
     peer: SocketAddr,
+    read_timeout: Duration,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -267,7 +304,7 @@ fn upstream_response_filter(
     hop::strip_response(&mut parts.headers, switching);
     // The client side's version is hyper's business.
     parts.version = Version::HTTP_11;
-    Ok(Response::from_parts(parts, body.map_err(Into::into).boxed_unsync()))
+    Ok(Response::from_parts(parts, ReadGapBody::new(body, read_timeout).boxed_unsync()))
 }
 
 /// Headers on every response: `Server: lb` and the request's id.
@@ -277,6 +314,9 @@ fn response_filter(mut response: Response<ProxyBody>, session: &Session) -> Resp
     headers.insert(X_REQUEST_ID, session.request_id.clone());
     if let Some(cookie) = &session.set_cookie {
         headers.append(SET_COOKIE, cookie.clone());
+    }
+    if let Some(cors) = &session.cors {
+        cors.apply(headers);
     }
     response
 }

@@ -24,18 +24,26 @@
 //! ```
 
 mod affinity;
+mod body_limit;
+mod canary;
+mod client_policy;
 mod conn;
+mod cookies;
+mod cors;
 mod errors;
 mod forwarded;
 mod h2c_pool;
 mod handler;
 mod hop;
+mod limits;
 mod listener;
 mod request;
 mod resolve;
 mod tls;
 mod upgrade;
 mod upstream;
+mod upstream_timeouts;
+mod upstream_tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -75,8 +83,16 @@ pub struct ProxyConfig {
     /// Default 5 s.
     pub upstream_connect_timeout: Duration,
     /// From sending a request to the upstream's response head: 504 after.
+    /// Also the longest gap between two reads of a response body, and the
+    /// longest the upstream may leave the request body unread
+    /// (`proxy-read-timeout`, `proxy-send-timeout` override it per route).
     /// Default 60 s.
     pub upstream_response_timeout: Duration,
+    /// The largest request body passed upstream (`proxy-body-size`
+    /// overrides it per route); bigger ones get 413. Default: no limit
+    /// (the `lb` binary's `--proxy-body-size` defaults to 1m, as
+    /// ingress-nginx).
+    pub proxy_body_size: Option<u64>,
     /// The HTTP/1.1 read buffer (at least 8 KiB) and the HTTP/2 header list
     /// limit: a bigger request head is answered with 431. Default 32 KiB.
     pub max_request_header_bytes: usize,
@@ -98,6 +114,7 @@ impl Default for ProxyConfig {
             tls_handshake_timeout: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
+            proxy_body_size: None,
             max_request_header_bytes: 32 * 1024,
             dns_servers: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
@@ -191,13 +208,16 @@ impl Proxy {
         // Every connection task and splice holds a sender: `recv` returns
         // `None` once all are gone.
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-        let upstreams =
-            Upstreams::new(config.upstream_connect_timeout, config.upstream_response_timeout, &config.dns_servers);
+        let upstreams = Upstreams::new(&config);
+        // Rate-limit state outlives route tables; pruned while the proxy runs.
+        let limiters = Arc::new(limits::Limiters::default());
+        let pruner = tokio::spawn(limits::prune_periodically(Arc::downgrade(&limiters)));
         let shared = Arc::new(Shared {
             routes,
             upstreams,
             https_port: https_addr.port(),
             splice: SpliceControl { alive: alive_tx, stop: stop_rx },
+            limiters: limiters.clone(),
         });
         let limits = ClientLimits {
             header_timeout: config.client_header_timeout,
@@ -239,6 +259,7 @@ impl Proxy {
             tracing::info!(connections = connections.len(), "L7 proxy shutdown grace over, closing the rest");
         }
         let _ = stop_tx.send(true);
+        pruner.abort();
         connections.shutdown().await;
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! from: hosts and paths are found by hash lookups (one per path element
 //! for prefixes), never by scanning every route.
 
+pub mod canary;
 pub mod host;
 pub mod path;
 pub mod policy;
@@ -22,10 +23,12 @@ pub mod table;
 pub mod tls;
 mod vhost;
 
+pub use canary::{Canary, CanaryHeader, CanaryRule, HeaderMatch, HeaderPattern};
 pub use host::HostPattern;
 pub use path::{PathError, PathType, normalize_path, upstream_path};
 pub use policy::{
-    ClientPolicy, CookieAffinity, HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy, SameSite, UpstreamPolicy,
+    ClientPolicy, CookieAffinity, HttpsRedirect, PathRegex, Redirect, RewriteTarget, RoutePolicy, SameSite,
+    UpstreamPolicy,
 };
 pub use table::{
     Backend, BackendTarget, ObjectName, Route, RouteTable, RouteTableBuilder, Selected, ServicePortRef,

@@ -10,8 +10,12 @@ use std::fmt;
 
 use regex::{Captures, Regex, RegexBuilder};
 
-pub use client::ClientPolicy;
-pub use upstream::UpstreamPolicy;
+pub use client::{
+    AllowedOrigins, ClientPolicy, Cors, CorsSpec, CorsToken, DEFAULT_BURST_MULTIPLIER, DEFAULT_CORS_HEADERS,
+    DEFAULT_CORS_MAX_AGE, DEFAULT_CORS_METHODS, IpNet, IpRanges, Limits, OriginPattern, RateLimit, RatePeriod,
+    SourceRanges,
+};
+pub use upstream::{BackendProtocol, BodySize, DEFAULT_NEXT_UPSTREAM_TRIES, NextUpstream, UpstreamPolicy};
 
 /// The most a compiled path regex may take (the `regex` crate's size
 /// limit): a pathological pattern is refused instead of eating memory.

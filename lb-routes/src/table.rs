@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::HostPattern;
+use crate::canary::Canary;
 use crate::host::wildcard_suffix;
 use crate::policy::{PathRegex, RoutePolicy};
 use crate::tls::CertStore;
@@ -81,12 +82,15 @@ pub struct Route {
     pub regex: Option<PathRegex>,
     /// What the route does besides forwarding (its Ingress's annotations).
     pub policy: Arc<RoutePolicy>,
+    /// The backend of a canary Ingress for the same host, path and path
+    /// type, and which requests go there.
+    pub canary: Option<Arc<Canary>>,
 }
 
 impl Route {
     /// A plain route: no regex, no policy.
     pub fn new(ingress: ObjectName, path: String, path_type: crate::path::PathType, backend: Arc<Backend>) -> Self {
-        Self { ingress, path, path_type, backend, regex: None, policy: Arc::default() }
+        Self { ingress, path, path_type, backend, regex: None, policy: Arc::default(), canary: None }
     }
 
     /// The path to send upstream for a request whose path is `raw` (as the
@@ -227,6 +231,32 @@ impl RouteTableBuilder {
     /// as the error.
     pub fn add_route(&mut self, host: Option<&HostPattern>, route: Route) -> Result<(), Arc<Route>> {
         self.vhost(host).insert(route)
+    }
+
+    /// The route of `host` with exactly this path (as written) and path
+    /// type, if one was added.
+    pub fn route(&self, host: Option<&HostPattern>, path: &str, path_type: crate::path::PathType) -> Option<&Route> {
+        self.table.virtual_host(host)?.route(path, path_type).map(|r| &**r)
+    }
+
+    /// Gives the [route](Self::route) its canary. Its existing canary, if
+    /// any, stays and is returned as the error; a missing route is left
+    /// alone.
+    pub fn set_canary(
+        &mut self,
+        host: Option<&HostPattern>,
+        path: &str,
+        path_type: crate::path::PathType,
+        canary: Arc<Canary>,
+    ) -> Result<(), Arc<Canary>> {
+        let Some(route) = self.vhost(host).route_mut(path, path_type) else { return Ok(()) };
+        match &route.canary {
+            Some(existing) => Err(Arc::clone(existing)),
+            None => {
+                route.canary = Some(canary);
+                Ok(())
+            }
+        }
     }
 
     /// Sets where requests for `host` that match no path go. The first

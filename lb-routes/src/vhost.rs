@@ -57,6 +57,13 @@ struct PrefixRoutes {
 }
 
 impl PrefixRoutes {
+    fn get(&self, path_type: PathType) -> &Option<Arc<Route>> {
+        match path_type {
+            PathType::ImplementationSpecific => &self.implementation_specific,
+            PathType::Exact | PathType::Prefix => &self.prefix,
+        }
+    }
+
     fn slot(&mut self, path_type: PathType) -> &mut Option<Arc<Route>> {
         match path_type {
             PathType::ImplementationSpecific => &mut self.implementation_specific,
@@ -99,6 +106,30 @@ impl VirtualHost {
         let mut routes: Vec<&Arc<Route>> = self.exact.values().chain(prefixes).chain(&self.regex).collect();
         routes.sort_by(|a, b| (&a.path, a.path_type, &a.ingress).cmp(&(&b.path, b.path_type, &b.ingress)));
         routes
+    }
+
+    /// The route with exactly this path (as written) and path type.
+    pub fn route(&self, path: &str, path_type: PathType) -> Option<&Arc<Route>> {
+        let normalized = normalize_path(path).map_or_else(|_| path.to_string(), |p| p.into_owned());
+        let regex = self.regex.iter().find(|r| r.path == path && r.path_type == path_type);
+        let route = match (regex, path_type) {
+            (Some(route), _) => route,
+            (None, PathType::Exact) => self.exact.get(&normalized)?,
+            (None, path_type) => self.prefixes.get(prefix_key(&normalized))?.get(path_type).as_ref()?,
+        };
+        (route.path == path && route.path_type == path_type).then_some(route)
+    }
+
+    /// [`Self::route`], for changing it while the table is built.
+    pub(crate) fn route_mut(&mut self, path: &str, path_type: PathType) -> Option<&mut Route> {
+        let normalized = normalize_path(path).map_or_else(|_| path.to_string(), |p| p.into_owned());
+        let regex = self.regex.iter_mut().find(|r| r.path == path && r.path_type == path_type);
+        let route = match (regex, path_type) {
+            (Some(route), _) => route,
+            (None, PathType::Exact) => self.exact.get_mut(&normalized)?,
+            (None, path_type) => self.prefixes.get_mut(prefix_key(&normalized))?.slot(path_type).as_mut()?,
+        };
+        (route.path == path && route.path_type == path_type).then(|| Arc::make_mut(route))
     }
 
     /// Whether the host has no path (its requests all go to the fallback).

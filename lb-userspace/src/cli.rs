@@ -191,9 +191,16 @@ pub struct IngressArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub upstream_connect_timeout: Duration,
 
-    /// Time a backend has to send its response head (then 504).
+    /// Time a backend has to send its response head (then 504); also the
+    /// longest silence while it sends its body or takes the request body.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub upstream_timeout: Duration,
+
+    /// Largest request body passed to backends (nginx size: 100, 8k, 1m,
+    /// 1g; 0: unlimited); bigger ones get 413. The `proxy-body-size`
+    /// annotation overrides it per Ingress.
+    #[arg(long, default_value = "1m", value_parser = lb_routes::policy::BodySize::parse, value_name = "SIZE")]
+    pub proxy_body_size: lb_routes::policy::BodySize,
 }
 
 /// `namespace/name` of a Service.

@@ -474,6 +474,27 @@ async fn malformed_annotations_reject_only_their_ingress() {
     let mut cases = cases;
     cases.push(at_start);
     bed.ingress("shared-bad", &shared_bad).unwrap();
+    // Canaries of good.test/ with weight 100 and one bad value each: were
+    // one accepted, good.test would reach the bad pod.
+    let pattern_bomb = "(a{1000}){1000}";
+    let canary_cases: [(&str, &str, &str); 6] = [
+        ("bad-canary-weight", "canary-weight", "50;"),
+        ("bad-canary-header-newline", "canary-by-header", "X-A\nX-B"),
+        ("bad-canary-header-braces", "canary-by-header", "{x}"),
+        ("bad-canary-value-quotes", "canary-by-header-value", "\"}; return 200"),
+        ("bad-canary-pattern-bomb", "canary-by-header-pattern", pattern_bomb),
+        ("bad-canary-cookie-semicolon", "canary-by-cookie", "a;b"),
+    ];
+    for (name, annotation, value) in canary_cases {
+        let canary = Ingress::new(name)
+            .class("lb")
+            .nginx("canary", "true")
+            .nginx("canary-weight", "100")
+            .nginx("canary-by-header", "x-canary")
+            .nginx(annotation, value)
+            .rule(Rule::host("good.test").prefix("/", "bad", P));
+        bed.ingress(name, &canary).unwrap();
+    }
     // Written last: once it is served, the reload saw every file above.
     let marker = Ingress::new("marker").class("lb").rule(Rule::host("marker.test").prefix("/", "good", P));
     bed.ingress("marker", &marker).unwrap();
@@ -519,6 +540,9 @@ async fn malformed_annotations_reject_only_their_ingress() {
         .map(|c| ExpectedWarning { ingress: c.name.into(), needles: c.needles.iter().map(|n| n.to_string()).collect() })
         .collect();
     expected.push(ExpectedWarning { ingress: "shared-bad".into(), needles: vec!["use-regex".into()] });
+    for (name, annotation, _) in canary_cases {
+        expected.push(ExpectedWarning { ingress: name.into(), needles: vec![format!("{annotation}]")] });
+    }
     for missing in wait_warnings(&bed, &expected, RELOAD_TIMEOUT).await {
         wrong.push(format!("no warning naming Ingress default/{} and one of {:?}", missing.ingress, missing.needles));
     }

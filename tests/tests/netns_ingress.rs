@@ -112,6 +112,27 @@ fn ingress_entry_points_reach_the_node_proxy_with_the_client_address() {
     let resp = get(&bed, addr(INGRESS_IP, 80), TLS_HOST, "/x?y=1");
     assert_eq!((resp.status, resp.header("location")), (308, Some("https://https-example.foo.com/x?y=1")));
 
+    // The annotated seeds (ingress-annotations.yaml): the tour.xyz regex
+    // order and the myproject.project.io rewrite, via node2's NodePort too.
+    let annotated = [
+        (addr(INGRESS_IP, 80), "tour.xyz", "/api/v1/tours/42/bookings", "nginx-7c5ddbdf54-8rz4m", None),
+        (addr(INGRESS_IP, 80), "tour.xyz", "/api/v1/tours/42/reviews", "nginx-7c5ddbdf54-q9wvt", None),
+        (addr(NODE2_IP, 30080), "tour.xyz", "/api/v1/tours/42", "nginx-7c5ddbdf54-2xkqn", None),
+        (
+            addr(INGRESS_IP, 80),
+            "myproject.project.io",
+            "/chatforyouio/user/create",
+            "nginx-7c5ddbdf54-q9wvt",
+            Some("/user/create"),
+        ),
+    ];
+    for (to, host, path, pod, upstream) in annotated {
+        let resp = get(&bed, to, host, path);
+        let seen = parse_body(&resp.body).map(|e| e.path);
+        assert_eq!(resp.pod_name().as_deref(), Some(pod), "{host}{path}: {resp:?}");
+        assert_eq!(seen.as_deref(), Some(upstream.unwrap_or(path)), "{host}{path}: the path the pod received");
+    }
+
     // No Ingress for the host: the built-in default backend.
     let resp = get(&bed, addr(INGRESS_IP, 80), "nobody.example", "/");
     assert_eq!(resp.status, 404, "{resp:?}");

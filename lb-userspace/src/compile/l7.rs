@@ -15,6 +15,7 @@
 
 mod annotations;
 mod backends;
+mod canary;
 mod classes;
 mod ingress;
 mod tls;
@@ -69,7 +70,8 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
     for ingress in ingresses {
         match annotations::parse(&IngressRef::new(ingress), ingress) {
             Ok(annotations) => {
-                if annotations.use_regex {
+                // A canary's other annotations are its main Ingress's.
+                if annotations.use_regex && annotations.canary.is_none() {
                     regex_hosts.extend(rule_hosts(ingress));
                 }
                 accepted.push((ingress, annotations));
@@ -87,8 +89,14 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
         regex_hosts,
         diagnostics: rejected,
     };
-    for (ingress, annotations) in accepted {
+    let (canaries, mains): (Vec<_>, Vec<_>) = accepted.into_iter().partition(|(_, a)| a.canary.is_some());
+    for (ingress, annotations) in mains {
         compiler.ingress(ingress, &annotations);
+    }
+    for (ingress, annotations) in canaries {
+        if let Some(rule) = &annotations.canary {
+            compiler.canary_ingress(ingress, rule);
+        }
     }
     let mut seen = HashSet::new();
     let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();

@@ -49,6 +49,7 @@ pub fn proxy_config(args: &IngressArgs) -> ProxyConfig {
         client_idle_timeout: args.client_idle_timeout,
         upstream_connect_timeout: args.upstream_connect_timeout,
         upstream_response_timeout: args.upstream_timeout,
+        proxy_body_size: args.proxy_body_size.limit(),
         dns_servers: args.dns_servers.clone(),
         ..ProxyConfig::default()
     }

@@ -271,6 +271,48 @@ fn ingress_round(bed: &TestBed, ca: &TestCa) -> u32 {
             println!("{line:<58} FAILED: {e:#}");
         }
     }
+    failures + annotation_round(bed)
+}
+
+/// The seeds' annotated Ingresses (`manifests/examples/ingress-annotations.yaml`):
+/// the regex order of `tour.xyz` and the rewrite of `myproject.project.io`,
+/// each request with the pod that answered (it tells the Service: see the
+/// file) and the path that pod received. Returns the number of failed checks.
+fn annotation_round(bed: &TestBed) -> u32 {
+    println!("\n==> Ingress annotations: regex paths in ingress-nginx order, rewrite-target /$2");
+    let to = addr(INGRESS_IP, 80);
+    // (host, path, the Service's pod, the path the pod receives)
+    let checks: [(&str, &str, &str, &str); 6] = [
+        ("tour.xyz", "/api/v1/tours/42/bookings", "nginx-7c5ddbdf54-8rz4m", "/api/v1/tours/42/bookings"),
+        ("tour.xyz", "/api/v1/tours/42/reviews", "nginx-7c5ddbdf54-q9wvt", "/api/v1/tours/42/reviews"),
+        ("tour.xyz", "/api/v1/tours/42", "nginx-7c5ddbdf54-2xkqn", "/api/v1/tours/42"),
+        ("tour.xyz", "/API/V1/TOURS/42/BOOKINGS", "nginx-7c5ddbdf54-8rz4m", "/API/V1/TOURS/42/BOOKINGS"),
+        ("myproject.project.io", "/chatforyouio/user/create", "nginx-7c5ddbdf54-q9wvt", "/user/create"),
+        ("myproject.project.io", "/chatforyouio", "nginx-7c5ddbdf54-q9wvt", "/"),
+    ];
+    let mut failures = 0;
+    for (host, path, want_pod, want_path) in checks {
+        let line = format!("curl -H 'Host: {host}' http://{to}{path}");
+        let answer = http_request(bed.client_ns(), to, path, &[("Host", host)], REQUEST_TIMEOUT);
+        let seen = answer.as_ref().ok().and_then(|resp| Some((resp.status, resp.pod_name()?, parse_body(&resp.body)?)));
+        match (answer, seen) {
+            (_, Some((200, pod, seen))) if pod == want_pod && seen.path == want_path => {
+                println!("{line:<72} 200 {pod} got {}", seen.path);
+            }
+            (_, Some((status, pod, seen))) => {
+                failures += 1;
+                println!("{line:<72} FAILED: {status} {pod} got {} (want {want_pod} and {want_path})", seen.path);
+            }
+            (Ok(resp), None) => {
+                failures += 1;
+                println!("{line:<72} FAILED: status {} {}", resp.status, resp.body.trim());
+            }
+            (Err(e), None) => {
+                failures += 1;
+                println!("{line:<72} FAILED: {e:#}");
+            }
+        }
+    }
     failures
 }
 

@@ -5,12 +5,17 @@
 //! header `x-pod-name: POD`, and a JSON body describing the request as
 //! received ([`lb_testbed::echo::EchoRequest`]). A request with `Upgrade:
 //! websocket` becomes a WebSocket whose text messages are echoed as `POD
-//! <message>`. Test behaviours on special paths:
+//! <message>`. The same over TLS on every `--https` address (a self-signed
+//! certificate, ALPN `h2` and `http/1.1`): those answers also carry
+//! `x-echo-tls: 1` and `x-echo-sni` (the SNI name the client sent, `-` for
+//! none). Test behaviours on special paths:
 //!
 //! - `/__echo/close-mid-response`: a head with `Content-Length: 1000`, 10
 //!   bytes of body, then the connection is closed;
 //! - `/__echo/slow?ms=N`: answers after N ms (at most 60000);
-//! - `/__echo/status?code=N`: answers with status N.
+//! - `/__echo/status?code=N`: answers with status N;
+//! - a path starting with a `--status-for PREFIX=CODE` prefix: status CODE
+//!   (this pod only, e.g. one failing pod among healthy ones).
 //!
 //! UDP on every `--udp` address: each datagram gets `POD <payload>` back.
 //! Logs go to stderr.
@@ -39,8 +44,11 @@ use lb_testbed::echo::{
     CLOSE_MID_RESPONSE_LENGTH, CLOSE_MID_RESPONSE_PATH, CLOSE_MID_RESPONSE_SENT, EchoRequest, MAX_SLOW_MS,
     POD_NAME_HEADER, REMOTE_ADDR_HEADER, SLOW_PATH, STATUS_PATH, udp_reply, ws_reply,
 };
+use lb_testbed::l7::upstream::{ECHO_SNI_HEADER, ECHO_TLS_HEADER};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -63,6 +71,12 @@ struct Args {
     /// UDP listen address (repeatable; default 0.0.0.0:5353).
     #[arg(long = "udp", value_name = "ADDR")]
     udp: Vec<SocketAddr>,
+    /// HTTPS listen address (repeatable; none by default).
+    #[arg(long = "https", value_name = "ADDR")]
+    https: Vec<SocketAddr>,
+    /// Requests whose path starts with PREFIX get status CODE (repeatable).
+    #[arg(long = "status-for", value_name = "PREFIX=CODE", value_parser = parse_status_for)]
+    status_for: Vec<(String, StatusCode)>,
     /// Log every request.
     #[arg(short, long)]
     verbose: bool,
@@ -87,10 +101,19 @@ async fn run(mut args: Args) -> Result<()> {
     if args.udp.is_empty() {
         args.udp.push("0.0.0.0:5353".parse()?);
     }
+    let served = Arc::new(Served { pod: pod.clone(), verbose: args.verbose, status_for: args.status_for });
     for addr in &args.http {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP {addr}"))?;
         eprintln!("lb-echo {pod}: HTTP on {addr}");
-        tokio::spawn(serve_http(listener, pod.clone(), args.verbose));
+        tokio::spawn(serve_http(listener, served.clone(), None));
+    }
+    if !args.https.is_empty() {
+        let acceptor = tls_acceptor()?;
+        for addr in &args.https {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTPS {addr}"))?;
+            eprintln!("lb-echo {pod}: HTTPS on {addr}");
+            tokio::spawn(serve_http(listener, served.clone(), Some(acceptor.clone())));
+        }
     }
     for addr in &args.udp {
         let socket = UdpSocket::bind(addr).await.with_context(|| format!("binding UDP {addr}"))?;
@@ -113,7 +136,43 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-async fn serve_http(listener: TcpListener, pod: Arc<str>, verbose: bool) {
+/// What every connection of the pod shares.
+struct Served {
+    pod: Arc<str>,
+    verbose: bool,
+    status_for: Vec<(String, StatusCode)>,
+}
+
+/// How a request reached the pod: the client's address and, over TLS, the
+/// SNI name it sent (`-` for none).
+#[derive(Clone)]
+struct Via {
+    remote: SocketAddr,
+    sni: Option<String>,
+}
+
+fn parse_status_for(value: &str) -> Result<(String, StatusCode), String> {
+    let (prefix, code) = value.split_once('=').ok_or("PREFIX=CODE")?;
+    let code = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).ok_or("CODE: an HTTP status")?;
+    Ok((prefix.to_string(), code))
+}
+
+/// A self-signed certificate for any name, ALPN `h2` and `http/1.1`.
+fn tls_acceptor() -> Result<TlsAcceptor> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["echo.test".to_string()])?.self_signed(&key)?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_http(listener: TcpListener, served: Arc<Served>, tls: Option<TlsAcceptor>) {
+    let pod = served.pod.clone();
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -124,16 +183,33 @@ async fn serve_http(listener: TcpListener, pod: Arc<str>, verbose: bool) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let pod = pod.clone();
+        let served = served.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(|req| answer(req, pod.clone(), remote, verbose));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
-                && verbose
-            {
-                eprintln!("lb-echo {pod}: connection from {remote}: {e}");
+            match tls {
+                None => serve_connection(stream, served, Via { remote, sni: None }).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        let sni = Some(stream.get_ref().1.server_name().unwrap_or("-").to_string());
+                        serve_connection(stream, served, Via { remote, sni }).await;
+                    }
+                    Err(e) => eprintln!("lb-echo {}: TLS handshake from {remote}: {e}", served.pod),
+                },
             }
         });
+    }
+}
+
+async fn serve_connection<S>(stream: S, served: Arc<Served>, via: Via)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(|req| answer(req, served.clone(), via.clone()));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await
+        && served.verbose
+    {
+        eprintln!("lb-echo {}: connection from {}: {e}", served.pod, via.remote);
     }
 }
 
@@ -157,17 +233,15 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
     has_token(UPGRADE, "websocket") && req.headers().contains_key(SEC_WEBSOCKET_KEY)
 }
 
-async fn answer(
-    mut req: Request<Incoming>,
-    pod: Arc<str>,
-    remote: SocketAddr,
-    verbose: bool,
-) -> Result<Response<EchoBody>, Infallible> {
+async fn answer(mut req: Request<Incoming>, served: Arc<Served>, via: Via) -> Result<Response<EchoBody>, Infallible> {
+    let (pod, remote, verbose) = (served.pod.clone(), via.remote, served.verbose);
     if verbose {
         eprintln!("lb-echo {pod}: {remote} {} {} {:?}", req.method(), req.uri(), req.version());
     }
     if is_websocket(&req) {
-        return Ok(websocket(&mut req, pod, remote, verbose));
+        let mut response = websocket(&mut req, pod, remote, verbose);
+        mark_tls(&mut response, &via);
+        return Ok(response);
     }
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -212,17 +286,32 @@ async fn answer(
             let code = query_param(parts.uri.query(), "code").and_then(|c| u16::try_from(c).ok());
             status = code.and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
         }
-        _ => {}
+        path => {
+            if let Some((_, code)) = served.status_for.iter().find(|(prefix, _)| path.starts_with(prefix.as_str())) {
+                status = *code;
+            }
+        }
     }
     let bodyless = status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header(POD_NAME_HEADER, pod.as_ref())
         .header(REMOTE_ADDR_HEADER, remote.to_string())
         .header(CONTENT_TYPE, "application/json")
         .body(if bodyless { full(Bytes::new()) } else { full(echo.to_json()) })
         .unwrap_or_else(|_| Response::new(full("bad pod name\n")));
+    mark_tls(&mut response, &via);
     Ok(response)
+}
+
+/// `x-echo-tls: 1` and `x-echo-sni` on answers over TLS.
+fn mark_tls(response: &mut Response<EchoBody>, via: &Via) {
+    if let Some(sni) = &via.sni
+        && let Ok(sni) = http::HeaderValue::from_str(sni)
+    {
+        response.headers_mut().insert(ECHO_TLS_HEADER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(ECHO_SNI_HEADER, sni);
+    }
 }
 
 /// 101 Switching Protocols, then echoes the messages on the upgraded connection.

@@ -139,8 +139,14 @@ impl EchoPod {
 
 /// Starts an echo pod named `name` on `ip` (HTTP and UDP on `port`).
 pub fn start_echo(log_dir: &Path, name: &str, ip: Ipv4Addr, port: u16) -> Result<EchoPod> {
+    start_echo_with(log_dir, name, ip, port, &[])
+}
+
+/// [`start_echo`] with more `lb-echo` arguments (e.g. `--https`,
+/// `--status-for`).
+pub fn start_echo_with(log_dir: &Path, name: &str, ip: Ipv4Addr, port: u16, extra: &[String]) -> Result<EchoPod> {
     let addr = SocketAddr::from((ip, port));
-    let args: Vec<OsString> = vec![
+    let mut args: Vec<OsString> = vec![
         "--name".into(),
         name.into(),
         "--http".into(),
@@ -149,6 +155,7 @@ pub fn start_echo(log_dir: &Path, name: &str, ip: Ipv4Addr, port: u16) -> Result
         addr.to_string().into(),
         "--verbose".into(),
     ];
+    args.extend(extra.iter().map(OsString::from));
     let process = LocalProcess::spawn(log_dir, &format!("echo-{name}"), &lb_echo_bin()?, &args, Duration::ZERO)?;
     wait_for_port(addr, Duration::from_secs(10), || process.is_running())
         .with_context(|| format!("echo pod {name} on {addr}\n{}", process.logs(2048)))?;
@@ -209,7 +216,13 @@ impl L7Bed {
 
     /// Starts an echo pod on `ip` (port [`ECHO_PORT`]).
     pub fn echo_on(&mut self, name: &str, ip: Ipv4Addr) -> Result<EchoPod> {
-        let pod = start_echo(&self.log_dir, name, ip, ECHO_PORT)?;
+        self.echo_with(name, ip, &[])
+    }
+
+    /// Starts an echo pod on `ip` (port [`ECHO_PORT`]) with more `lb-echo`
+    /// arguments.
+    pub fn echo_with(&mut self, name: &str, ip: Ipv4Addr, extra: &[String]) -> Result<EchoPod> {
+        let pod = start_echo_with(&self.log_dir, name, ip, ECHO_PORT, extra)?;
         self.pods.push(pod.clone());
         Ok(pod)
     }

@@ -23,6 +23,7 @@ pub mod dns;
 pub mod manifests;
 pub mod net;
 pub mod proc;
+pub mod upstream;
 
 pub use bed::{
     ECHO_PORT, EchoPod, L7Bed, LB_ADMIN_PORT, LB_HTTP_PORT, LB_HTTPS_PORT, LbOptions, RELOAD_TIMEOUT, SERVICE_PORT,

@@ -6,14 +6,17 @@
 //! other Ingresses are not affected. Annotations we do not implement are
 //! ignored (logged at debug level).
 //!
-//! Supported: `use-regex`, `rewrite-target` (implies `use-regex`),
+//! Supported here: `use-regex`, `rewrite-target` (implies `use-regex`),
 //! `app-root`, `ssl-redirect`, `force-ssl-redirect`, `http-redirect-code`
 //! (a ConfigMap option in ingress-nginx, an annotation here),
 //! `permanent-redirect` (+ `-code`), `temporal-redirect` (+ `-code`),
 //! `affinity: cookie` with `affinity-mode` and `session-cookie-name`,
 //! `-path`, `-max-age`, `-expires`, `-samesite`, `-secure`,
-//! `-change-on-failure`.
+//! `-change-on-failure`. In the submodules: [`upstream`] (backend protocol,
+//! upstream vhost, body size, timeouts, next upstream), [`client`] (source
+//! ranges, rate and connection limits, CORS), [`canary`].
 
+mod canary;
 mod client;
 mod upstream;
 
@@ -22,7 +25,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use lb_routes::policy::DEFAULT_AFFINITY_COOKIE;
-use lb_routes::{CookieAffinity, HttpsRedirect, PathRegex, PathType, Redirect, RewriteTarget, RoutePolicy, SameSite};
+use lb_routes::{
+    CanaryRule, CookieAffinity, HttpsRedirect, PathRegex, PathType, Redirect, RewriteTarget, RoutePolicy, SameSite,
+};
 
 use super::IngressRef;
 use crate::diagnostics::Diagnostic;
@@ -40,6 +45,9 @@ pub(super) struct Annotations {
     /// `/` of its hosts is redirected (302) here.
     pub app_root: Option<String>,
     pub policy: Arc<RoutePolicy>,
+    /// A canary Ingress (`canary: "true"`): which requests its backends
+    /// take from the routes of other Ingresses.
+    pub canary: Option<CanaryRule>,
 }
 
 /// Parses the Ingress's annotations; the first bad one rejects it.
@@ -100,7 +108,8 @@ fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, 
     let upstream = upstream::parse(&values)?;
     let client = client::parse(&values)?;
     let policy = RoutePolicy { rewrite, redirect, https_redirect, https_redirect_code, affinity, upstream, client };
-    Ok(Annotations { use_regex, app_root, policy: Arc::new(policy) })
+    let canary = canary::parse(&values)?;
+    Ok(Annotations { use_regex, app_root, policy: Arc::new(policy), canary })
 }
 
 /// The values of ingress-nginx's annotations, by name without the prefix.
@@ -173,7 +182,7 @@ fn is_cookie_token(name: &str) -> bool {
 }
 
 fn is_supported(name: &str) -> bool {
-    [SUPPORTED, upstream::NAMES, client::NAMES].iter().any(|names| names.contains(&name))
+    [SUPPORTED, upstream::NAMES, client::NAMES, canary::NAMES].iter().any(|names| names.contains(&name))
 }
 
 const SUPPORTED: &[&str] = &[

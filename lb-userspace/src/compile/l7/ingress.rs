@@ -112,7 +112,7 @@ impl Compiler<'_> {
 
     /// The path type and path of an Ingress path; `None` (diagnosed) when
     /// it cannot be routed.
-    fn path_rule(
+    pub(super) fn path_rule(
         &mut self,
         ing: &IngressRef<'_>,
         field: &str,

@@ -11,6 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use super::*;
 use crate::compile::test_support::{slice, snapshot};
 
+mod canary;
+
 fn compile(yaml: &str) -> (RouteTable, Vec<Diagnostic>) {
     compile_l7(&snapshot(yaml), &L7Options::default())
 }
