@@ -26,17 +26,7 @@ impl Compiler<'_> {
             self.diagnostics.push(ing.diagnostic("spec.defaultBackend", message));
         }
         for (i, ingress_rule) in spec.rules.iter().flatten().enumerate() {
-            let host = match ingress_rule.host.as_deref().filter(|h| !h.is_empty()) {
-                None => None,
-                Some(host) => match HostPattern::parse(host) {
-                    Some(pattern) => Some(pattern),
-                    None => {
-                        let message = format!("{host:?} is not a DNS name or a `*.` wildcard; the rule is ignored");
-                        self.diagnostics.push(ing.diagnostic(format!("spec.rules[{i}].host"), message));
-                        continue;
-                    }
-                },
-            };
+            let Some(host) = self.rule_host(&ing, i, ingress_rule) else { continue };
             let paths = ingress_rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
             for (j, path) in paths.iter().enumerate() {
                 let field = format!("spec.rules[{i}].http.paths[{j}]");

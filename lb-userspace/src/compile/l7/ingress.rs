@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressSpec, IngressTLS};
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressRule, IngressSpec, IngressTLS};
 use lb_routes::{Backend, HostPattern, PathRegex, PathType, Route, normalize_path};
 
 use super::annotations::Annotations;
@@ -45,17 +45,7 @@ impl Compiler<'_> {
     fn rules(&mut self, ing: &IngressRef<'_>, spec: &IngressSpec, annotations: &Annotations) -> BTreeSet<HostPattern> {
         let mut hosts = BTreeSet::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
-                None => None,
-                Some(host) => match HostPattern::parse(host) {
-                    Some(pattern) => Some(pattern),
-                    None => {
-                        let message = format!("{host:?} is not a DNS name or a `*.` wildcard; the rule is ignored");
-                        self.diagnostics.push(ing.diagnostic(format!("spec.rules[{i}].host"), message));
-                        continue;
-                    }
-                },
-            };
+            let Some(host) = self.rule_host(ing, i, rule) else { continue };
             if let Some(pattern) = &host {
                 self.builder.add_host(Some(pattern));
                 hosts.insert(pattern.clone());
@@ -69,6 +59,23 @@ impl Compiler<'_> {
             }
         }
         hosts
+    }
+
+    /// A rule's host: `Some(None)` for a rule without host; `None` (diagnosed)
+    /// when the host is invalid and the rule must be left out.
+    pub(super) fn rule_host(
+        &mut self,
+        ing: &IngressRef<'_>,
+        index: usize,
+        rule: &IngressRule,
+    ) -> Option<Option<HostPattern>> {
+        let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else { return Some(None) };
+        let pattern = HostPattern::parse(host);
+        if pattern.is_none() {
+            let message = format!("{host:?} is not a DNS name or a `*.` wildcard; the rule is ignored");
+            self.diagnostics.push(ing.diagnostic(format!("spec.rules[{index}].host"), message));
+        }
+        pattern.map(Some)
     }
 
     fn path(
