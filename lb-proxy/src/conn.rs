@@ -113,19 +113,20 @@ impl Drop for ActiveRequest {
     }
 }
 
-/// A response body that keeps its request [active](ActiveRequest).
-pub(crate) struct TrackedBody {
+/// A response body that keeps `guard` until it is sent or dropped: its
+/// request [active](ActiveRequest), a `limit-connections` slot.
+pub(crate) struct TrackedBody<G = ActiveRequest> {
     inner: ProxyBody,
-    _active: ActiveRequest,
+    _guard: G,
 }
 
-impl TrackedBody {
-    pub(crate) fn new(inner: ProxyBody, active: ActiveRequest) -> Self {
-        Self { inner, _active: active }
+impl<G> TrackedBody<G> {
+    pub(crate) fn new(inner: ProxyBody, guard: G) -> Self {
+        Self { inner, _guard: guard }
     }
 }
 
-impl Body for TrackedBody {
+impl<G: Unpin> Body for TrackedBody<G> {
     type Data = Bytes;
     type Error = BoxError;
 

@@ -52,11 +52,25 @@ pub(crate) type H2cSender = SendRequest<ReclaimableBody>;
 /// Opening a connection failed (TCP connect, timeout or handshake): no
 /// request was sent on it.
 #[derive(Clone, Debug)]
-pub(crate) struct ConnectError(Arc<str>);
+pub(crate) struct ConnectError {
+    message: Arc<str>,
+    timed_out: bool,
+}
+
+impl ConnectError {
+    fn new(message: String) -> Self {
+        Self { message: message.into(), timed_out: false }
+    }
+
+    /// The connect timeout ran out (rather than the endpoint refusing).
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+}
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -201,9 +215,8 @@ impl Inner {
 /// `timeout`; the connection runs in its own task.
 async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration) -> Result<H2cSender, ConnectError> {
     let handshake = async {
-        let stream = TcpStream::connect(peer)
-            .await
-            .map_err(|error| ConnectError(format!("tcp connect error: {error}").into()))?;
+        let stream =
+            TcpStream::connect(peer).await.map_err(|error| ConnectError::new(format!("tcp connect error: {error}")))?;
         // Not fatal: only latency.
         let _ = stream.set_nodelay(true);
         match tls {
@@ -212,14 +225,15 @@ async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration
                 let stream = tls
                     .connect(ServerName::IpAddress(peer.ip().into()), stream)
                     .await
-                    .map_err(|error| ConnectError(format!("tls handshake: {error}").into()))?;
+                    .map_err(|error| ConnectError::new(format!("tls handshake: {error}")))?;
                 http2_handshake(stream).await
             }
         }
     };
-    let (sender, connection) = tokio::time::timeout(timeout, handshake)
-        .await
-        .map_err(|_| ConnectError(format!("connect timed out after {timeout:?}").into()))??;
+    let (sender, connection) = tokio::time::timeout(timeout, handshake).await.map_err(|_| ConnectError {
+        message: format!("connect timed out after {timeout:?}").into(),
+        timed_out: true,
+    })??;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2 upstream connection failed");
@@ -240,7 +254,7 @@ where
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
         .await
-        .map_err(|error| ConnectError(format!("http2 handshake: {}", crate::upstream::error_chain(&error)).into()))?;
+        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", crate::upstream::error_chain(&error))))?;
     Ok((sender, Box::pin(connection)))
 }
 

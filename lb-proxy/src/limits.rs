@@ -24,13 +24,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -38,12 +35,12 @@ use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::{Quota, RateLimiter};
 use http::Response;
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use lb_routes::ObjectName;
 use lb_routes::policy::{Limits, RateLimit, RatePeriod};
 
-use crate::errors::{BoxError, ProxyBody};
+use crate::conn::TrackedBody;
+use crate::errors::ProxyBody;
 
 /// The most client addresses one zone tracks (nginx's default 5 MB zone
 /// holds some 40 000 to 80 000).
@@ -367,31 +364,8 @@ impl Drop for ConnectionSlot {
 /// The response, holding `slot` until its body is sent (or dropped).
 pub(crate) fn hold(response: Response<ProxyBody>, slot: Option<ConnectionSlot>) -> Response<ProxyBody> {
     match slot {
-        Some(slot) => response.map(|inner| SlotBody { inner, _slot: slot }.boxed_unsync()),
+        Some(slot) => response.map(|inner| TrackedBody::new(inner, slot).boxed_unsync()),
         None => response,
-    }
-}
-
-/// A body that keeps a [`ConnectionSlot`].
-struct SlotBody {
-    inner: ProxyBody,
-    _slot: ConnectionSlot,
-}
-
-impl Body for SlotBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -286,10 +286,11 @@ impl Upstreams {
         mut upstream: Request<ReclaimableBody>,
     ) -> Result<Response<Incoming>, Failure> {
         for _ in 0..2 {
-            let mut sender = self.h2c.sender(peer, tls, connect_timeout).await.map_err(|error| {
-                let message = error.to_string();
-                Failure::Connect { timed_out: message.starts_with("connect timed out"), message }
-            })?;
+            let mut sender = self
+                .h2c
+                .sender(peer, tls, connect_timeout)
+                .await
+                .map_err(|error| Failure::Connect { timed_out: error.timed_out(), message: error.to_string() })?;
             match sender.try_send_request(upstream).await {
                 Ok(response) => return Ok(response),
                 Err(mut error) => match error.take_message() {
