@@ -34,7 +34,7 @@ use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -54,8 +54,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-/// Largest request body read (the rest is dropped).
+/// Largest request body kept for the answer (the rest is read and
+/// dropped, so the connection stays reusable, as a real server's does).
 const MAX_REQUEST_BODY: usize = 1 << 20;
+/// Largest request body read at all: past it the connection is given up.
+const MAX_DRAINED_BODY: usize = 64 << 20;
 
 type EchoBody = BoxBody<Bytes, std::io::Error>;
 
@@ -233,6 +236,26 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
     has_token(UPGRADE, "websocket") && req.headers().contains_key(SEC_WEBSOCKET_KEY)
 }
 
+/// The first [`MAX_REQUEST_BODY`] bytes of the body (UTF-8, lossy), the
+/// rest read and dropped (up to [`MAX_DRAINED_BODY`]).
+async fn read_body(mut body: Incoming) -> String {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    while read <= MAX_DRAINED_BODY {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    let room = MAX_REQUEST_BODY.saturating_sub(kept.len());
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
 async fn answer(mut req: Request<Incoming>, served: Arc<Served>, via: Via) -> Result<Response<EchoBody>, Infallible> {
     let (pod, remote, verbose) = (served.pod.clone(), via.remote, served.verbose);
     if verbose {
@@ -244,10 +267,7 @@ async fn answer(mut req: Request<Incoming>, served: Arc<Served>, via: Via) -> Re
         return Ok(response);
     }
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
-        Err(_) => String::new(),
-    };
+    let body = read_body(body).await;
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| parts.uri.to_string());
     let version = format!("{:?}", parts.version);
     let echo = EchoRequest {
