@@ -104,6 +104,11 @@ pub struct RunArgs {
     /// `lb_userspace=debug`. Overridden by RUST_LOG.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+
+    /// Threads of the async runtime (the proxy, the sources, the appliers):
+    /// nginx's `worker_processes`. The XDP data path does not use them.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
 }
 
 /// Following a cluster: how to reach the API server, and what the agent

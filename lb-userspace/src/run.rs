@@ -33,7 +33,7 @@ use writers::Writers;
 pub fn run(args: RunArgs) -> Result<()> {
     init_tracing(&args.log_level);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(usize::from(args.worker_threads))
         .enable_all()
         .build()
         .context("starting the async runtime")?

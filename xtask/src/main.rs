@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup | build-ebpf | test | demo`.
+//! Project automation: `cargo xtask setup | build-ebpf | test | demo | bench`.
 
 mod cmd;
 mod ebpf;
@@ -42,6 +42,20 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         demo_args: Vec<OsString>,
     },
+    /// Build release binaries and run a benchmark against its peers
+    /// (results under bench/results/, BENCHMARKS.md updated by full runs).
+    Bench {
+        /// `l4` (XDP vs kube-proxy iptables/nftables), `l7` (vs nginx, HAProxy) or
+        /// `control` (time to apply a change, map memory, Maglev builds).
+        #[arg(value_parser = ["l4", "l7", "control"])]
+        bench: String,
+        /// The short run (under 5 minutes) instead of the full one.
+        #[arg(long)]
+        quick: bool,
+        /// More arguments for lb-bench, after `--` (e.g. `-- --out DIR`).
+        #[arg(last = true)]
+        bench_args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +65,7 @@ fn main() -> ExitCode {
         Task::BuildEbpf { debug } => build_ebpf(!debug).map(|_| ()),
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Demo { demo_args } => demo(&demo_args),
+        Task::Bench { bench, quick, bench_args } => run_bench(&bench, quick, &bench_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +186,30 @@ fn demo(demo_args: &[OsString]) -> Result<()> {
     let status = cmd::status(&mut c)?;
     if !status.success() {
         bail!("lb-demo failed ({status})");
+    }
+    Ok(())
+}
+
+fn run_bench(bench: &str, quick: bool, bench_args: &[OsString]) -> Result<()> {
+    if !cmd::is_root() {
+        bail!(
+            "`cargo xtask bench` must run as root: it builds network namespaces, loads XDP programs \
+             and installs iptables/nftables rule sets inside them. Re-run as root."
+        );
+    }
+    setup::setup()?;
+    build_ebpf(true)?;
+    // Release builds of lb, lb-echo and lb-bench: a debug proxy would measure the compiler.
+    cargo_step("build --release", &["build", "--release", "--workspace", "--bins"], &[])?;
+    let bin = cmd::target_dir().join("release").join("lb-bench");
+    if !bin.is_file() {
+        bail!("{} was not built", bin.display());
+    }
+    let mut c = Command::new(&bin);
+    c.arg(bench).args(["--profile", if quick { "quick" } else { "full" }]).args(bench_args);
+    let status = cmd::status(&mut c)?;
+    if !status.success() {
+        bail!("lb-bench {bench} failed ({status})");
     }
     Ok(())
 }

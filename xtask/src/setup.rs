@@ -10,9 +10,26 @@ use anyhow::{Result, bail};
 use crate::cmd::{self, Step};
 use crate::ebpf::EBPF_TOOLCHAIN;
 
-/// Debian packages: LLVM 22 for bpf-linker, and the tools the netns test bed uses.
-pub const APT_PACKAGES: &[&str] =
-    &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "iproute2", "ethtool", "iputils-ping", "procps"];
+/// Debian packages: LLVM 22 for bpf-linker, the tools the netns test bed
+/// uses, and the benchmarks' peers and load generators (kube-proxy's
+/// iptables and nftables back ends, nginx, HAProxy, wrk, h2load), which the
+/// test suite's bench smoke tests run too.
+pub const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "ethtool",
+    "iputils-ping",
+    "procps",
+    "iptables",
+    "nftables",
+    "nginx",
+    "haproxy",
+    "wrk",
+    "nghttp2-client",
+];
 
 /// bpf-linker release line we build with (0.13 supports LLVM 22; newer
 /// defaults want LLVM 23, which Debian does not have).

@@ -1,0 +1,166 @@
+//! SVG charts with plotters: one grouped bar chart per metric — a group per
+//! scenario, a bar per subject (lb first), each bar labelled with its value
+//! and lb's bars with their ratio to the best peer. plotters is built
+//! without font support: the SVG backend writes `<text>` elements that the
+//! viewer renders, so no font files are needed.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::markdown::{fmt_times, fmt_value};
+use crate::report::{Better, Comparison, Report};
+
+/// lb, then the peers.
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+
+const WIDTH: u32 = 900;
+const HEIGHT: u32 = 480;
+
+pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
+    let comparisons: Vec<&Comparison> = r.of_metric(metric).collect();
+    let first = comparisons.first().ok_or_else(|| anyhow!("no comparison of {metric}"))?;
+    let subjects = subjects(&comparisons);
+    let max = comparisons.iter().flat_map(|c| c.measurements.iter().map(|m| m.max)).fold(0.0f64, f64::max);
+    let y_top = if max > 0.0 { max * 1.2 } else { 1.0 };
+    let groups = comparisons.len();
+
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let direction = match first.better {
+        Better::Higher => "higher is better",
+        Better::Lower => "lower is better",
+    };
+    let title = format!("{} — {} ({direction})", first.title, first.unit);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..groups as f64, 0f64..y_top)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .y_desc(first.unit.as_str())
+        .y_label_formatter(&|v| fmt_value(*v))
+        .draw()
+        .map_err(draw_err)?;
+
+    let slot = 0.8 / subjects.len() as f64;
+    for (g, c) in comparisons.iter().enumerate() {
+        let label = if c.scenario.is_empty() { first.title.clone() } else { c.scenario_label() };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (g as f64 + 0.5, 0.0),
+                ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
+            )))
+            .map_err(draw_err)?;
+        for (s, subject) in subjects.iter().enumerate() {
+            let Some(m) = c.get(subject) else { continue };
+            let x0 = g as f64 + 0.1 + s as f64 * slot;
+            let x1 = x0 + slot * 0.9;
+            let colour = COLOURS[s % COLOURS.len()];
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, m.value)], colour.filled())))
+                .map_err(draw_err)?;
+            // The spread of the rounds.
+            let xm = (x0 + x1) / 2.0;
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(xm, m.min), (xm, m.max)], BLACK.stroke_width(1))))
+                .map_err(draw_err)?;
+            let mut text = fmt_value(m.value);
+            if *subject == c.ours
+                && let Some(best) = best_peer_ratio(c)
+            {
+                text = format!("{text} ({})", fmt_times(best).replace(" better", "").replace(" (worse)", ""));
+            }
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    text,
+                    (xm, m.max.max(m.value) + y_top * 0.01),
+                    ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )))
+                .map_err(draw_err)?;
+        }
+    }
+    for (s, subject) in subjects.iter().enumerate() {
+        let colour = COLOURS[s % COLOURS.len()];
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (0.0, 0.0)], colour.filled())))
+            .map_err(draw_err)?
+            .label(subject.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(draw_err)?;
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
+
+/// lb against the best peer (the smallest advantage), if any.
+fn best_peer_ratio(c: &Comparison) -> Option<f64> {
+    c.ratios.iter().map(|r| r.times_better).filter(|t| t.is_finite()).reduce(f64::min)
+}
+
+fn subjects(comparisons: &[&Comparison]) -> Vec<String> {
+    let mut out = vec![comparisons[0].ours.clone()];
+    for c in comparisons {
+        for m in &c.measurements {
+            if !out.contains(&m.subject) {
+                out.push(m.subject.clone());
+            }
+        }
+    }
+    out
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotters: {e:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Meta;
+    use crate::profile::Profile;
+    use crate::report::Measurement;
+
+    #[test]
+    fn draws_an_svg_with_every_subject_and_scenario() {
+        let mut r = Report::new("l4", Profile::Smoke, Meta::for_tests(), serde_json::json!({}));
+        for services in [1, 1000] {
+            let mut c = Comparison::new("pps", "Packets", "packets/s", Better::Higher, "lb (XDP)")
+                .scenario("services", services);
+            c.push(Measurement::new("lb (XDP)", vec![900_000.0, 1_000_000.0]));
+            c.push(Measurement::new("iptables", vec![400_000.0]));
+            c.push(Measurement::new("nftables", vec![500_000.0]));
+            r.push(c);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        bar_chart(&r, "pps", &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for needle in ["lb (XDP)", "iptables", "nftables", "services=1000", "1,000,000", "(1.90×)"] {
+            assert!(svg.contains(needle), "{needle} missing from the chart");
+        }
+    }
+}

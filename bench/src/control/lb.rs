@@ -1,0 +1,183 @@
+//! lb's side: the snapshot compiled by `compile_l4` and applied by lb's
+//! `Applier` to real BPF maps (programs loaded and verified, not attached),
+//! in-process and timed around those two calls — what `lb run` does on
+//! every snapshot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use lb_common::Backend;
+use lb_userspace::compile::{CompileOptions, DataplaneTables, NodeContext, compile_l4};
+use lb_userspace::dataplane::{Applier, ApplyReport, DataplaneSettings};
+use lb_userspace::snapshot::Snapshot;
+
+use super::maps::{self, MapAccount, Programs};
+use super::scale::{Subject, bench_node};
+use super::{OURS, SCALE_MAGLEV_SIZE, snapshot};
+use crate::cluster::{self, Cluster};
+
+/// The bench carries no traffic: the smallest conntrack table lb accepts,
+/// so the memory figures are the services' own.
+pub const CONNTRACK_ENTRIES: u32 = 1_024;
+
+struct Loaded {
+    _programs: Programs,
+    applier: Applier,
+    snapshot: Snapshot,
+}
+
+pub struct LbMapDiff {
+    settings: DataplaneSettings,
+    node: NodeContext,
+    options: CompileOptions,
+    loaded: Option<Loaded>,
+    /// Milliseconds per change spent in compile_l4 and in the applier.
+    compile_ms: Vec<f64>,
+    apply_ms: Vec<f64>,
+    maglev_slots_written: Vec<f64>,
+    load_extras: BTreeMap<String, f64>,
+}
+
+impl LbMapDiff {
+    /// lb sized for `services` service ports.
+    pub fn new(services: usize) -> Result<Self> {
+        let node = bench_node();
+        let settings = DataplaneSettings {
+            maglev_table_size: SCALE_MAGLEV_SIZE,
+            max_services: u32::try_from(services.max(1)).context("too many services")?,
+            conntrack_entries: CONNTRACK_ENTRIES,
+            ..DataplaneSettings::default()
+        };
+        Ok(Self {
+            node: NodeContext { name: node.name, addresses: node.ips, ingress: None },
+            options: CompileOptions { maglev_table_size: settings.maglev_table_size },
+            settings,
+            loaded: None,
+            compile_ms: Vec::new(),
+            apply_ms: Vec::new(),
+            maglev_slots_written: Vec::new(),
+            load_extras: BTreeMap::new(),
+        })
+    }
+
+    /// Compiles `snapshot` and applies it; returns (compile, total) times.
+    fn sync(&mut self) -> Result<(Duration, Duration, ApplyReport)> {
+        let loaded = self.loaded.as_mut().context("lb's maps are not loaded")?;
+        let started = Instant::now();
+        let (tables, diagnostics) = compile_l4(&loaded.snapshot, &self.node, &self.options);
+        let compiled = started.elapsed();
+        let report = loaded.applier.apply(&tables).context("applying to lb's maps")?;
+        let total = started.elapsed();
+        if let Some(d) = diagnostics.first() {
+            bail!("lb diagnosed the bench's cluster ({} problems), e.g. {d}", diagnostics.len());
+        }
+        ensure!(
+            report.services_over_capacity.is_empty(),
+            "{} service ports did not fit --max-services",
+            report.services_over_capacity.len()
+        );
+        check_tables(&tables, &loaded.snapshot)?;
+        Ok((compiled, total, report))
+    }
+
+    /// The kernel's accounting of the service maps.
+    pub fn map_accounts(&self) -> Result<BTreeMap<&'static str, MapAccount>> {
+        let loaded = self.loaded.as_ref().context("lb's maps are not loaded")?;
+        maps::accounts(loaded.applier.maps())
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Every service of the snapshot compiled into an entry with backends.
+fn check_tables(tables: &DataplaneTables, snapshot: &Snapshot) -> Result<()> {
+    ensure!(
+        tables.services.len() == snapshot.services.len(),
+        "lb compiled {} service ports from {} Services",
+        tables.services.len(),
+        snapshot.services.len()
+    );
+    ensure!(tables.services.values().all(|s| !s.backends.is_empty()), "a service port compiled without backends");
+    Ok(())
+}
+
+impl Subject for LbMapDiff {
+    fn name(&self) -> &'static str {
+        OURS
+    }
+
+    fn load(&mut self, cluster: &Cluster) -> Result<Duration> {
+        let snapshot = snapshot::of_cluster(cluster)?;
+        let backends: usize = cluster.services.iter().map(|s| s.endpoints.len()).sum();
+        // One more than the cluster's: a change inserts the new backend
+        // before deleting the old one.
+        let capacity = u32::try_from(backends + 1).context("too many backends")?;
+        let created = Instant::now();
+        let (programs, maps) = maps::load(&self.settings, capacity)?;
+        let create_ms = ms(created.elapsed());
+        let applier = Applier::new(maps, self.settings.maglev_table_size, self.settings.max_services);
+        self.load_extras.insert("load_programs_and_create_maps_ms".into(), create_ms);
+        self.load_extras
+            .insert("enlarged_backends_map".into(), f64::from(u8::from(matches!(programs, Programs::Enlarged { .. }))));
+        self.loaded = Some(Loaded { _programs: programs, applier, snapshot });
+        let (compiled, total, report) = self.sync()?;
+        self.load_extras.insert("compile_ms".into(), ms(compiled));
+        self.load_extras.insert("apply_ms".into(), ms(total - compiled));
+        self.load_extras.insert("maglev_slots_written".into(), report.maglev_slots_written as f64);
+        Ok(total)
+    }
+
+    fn apply(&mut self, _old: &Cluster, new: &Cluster, changed: usize) -> Result<Duration> {
+        let service: &cluster::Service = &new.services[changed];
+        let loaded = self.loaded.as_mut().context("lb's maps are not loaded")?;
+        snapshot::update_endpoint_slice(&mut loaded.snapshot, service)?;
+        let (compiled, total, report) = self.sync()?;
+        ensure!(
+            report.backends_written == 1 && report.backends_deleted == 1 && report.maglev_slots_written > 0,
+            "changing {} wrote {report:?}, not one backend replaced",
+            service.port_id()
+        );
+        self.compile_ms.push(ms(compiled));
+        self.apply_ms.push(ms(total - compiled));
+        self.maglev_slots_written.push(report.maglev_slots_written as f64);
+        Ok(total)
+    }
+
+    /// Counts the frontends and backends in the kernel's maps and looks for
+    /// the changed service's endpoints.
+    fn verify(&self, cluster: &Cluster, changed: usize) -> Result<()> {
+        let loaded = self.loaded.as_ref().context("lb's maps are not loaded")?;
+        let maps = loaded.applier.maps();
+        let frontends = maps.frontends.keys().count();
+        let stored: HashSet<Backend> = maps.backends.iter().filter_map(Result::ok).map(|(_, b)| b).collect();
+        let backends = stored.len();
+        let s = &cluster.services[changed];
+        for e in &s.endpoints {
+            ensure!(stored.contains(&Backend::new(e.ip, s.target_port)), "BACKENDS lacks {}:{}", e.ip, s.target_port);
+        }
+        let want_frontends: usize = cluster.services.iter().map(|s| s.external_ips.len()).sum();
+        let want_backends: usize = cluster.services.iter().map(|s| s.endpoints.len()).sum();
+        ensure!(
+            (frontends, backends) == (want_frontends, want_backends),
+            "lb's maps hold {frontends} frontends and {backends} backends; the cluster has {want_frontends} and \
+             {want_backends}"
+        );
+        Ok(())
+    }
+
+    fn load_extras(&self) -> BTreeMap<String, f64> {
+        self.load_extras.clone()
+    }
+
+    fn change_extras(&self) -> BTreeMap<String, f64> {
+        let median = crate::stats::median;
+        BTreeMap::from([
+            ("compile_ms".to_string(), median(&self.compile_ms)),
+            ("apply_ms".to_string(), median(&self.apply_ms)),
+            ("maglev_slots_written".to_string(), median(&self.maglev_slots_written)),
+        ])
+    }
+}

@@ -1,0 +1,106 @@
+//! CPU accounting for "CPU per packet".
+//!
+//! On one machine the generator, the node and the pods share the CPUs, and
+//! most forwarding work (veth, bridge, XDP, routing, netfilter) runs in
+//! softirq context on the CPU of the thread whose send triggered it. The
+//! kernel charges softirq work to the task it interrupted (no
+//! `IRQ_TIME_ACCOUNTING` here) or to `ksoftirqd` when deferred. So the bed's
+//! cost is this process's CPU time (generator, sinks and the softirq work
+//! they carried) plus `ksoftirqd/*` plus the lb agent's process — other
+//! programs on the machine (compilers…) are not counted. `/proc/stat`'s
+//! machine-wide busy time is recorded alongside for comparison.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::sys::{clock_ticks, own_cpu};
+
+/// Cumulative CPU counters at one instant.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSnapshot {
+    /// This process (every thread).
+    own: Duration,
+    /// `ksoftirqd/*` threads and the extra processes (lb), from /proc/PID/stat.
+    others_ticks: u64,
+    /// Machine-wide busy ticks from /proc/stat.
+    stat_busy: u64,
+}
+
+/// CPU spent between two snapshots.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSpent {
+    /// The bed's CPU time (see the module doc).
+    pub bed: Duration,
+    /// Machine-wide busy time (all CPUs), from /proc/stat.
+    pub machine: Duration,
+}
+
+impl CpuSnapshot {
+    /// Reads the counters; `extra_pids` are processes of the subject (lb).
+    pub fn take(extra_pids: &[u32]) -> Self {
+        static KSOFTIRQD: OnceLock<Vec<u32>> = OnceLock::new();
+        let ksoftirqd = KSOFTIRQD.get_or_init(ksoftirqd_pids);
+        let others_ticks = ksoftirqd.iter().chain(extra_pids).filter_map(|p| process_ticks(*p)).sum();
+        let stat_busy = machine_busy_ticks().unwrap_or(0);
+        Self { own: own_cpu(), others_ticks, stat_busy }
+    }
+
+    /// What was spent from `self` to `later`.
+    pub fn until(&self, later: &CpuSnapshot) -> CpuSpent {
+        let tick = Duration::from_secs(1) / clock_ticks() as u32;
+        let others = tick * later.others_ticks.saturating_sub(self.others_ticks) as u32;
+        let machine = tick * later.stat_busy.saturating_sub(self.stat_busy) as u32;
+        CpuSpent { bed: later.own.saturating_sub(self.own) + others, machine }
+    }
+}
+
+fn ksoftirqd_pids() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd/")))
+        .collect()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Busy ticks of all CPUs: everything but idle and iowait.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some(total - idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_only_grow() {
+        let a = CpuSnapshot::take(&[std::process::id()]);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = CpuSnapshot::take(&[std::process::id()]);
+        let spent = a.until(&b);
+        assert!(spent.bed > Duration::ZERO, "{spent:?}");
+        assert!(machine_busy_ticks().is_some());
+    }
+}

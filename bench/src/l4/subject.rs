@@ -1,0 +1,175 @@
+//! The subjects: lb's XDP data path, kube-proxy's iptables layout and its
+//! nftables layout, each serving the same [`Cluster`] on node1 of the bed.
+//! One is active at a time; [`Serving::stop`] leaves node1 as it was
+//! (no process, no table, so the kernel's conntrack hooks are gone too).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lb_testbed::ProcessHandle;
+use lb_testbed::netns::exec_in;
+
+use super::bed::{L4Bed, node};
+use super::tcp::exchange_once;
+use crate::cluster::Cluster;
+use crate::kube_proxy;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Xdp,
+    Iptables,
+    Nftables,
+}
+
+/// lb's figures are compared with these.
+pub const ALL: [Subject; 3] = [Subject::Xdp, Subject::Iptables, Subject::Nftables];
+/// The subject that is us.
+pub const OURS: &str = "lb (XDP)";
+
+impl Subject {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subject::Xdp => OURS,
+            Subject::Iptables => "iptables",
+            Subject::Nftables => "nftables",
+        }
+    }
+}
+
+/// How lb is run.
+#[derive(Clone, Debug)]
+pub struct LbOptions {
+    pub max_services: usize,
+    pub maglev_table_size: u32,
+    /// How long lb may take to fill its maps (`/readyz` 200).
+    pub ready_timeout: Duration,
+}
+
+/// lb's admin listener (`/readyz`), inside node1's namespace.
+const LB_ADMIN: &str = "127.0.0.1:10254";
+/// How long a subject may take, once configured, to answer the probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An active subject on node1.
+pub enum Serving {
+    Lb { process: ProcessHandle, _manifests: tempfile::TempDir },
+    Iptables,
+    Nftables,
+}
+
+/// Configures `subject` on node1 for `cluster`, waits until the measured
+/// TCP NodePort answers; returns it and how long the setup took.
+pub fn start(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -> Result<(Serving, Duration)> {
+    let ns = bed.node_ns()?.to_string();
+    let started = Instant::now();
+    let serving = match subject {
+        Subject::Xdp => start_lb(bed, cluster, lb)?,
+        Subject::Iptables => {
+            kube_proxy::iptables::apply(&ns, &kube_proxy::iptables::full_restore(cluster, &node()), false)
+                .context("loading kube-proxy's iptables rules")?;
+            Serving::Iptables
+        }
+        Subject::Nftables => {
+            kube_proxy::nftables::apply(&ns, &kube_proxy::nftables::full_ruleset(cluster, &node()))
+                .context("loading kube-proxy's nftables rules")?;
+            Serving::Nftables
+        }
+    };
+    probe(bed, bed.tcp_frontend()).with_context(|| format!("{} does not serve", subject.name()))?;
+    Ok((serving, started.elapsed()))
+}
+
+fn start_lb(bed: &L4Bed, cluster: &Cluster, lb: &LbOptions) -> Result<Serving> {
+    let dir = tempfile::tempdir().context("manifests directory")?;
+    for (file, body) in cluster.manifest_files() {
+        std::fs::write(dir.path().join(&file), body).with_context(|| format!("writing {file}"))?;
+    }
+    let mut args = lb_testbed::lb_run_args(dir.path());
+    for (flag, value) in [
+        ("--max-services", lb.max_services.to_string()),
+        ("--maglev-table-size", lb.maglev_table_size.to_string()),
+        ("--admin-addr", LB_ADMIN.to_string()),
+        ("--log-level", "warn".to_string()),
+    ] {
+        args.push(flag.into());
+        args.push(value.into());
+    }
+    let ns = bed.node_ns()?;
+    let process = bed.bed.spawn_in(ns, &lb_testbed::lb_bin()?, args)?;
+    wait_ready(ns, &process, lb.ready_timeout)?;
+    Ok(Serving::Lb { process, _manifests: dir })
+}
+
+/// Polls lb's `/readyz` until 200 (the first snapshot is in the maps).
+fn wait_ready(ns: &str, process: &ProcessHandle, timeout: Duration) -> Result<()> {
+    let admin: SocketAddr = LB_ADMIN.parse()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = process.exit_status() {
+            bail!("lb exited ({status}) before it was ready\n{}", process.logs(8 * 1024));
+        }
+        let ready = lb_testbed::http_request(ns, admin, "/readyz", &[], Duration::from_secs(1));
+        if ready.is_ok_and(|r| r.status == 200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("lb was not ready within {timeout:?}\n{}", process.logs(8 * 1024));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One echo through the TCP NodePort must succeed within [`PROBE_TIMEOUT`].
+fn probe(bed: &L4Bed, to: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let ns = bed.client_ns().to_string();
+    loop {
+        let tried = lb_testbed::in_netns(&ns, || exchange_once(to, b"probe", &mut [0u8; 5]))?;
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => bail!("no echo through {to} within {PROBE_TIMEOUT:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+impl Serving {
+    /// The subject's own process (lb), whose CPU time is the node's too.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Serving::Lb { process, .. } => Some(process.pid()),
+            _ => None,
+        }
+    }
+
+    /// Removes the subject from node1: lb stopped (its programs detach),
+    /// or the rules deleted; then every nftables table of node1 is
+    /// removed (iptables-nft leaves empty `filter`/`nat` tables whose
+    /// hooks would keep conntrack running for the next subject).
+    pub fn stop(self, bed: &L4Bed) -> Result<()> {
+        let ns = bed.node_ns()?;
+        match self {
+            Serving::Lb { process, .. } => {
+                let status = process.stop();
+                if !status.is_some_and(|s| s.success()) {
+                    eprintln!("[l4] warning: lb did not exit cleanly ({status:?})\n{}", process.logs(4 * 1024));
+                }
+            }
+            Serving::Iptables => kube_proxy::iptables::flush(ns)?,
+            Serving::Nftables => kube_proxy::nftables::flush(ns)?,
+        }
+        exec_in(ns, "nft", &["flush", "ruleset"]).context("clearing node1's nftables")?;
+        let left = exec_in(ns, "nft", &["list", "ruleset"])?;
+        if !left.stdout.is_empty() {
+            bail!("node1 still has rules: {}", String::from_utf8_lossy(&left.stdout));
+        }
+        Ok(())
+    }
+}
+
+/// Whether the tools the peers need are installed.
+pub fn require_tools() -> Result<()> {
+    lb_testbed::netns::require_tool("iptables-restore", "iptables")?;
+    lb_testbed::netns::require_tool("nft", "nftables")
+}

@@ -1,0 +1,26 @@
+//! `lb-bench l7`: one Ingress set served by lb (`lb run --no-xdp`), by
+//! nginx configured as ingress-nginx would configure it and by HAProxy
+//! configured as the HAProxy ingress controllers would, with the same echo
+//! backends (`lb-echo`), all on loopback addresses. Each proxy gets one CPU
+//! (`taskset`), the load generator and the backends the other.
+//!
+//! - `max_rps`: h2load at fixed concurrency, HTTP/1.1 and h2, plaintext
+//!   and TLS, on the `few` set and on 1,000 hosts;
+//! - `latency_p50_ms` / `latency_p99_ms`: h2load at a fixed offered rate;
+//! - `reload_failed_requests` / `reload_closed_websockets`: N changes under
+//!   load (`nginx -s reload`, HAProxy's master-worker reload, lb's swap);
+//! - `memory_mib`: RSS of all the proxy's processes with 1,000 and 10,000
+//!   Ingresses.
+
+mod haproxy;
+mod lbagent;
+mod load;
+mod model;
+mod nginx;
+mod plan;
+mod proxy;
+mod reload;
+mod rows;
+mod run;
+
+pub use run::run;

@@ -1,0 +1,97 @@
+//! lb: the set as Kubernetes YAML in a watched manifests directory (one
+//! file per Service, per host's Ingress and per certificate's Secret),
+//! `lb run --no-xdp`, and changes by rewriting the changed files.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use lb_testbed::l7::{EndpointSlice, Ingress, LocalProcess, ManifestDir, Rule, Service, docs, tls_secret};
+
+use super::model::{BACKEND_PORT, IngressSet, PathKind, SERVICE_PORT, slug};
+use super::proxy::{ADMIN_PORT, HTTP_PORT, HTTPS_PORT, Placement};
+
+/// The manifests of `set`: file name → content.
+pub fn manifests(set: &IngressSet) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for svc in &set.services {
+        let service = Service::new(&svc.name).port("http", SERVICE_PORT, BACKEND_PORT);
+        let mut slice = EndpointSlice::named(&format!("{}-1", svc.name), &svc.name).port("http", BACKEND_PORT);
+        for ip in &svc.endpoints {
+            slice = slice.endpoint(*ip, true);
+        }
+        files.insert(format!("svc-{}.yaml", svc.name), docs(&[service.yaml(), slice.yaml()]));
+    }
+    for cert in &set.certs {
+        files.insert(format!("secret-{}.yaml", cert.name), tls_secret(&cert.name, &cert.pair));
+    }
+    for host in &set.hosts {
+        let name = format!("ing-{}", slug(&host.name));
+        let mut ing = Ingress::new(&name).class("lb").annotation("nginx.ingress.kubernetes.io/ssl-redirect", "false");
+        if host.regex() {
+            ing = ing.annotation("nginx.ingress.kubernetes.io/use-regex", "true");
+        }
+        if let Some(c) = host.cert {
+            ing = ing.tls(&set.certs[c].name, &[&host.name]);
+        }
+        let mut rule = Rule::host(&host.name);
+        for p in &host.paths {
+            let kind = match p.kind {
+                PathKind::Exact => "Exact",
+                PathKind::Prefix => "Prefix",
+                PathKind::Regex => "ImplementationSpecific",
+            };
+            rule = rule.path(&p.path, kind, &set.services[p.service].name, SERVICE_PORT);
+        }
+        files.insert(format!("{name}.yaml"), ing.rule(rule).yaml());
+    }
+    files
+}
+
+pub fn start(
+    set: &IngressSet,
+    ip: Ipv4Addr,
+    dir: &Path,
+    place: &Placement,
+) -> Result<(LocalProcess, BTreeMap<String, String>)> {
+    let mut written = BTreeMap::new();
+    apply(set, dir, &mut written)?;
+    let addr = |port| SocketAddr::from((ip, port)).to_string();
+    let args = [
+        "run".to_string(),
+        "--no-xdp".into(),
+        "--manifests".into(),
+        dir.join("manifests").display().to_string(),
+        "--http-addr".into(),
+        addr(HTTP_PORT),
+        "--https-addr".into(),
+        addr(HTTPS_PORT),
+        "--admin-addr".into(),
+        addr(ADMIN_PORT),
+        // One worker, as nginx's `worker_processes 1` and HAProxy's `nbthread 1`.
+        "--worker-threads".into(),
+        "1".into(),
+    ];
+    let lb = lb_testbed::lb_bin()?;
+    let process = place.spawn(&dir.join("logs"), "lb", &[], &lb, &args, Duration::from_secs(5))?;
+    Ok((process, written))
+}
+
+/// Writes the files of `set` that differ from `written`, removes those it
+/// no longer has.
+pub fn apply(set: &IngressSet, dir: &Path, written: &mut BTreeMap<String, String>) -> Result<()> {
+    let files = manifests(set);
+    let out = ManifestDir::new(&dir.join("manifests"))?;
+    for (name, content) in &files {
+        if written.get(name) != Some(content) {
+            out.write(name, content)?;
+        }
+    }
+    for name in written.keys().filter(|n| !files.contains_key(*n)) {
+        out.remove(name)?;
+    }
+    *written = files;
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The l7 run: backends, subjects, interleaved rounds, the report.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lb_testbed::l7::net::wait_for_port;
+use lb_testbed::l7::{LocalProcess, TestCa, unique_loopback_ip};
+use serde_json::json;
+
+use super::load::{self, Proto};
+use super::model::{BACKEND_PORT, IngressSet};
+use super::plan::{Plan, ReloadRun, SetSize};
+use super::proxy::{Kind, Placement, Proxy};
+use super::reload;
+use super::rows::{MAX_RPS, MEMORY, P50, P99, RELOAD_FAILED, RELOAD_VISIBLE, RELOAD_WS, Rows};
+use crate::meta::Meta;
+use crate::{Report, RunOptions};
+
+/// The echo pods every Service's endpoints are taken from.
+struct Pods {
+    ips: Vec<Ipv4Addr>,
+    _procs: Vec<LocalProcess>,
+}
+
+fn start_pods(dir: &Path, n: usize) -> Result<Pods> {
+    let bin = lb_testbed::lb_echo_bin()?;
+    let (mut ips, mut procs) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let ip = unique_loopback_ip();
+        let addr = SocketAddr::from((ip, BACKEND_PORT)).to_string();
+        let name = format!("echo-{i}");
+        // No --verbose: a log line per request would cost the backends' CPU.
+        let args = ["--name", &name, "--http", &addr, "--udp", &addr];
+        let p = LocalProcess::spawn(dir, &name, &bin, &args, Duration::ZERO)?;
+        wait_for_port(SocketAddr::from((ip, BACKEND_PORT)), Duration::from_secs(10), || p.is_running())
+            .with_context(|| format!("echo pod {name}\n{}", p.logs(2048)))?;
+        ips.push(ip);
+        procs.push(p);
+    }
+    Ok(Pods { ips, _procs: procs })
+}
+
+/// With two CPUs or more: this process (so the load generator and the
+/// backends it starts) on CPU 1, the proxies on CPU 0.
+fn pin() -> Result<Placement> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        return Ok(Placement { proxy_cpu: None });
+    }
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).context("CPU set")?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning lb-bench to CPU 1")?;
+    Ok(Placement { proxy_cpu: Some(0) })
+}
+
+fn make_set(size: SetSize, pods: &Pods, ca: &TestCa) -> Result<IngressSet> {
+    match size {
+        SetSize::Few => IngressSet::few(&pods.ips, ca),
+        SetSize::Many(n) => IngressSet::many(n, &pods.ips, ca),
+    }
+}
+
+/// Subjects in the order of round `r`: rotated, so none is always first.
+fn order(r: usize) -> Vec<usize> {
+    (0..Kind::ALL.len()).map(|i| (i + r) % Kind::ALL.len()).collect()
+}
+
+pub fn run(opts: &RunOptions) -> Result<Report> {
+    let plan = Plan::new(opts.profile);
+    // Before pinning: Meta counts the CPUs this process may use.
+    let mut meta = Meta::collect();
+    let place = pin()?;
+    let work = tempfile::Builder::new().prefix("lb-bench-l7-").tempdir().context("creating the work directory")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    meta.tool("nginx", "nginx", &["-v"]);
+    meta.tool("haproxy", "haproxy", &["-v"]);
+    meta.tool("h2load", load::H2LOAD, &["--version"]);
+    let pods_dir = work.path().join("pods");
+    std::fs::create_dir_all(&pods_dir)?;
+    let pods = start_pods(&pods_dir, plan.pods)?;
+    let ca = TestCa::new()?;
+    let mut rows = Rows::default();
+    let mut notes = Vec::new();
+    let direct = direct_rps(&plan, &pods, work.path())?;
+    for &size in plan.sets.iter().filter(|_| plan.runs("traffic") || plan.runs("reload")) {
+        let set = make_set(size, &pods, &ca)?;
+        let started = Instant::now();
+        let mut proxies = Vec::new();
+        for kind in Kind::ALL {
+            proxies.push(rt.block_on(Proxy::start(kind, &set, work.path(), &place))?);
+        }
+        if plan.runs("traffic") {
+            traffic(&plan, &set, &proxies, work.path(), &mut rows, &mut notes)?;
+        }
+        for reload in plan.reloads.iter().filter(|r| r.set == size && plan.runs("reload")) {
+            changes(&rt, reload, &set, &mut proxies, &mut rows, &mut notes)?;
+        }
+        eprintln!("[l7] set {} done in {:.0?}", set.label, started.elapsed());
+    }
+    if plan.runs("memory") {
+        memory(&rt, &plan, &pods, &ca, &place, work.path(), &mut rows)?;
+    }
+    let mut report = Report::new("l7", opts.profile, meta, params(&plan, &place, &pods, direct));
+    rows.into_report(&mut report);
+    for n in standing_notes(&plan, &place, direct).into_iter().chain(notes) {
+        report.note(n);
+    }
+    Ok(report)
+}
+
+/// h2load straight to one echo pod (HTTP/1.1, plaintext): the ceiling of
+/// the generator and backends' CPU.
+fn direct_rps(plan: &Plan, pods: &Pods, dir: &Path) -> Result<f64> {
+    let target = super::model::Target { host: "direct.test".into(), paths: vec!["/".into()] };
+    let uris = load::uris_file(dir, &target, false, BACKEND_PORT)?;
+    let addr = SocketAddr::from((pods.ips[0], BACKEND_PORT));
+    Ok(load::run(addr, Proto::H1, &plan.max_h1, &uris, None)?.ok_rps)
+}
+
+fn scenario(set: &IngressSet, proto: Proto, tls: bool) -> Vec<(&'static str, String)> {
+    vec![("set", set.label.clone()), ("proto", proto.as_str().into()), ("tls", if tls { "on" } else { "off" }.into())]
+}
+
+/// The max-rate and fixed-rate runs, subjects interleaved.
+fn traffic(
+    plan: &Plan,
+    set: &IngressSet,
+    proxies: &[Proxy],
+    dir: &Path,
+    rows: &mut Rows,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    for r in 0..plan.rounds {
+        for &(proto, tls) in &plan.max_scenarios {
+            let port = proxies[0].addr(tls).port();
+            let uris = load::uris_file(dir, set.target(tls), tls, port)?;
+            for i in order(r) {
+                let p = &proxies[i];
+                let Some(o) = measure(p, tls, proto, plan.max_shape(proto), &uris, None, notes) else { continue };
+                eprintln!(
+                    "[l7] {} {} {} tls={tls}: {:.0} req/s",
+                    set.label,
+                    p.kind.subject(),
+                    proto.as_str(),
+                    o.ok_rps
+                );
+                let extra = [("failed", o.failed as f64), ("requests", o.done as f64)];
+                rows.add(MAX_RPS, &scenario(set, proto, tls), p.kind, o.ok_rps, &extra);
+                p.truncate_logs();
+            }
+        }
+        for &(proto, tls) in &plan.latency_scenarios {
+            let port = proxies[0].addr(tls).port();
+            let uris = load::uris_file(dir, set.target(tls), tls, port)?;
+            for i in order(r) {
+                let p = &proxies[i];
+                let log = dir.join("h2load-requests.log");
+                let Some(o) = measure(p, tls, proto, plan.latency_shape(proto), &uris, Some(&log), notes) else {
+                    continue;
+                };
+                if o.ok_rps < 0.9 * f64::from(plan.latency_rps) {
+                    notes.push(format!(
+                        "{} {} tls={tls} on {}: the fixed-rate run reached {:.0} of {} req/s, so its latency is \
+                         measured at saturation",
+                        p.kind.subject(),
+                        proto.as_str(),
+                        set.label,
+                        o.ok_rps,
+                        plan.latency_rps
+                    ));
+                }
+                let mut scen = scenario(set, proto, tls);
+                scen.push(("rate", format!("{} req/s", plan.latency_rps)));
+                let extra = [("failed", o.failed as f64), ("achieved_rps", o.ok_rps)];
+                rows.add(P50, &scen, p.kind, o.p50_ms, &extra);
+                rows.add(P99, &scen, p.kind, o.p99_ms, &extra);
+                p.truncate_logs();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One h2load run against `p`. A run that fails (ran over its time, no 2xx
+/// answer) is repeated once after a pause; if that fails too, the round
+/// has no sample of `p` (noted; a subject with no sample at all makes the
+/// report invalid).
+fn measure(
+    p: &Proxy,
+    tls: bool,
+    proto: Proto,
+    shape: &load::Shape,
+    uris: &Path,
+    log: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Option<load::Outcome> {
+    let what = if shape.rps_per_client.is_some() { "fixed rate" } else { "max rate" };
+    let once = || load::run(p.addr(tls), proto, shape, uris, log).and_then(|o| check(p, &o, what).map(|()| o));
+    let mut first_error = None;
+    for attempt in 0..2 {
+        match once() {
+            Ok(o) => return Some(o),
+            Err(e) => {
+                eprintln!("[l7] {} {what} run failed (attempt {}): {e:#}", p.kind.subject(), attempt + 1);
+                first_error.get_or_insert_with(|| format!("{e:#}").lines().next().unwrap_or("").to_string());
+                if attempt == 0 {
+                    std::thread::sleep(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    let e = first_error.unwrap_or_default();
+    notes.push(format!("{} {} tls={tls} {what}: no sample this round, twice: {e}", p.kind.subject(), proto.as_str()));
+    None
+}
+
+/// A run where nothing succeeded measured nothing: fail with the logs.
+fn check(p: &Proxy, o: &load::Outcome, what: &str) -> Result<()> {
+    if o.ok == 0 {
+        bail!(
+            "{} answered no request with 2xx in the {what} run ({} failed)\n{}",
+            p.kind.subject(),
+            o.failed,
+            p.logs()
+        );
+    }
+    Ok(())
+}
+
+fn changes(
+    rt: &tokio::runtime::Runtime,
+    plan: &ReloadRun,
+    set: &IngressSet,
+    proxies: &mut [Proxy],
+    rows: &mut Rows,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let scen = [("set", set.label.clone()), ("changes", plan.spec.changes.to_string())];
+    for r in 0..plan.rounds {
+        for i in order(r) {
+            let p = &mut proxies[i];
+            let o = rt.block_on(reload::run(p, set, &plan.spec))?;
+            let name = p.kind.subject();
+            eprintln!(
+                "[l7] reload {name}: {}/{} changes took effect (median {:.0} ms), {} of {} requests failed \
+                 ({} on a kept-alive connection closed before the answer), {} of {} WebSockets closed",
+                o.applied,
+                plan.spec.changes,
+                o.apply_ms,
+                o.failed,
+                o.requests,
+                o.closed_before_answer,
+                o.ws_closed,
+                o.websockets
+            );
+            if o.applied < plan.spec.changes {
+                notes.push(format!(
+                    "{name}: only {} of {} changes took effect within {:?} in round {r}",
+                    o.applied, plan.spec.changes, plan.spec.change_timeout
+                ));
+            }
+            let extra = [
+                ("requests", o.requests as f64),
+                ("reconnects", o.reconnects as f64),
+                ("failed_closed_before_answer", o.closed_before_answer as f64),
+                ("changes_applied", o.applied as f64),
+                ("change_visible_ms", o.apply_ms),
+            ];
+            rows.add(RELOAD_FAILED, &scen, p.kind, o.failed as f64, &extra);
+            let extra = [("websockets", o.websockets as f64)];
+            rows.add(RELOAD_WS, &scen, p.kind, o.ws_closed as f64, &extra);
+            rows.add(RELOAD_VISIBLE, &scen[..1], p.kind, o.apply_ms, &[]);
+            p.truncate_logs();
+        }
+    }
+    Ok(())
+}
+
+/// Each subject alone with N Ingresses: started, a few requests served,
+/// then the RSS of all its processes.
+fn memory(
+    rt: &tokio::runtime::Runtime,
+    plan: &Plan,
+    pods: &Pods,
+    ca: &TestCa,
+    place: &Placement,
+    dir: &Path,
+    rows: &mut Rows,
+) -> Result<()> {
+    for r in 0..plan.memory_rounds {
+        for &n in &plan.memory_ingresses {
+            let set = IngressSet::many(n, &pods.ips, ca)?;
+            for i in order(r) {
+                let kind = Kind::ALL[i];
+                let started = Instant::now();
+                let p = rt.block_on(Proxy::start(kind, &set, dir, place))?;
+                let ready_s = started.elapsed().as_secs_f64();
+                rt.block_on(async {
+                    for tls in [false, true, false, true] {
+                        for path in &set.target(tls).paths {
+                            p.status(&set.target(tls).host, path, tls).await?;
+                        }
+                    }
+                    anyhow::Ok(())
+                })?;
+                let mib = p.rss_mib();
+                eprintln!(
+                    "[l7] memory {} with {n} Ingresses: {mib:.1} MiB (serving after {ready_s:.1} s)",
+                    kind.subject()
+                );
+                let scen = [("ingresses", n.to_string())];
+                rows.add(MEMORY, &scen, kind, mib, &[("processes", p.pids().len() as f64), ("ready_s", ready_s)]);
+                let pdir = p.dir.clone();
+                drop(p);
+                let _ = std::fs::remove_dir_all(pdir);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn params(plan: &Plan, place: &Placement, pods: &Pods, direct: f64) -> serde_json::Value {
+    let uris = Path::new("URIS");
+    let addr: SocketAddr = "127.0.0.1:8000".parse().expect("address");
+    let cmd = |proto, shape| format!("h2load {}", load::args(addr, proto, shape, uris, None).join(" "));
+    json!({
+        "plan": plan,
+        "proxy_cpu": place.proxy_cpu,
+        "generator_and_backends_cpu": place.proxy_cpu.map(|_| 1),
+        "echo_pods": pods.ips.len(),
+        "direct_backend_rps_h1": direct,
+        "h2load_max_h1": cmd(Proto::H1, &plan.max_h1),
+        "h2load_max_h2": cmd(Proto::H2, &plan.max_h2),
+        "h2load_latency_h1": cmd(Proto::H1, &plan.latency_h1),
+        "h2load_latency_h2": cmd(Proto::H2, &plan.latency_h2),
+        "lb": "lb run --no-xdp --manifests DIR --worker-threads 1 (other flags default; access log at info)",
+        "nginx": "nginx.conf as ingress-nginx generates it: worker_processes 1, upstream keepalive 320, access log",
+        "haproxy": format!("haproxy -W -db: nbthread 1, maxconn {}, map-file routing, http-reuse safe, access log to stdout", super::haproxy::MAXCONN),
+    })
+}
+
+fn standing_notes(plan: &Plan, place: &Placement, direct: f64) -> Vec<String> {
+    let mut notes = vec![
+        format!(
+            "Each proxy is pinned to CPU {} (taskset); h2load and the {} echo pods share the other CPU. \
+             h2load straight to one echo pod reached {direct:.0} req/s (HTTP/1.1): a proxy figure near it is \
+             bounded by the generator and backends, not by the proxy.",
+            place.proxy_cpu.unwrap_or(0),
+            plan.pods
+        ),
+        "One worker each: lb --worker-threads 1, nginx worker_processes 1, HAProxy nbthread 1.".into(),
+        "Latency is measured by h2load --rps from each request's start (closed loop per connection: a stall delays the \
+         next request instead of queueing it, so p99 under stalls is understated equally for every subject)."
+            .into(),
+        "Requests go to one host of the set (the middle TLS host of N hosts) and rotate over its paths; in the N-host \
+         set every host has use-regex, so nginx and lb scan that host's regex locations and HAProxy scans its \
+         regex map (one list for all hosts, with HAProxy's pattern cache)."
+            .into(),
+        "All three log every request (lb at info level to a file, nginx's access_log in ingress-nginx's format, \
+         HAProxy's httplog to stdout)."
+            .into(),
+        "nginx gets an SSL context per server block, as ingress-nginx's template gives it (`listen 443 ssl` in every \
+         server, the default certificate inherited from the http block, ingress-nginx then picks certificates in Lua): \
+         with OpenSSL 3 these contexts dominate nginx's memory and load time with many hosts."
+            .into(),
+        "nginx's keepalive_requests is raised from ingress-nginx's 1000 to 1000000: h2load does not reopen a \
+         connection the server ends (nginx closes HTTP/1.1 and sends GOAWAY on h2 after that many requests), so with \
+         the default the clients stop mid-run; lb and HAProxy set no such limit."
+            .into(),
+        "Memory: one round (RSS varies little between rounds); each subject alone, after serving a few requests."
+            .into(),
+        "Reload test: a request on a kept-alive connection the server closed cleanly between requests is reopened and \
+         not counted as failed (clients do that); a request that was sent and then lost, or answered non-2xx, is."
+            .into(),
+    ];
+    if place.proxy_cpu.is_none() {
+        notes.push("One CPU only: nothing is pinned.".into());
+    }
+    notes
+}
