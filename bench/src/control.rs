@@ -145,8 +145,7 @@ fn notes(report: &mut Report) {
     ));
     report.note(
         "MAGLEV's u32 slots cost 8 bytes each in the kernel (array map values are rounded up to 8 bytes; see \
-         MAGLEV_per_service in map_bytes_per_service's extras): the default 1024 × 16381 table takes 128 MiB, \
-         not the 64 MiB ARCHITECTURE.md states.",
+         MAGLEV_per_service in map_bytes_per_service's extras): the default 1024 × 16381 table takes 128 MiB.",
     );
     report.note(
         "apply_change_ms for lb covers compile_l4 of the whole snapshot (every service's Maglev row is rebuilt on \
