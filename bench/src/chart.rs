@@ -10,7 +10,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::markdown::{fmt_times, fmt_value};
+use crate::markdown::{fmt_times, fmt_value, subjects};
 use crate::report::{Better, Comparison, Report};
 
 /// lb, then the peers.
@@ -118,18 +118,6 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
 /// lb against the best peer (the smallest advantage), if any.
 fn best_peer_ratio(c: &Comparison) -> Option<f64> {
     c.ratios.iter().map(|r| r.times_better).filter(|t| t.is_finite()).reduce(f64::min)
-}
-
-fn subjects(comparisons: &[&Comparison]) -> Vec<String> {
-    let mut out = vec![comparisons[0].ours.clone()];
-    for c in comparisons {
-        for m in &c.measurements {
-            if !out.contains(&m.subject) {
-                out.push(m.subject.clone());
-            }
-        }
-    }
-    out
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -65,7 +65,7 @@ pub fn tables(r: &Report, chart_prefix: &str) -> String {
 }
 
 /// Subjects in first-seen order across the comparisons, ours first.
-fn subjects(comparisons: &[&crate::report::Comparison]) -> Vec<String> {
+pub(crate) fn subjects(comparisons: &[&crate::report::Comparison]) -> Vec<String> {
     let mut out = vec![comparisons[0].ours.clone()];
     for c in comparisons {
         for m in &c.measurements {
