@@ -23,8 +23,11 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(0x8c, 0x56, 0x4b),
 ];
 
-const WIDTH: u32 = 900;
-const HEIGHT: u32 = 480;
+/// At least this wide; wider with many groups.
+const MIN_WIDTH: u32 = 900;
+/// Room for one group's label and bars.
+const GROUP_WIDTH: u32 = 230;
+const HEIGHT: u32 = 500;
 
 pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
     let comparisons: Vec<&Comparison> = r.of_metric(metric).collect();
@@ -34,7 +37,8 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
     let y_top = if max > 0.0 { max * 1.2 } else { 1.0 };
     let groups = comparisons.len();
 
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let width = MIN_WIDTH.max(GROUP_WIDTH * groups as u32 + 100);
+    let root = SVGBackend::new(path, (width, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let direction = match first.better {
         Better::Higher => "higher is better",
@@ -44,7 +48,7 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
-        .x_label_area_size(40)
+        .x_label_area_size(30)
         .y_label_area_size(80)
         .build_cartesian_2d(0f64..groups as f64, 0f64..y_top)
         .map_err(draw_err)?;
@@ -64,7 +68,7 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
             .draw_series(std::iter::once(Text::new(
                 label,
                 (g as f64 + 0.5, 0.0),
-                ("sans-serif", 14).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
+                ("sans-serif", 12).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
             )))
             .map_err(draw_err)?;
         for (s, subject) in subjects.iter().enumerate() {
@@ -80,19 +84,20 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(xm, m.min), (xm, m.max)], BLACK.stroke_width(1))))
                 .map_err(draw_err)?;
-            let mut text = fmt_value(m.value);
+            let top = m.max.max(m.value) + y_top * 0.01;
+            let small = ("sans-serif", 10).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart
+                .draw_series(std::iter::once(Text::new(fmt_value(m.value), (xm, top), small.clone())))
+                .map_err(draw_err)?;
+            // lb's ratio to its closest peer, on a line of its own above the value.
             if *subject == c.ours
                 && let Some(best) = best_peer_ratio(c)
             {
-                text = format!("{text} ({})", fmt_times(best).replace(" better", "").replace(" (worse)", ""));
+                let ratio = fmt_times(best).replace(" better", "").replace(" (worse)", "");
+                chart
+                    .draw_series(std::iter::once(Text::new(format!("({ratio})"), (xm, top + y_top * 0.04), small)))
+                    .map_err(draw_err)?;
             }
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    text,
-                    (xm, m.max.max(m.value) + y_top * 0.01),
-                    ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                )))
-                .map_err(draw_err)?;
         }
     }
     for (s, subject) in subjects.iter().enumerate() {

@@ -23,6 +23,10 @@ struct Cli {
     /// (default: on for full runs into the default directory).
     #[arg(long)]
     update_doc: Option<bool>,
+    /// Measure nothing: read the report already in the output directory and
+    /// write its tables and charts again (after a change to how they are drawn).
+    #[arg(long)]
+    rerender: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -30,6 +34,16 @@ enum Bench {
     L4,
     L7,
     Control,
+}
+
+impl Bench {
+    fn name(self) -> &'static str {
+        match self {
+            Bench::L4 => "l4",
+            Bench::L7 => "l7",
+            Bench::Control => "control",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -47,13 +61,19 @@ fn run(cli: Cli) -> Result<()> {
     let default_dir = cli.out.is_none();
     let out_dir = cli.out.unwrap_or_else(|| default_out_dir(cli.profile));
     let opts = RunOptions { profile: cli.profile, out_dir: out_dir.clone() };
-    let started = Instant::now();
-    let mut report = match cli.bench {
-        Bench::L4 => lb_bench::l4::run(&opts),
-        Bench::L7 => lb_bench::l7::run(&opts),
-        Bench::Control => lb_bench::control::run(&opts),
-    }?;
-    report.meta.duration_s = started.elapsed().as_secs_f64();
+    let report = if cli.rerender {
+        let name = format!("{}.json", cli.bench.name());
+        lb_bench::Report::read(&out_dir.join(name))?
+    } else {
+        let started = Instant::now();
+        let mut report = match cli.bench {
+            Bench::L4 => lb_bench::l4::run(&opts),
+            Bench::L7 => lb_bench::l7::run(&opts),
+            Bench::Control => lb_bench::control::run(&opts),
+        }?;
+        report.meta.duration_s = started.elapsed().as_secs_f64();
+        report
+    };
     let files = report.write(&out_dir)?;
     for f in &files {
         println!("[lb-bench] wrote {}", f.display());
