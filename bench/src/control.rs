@@ -117,7 +117,7 @@ pub fn run(opts: &RunOptions) -> Result<Report> {
     meta.tool("iptables-restore", "iptables-restore", &["--version"]);
     meta.tool("nft", "nft", &["--version"]);
     let mut report = Report::new("control", opts.profile, meta, plan.params());
-    peers::remove_stale_namespaces();
+    crate::kube_proxy::remove_stale_namespaces();
     for &services in &plan.scales {
         eprintln!("[control] {services} services");
         scale::measure(&plan, services, &mut report)?;

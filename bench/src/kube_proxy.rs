@@ -11,6 +11,50 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use lb_testbed::netns;
+
+/// Prefix of every namespace [`Namespace`] creates: `lbbench-kp-{pid}-{tag}`.
+const NAMESPACE_PREFIX: &str = "lbbench-kp-";
+
+/// A network namespace of the bench's own for kube-proxy's rule sets,
+/// deleted on drop (also when a measurement fails).
+pub struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    pub fn create(tag: &str) -> Result<Self> {
+        let name = format!("{NAMESPACE_PREFIX}{}-{tag}", std::process::id());
+        netns::ip(&["netns", "add", &name])?;
+        Ok(Self { name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Err(e) = netns::ip(&["netns", "del", &self.name]) {
+            eprintln!("[lb-bench] could not delete network namespace {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// Deletes namespaces left by runs that died before their cleanup (their
+/// process is gone).
+pub fn remove_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix(NAMESPACE_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
+        let alive = std::path::Path::new("/proc").join(pid).exists();
+        if !alive && pid.parse::<u32>().is_ok() {
+            let _ = netns::ip(&["netns", "del", &name]);
+        }
+    }
+}
 
 /// 16 base32 characters of a hash of `parts`: the shape of kube-proxy's
 /// chain-name suffixes (it takes them from SHA-256; any stable hash gives

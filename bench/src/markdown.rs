@@ -8,9 +8,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::report::{Better, Report};
 
-/// The whole report as Markdown; chart links are relative to `dir`
-/// (where the charts are written).
-pub fn report(r: &Report, _dir: &Path) -> String {
+/// The whole report as Markdown, charts linked beside it.
+pub fn report(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "_{} run of `lb-bench {}`: {}._\n", r.profile, r.bench, r.meta.summary());
     out.push_str(&tables(r, ""));

@@ -224,7 +224,7 @@ impl Report {
             files.push(svg);
         }
         let md = dir.join(format!("{}.md", self.bench));
-        std::fs::write(&md, crate::markdown::report(self, dir)).with_context(|| format!("writing {}", md.display()))?;
+        std::fs::write(&md, crate::markdown::report(self)).with_context(|| format!("writing {}", md.display()))?;
         files.push(md);
         Ok(files)
     }

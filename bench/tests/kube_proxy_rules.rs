@@ -2,41 +2,21 @@
 //! and `nft`, in a network namespace of the test's own, and the partial and
 //! incremental syncs apply on top of them with the effect kube-proxy's have.
 
-use std::net::Ipv4Addr;
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use lb_bench::cluster::{Cluster, Endpoint, Node, Protocol, Service};
-use lb_bench::kube_proxy::{iptables, nftables};
+use lb_bench::kube_proxy::{Namespace, iptables, nftables};
+use std::net::Ipv4Addr;
 
-/// A network namespace that is deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Result<Self> {
-        lb_testbed::require_root()?;
-        let name = format!("lbkp-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let ok = Command::new("ip").args(["netns", "add", &name]).status()?.success();
-        if !ok {
-            bail!("ip netns add {name} failed");
-        }
-        Ok(Self(name))
-    }
-
-    fn output(&self, program: &str, args: &[&str]) -> Result<String> {
-        let out = Command::new("ip").args(["netns", "exec", &self.0, program]).args(args).output()?;
-        if !out.status.success() {
-            bail!("{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
+/// `program args` inside `ns`: its stdout.
+fn output(ns: &Namespace, program: &str, args: &[&str]) -> Result<String> {
+    let out = lb_testbed::netns::exec_in(ns.name(), program, args)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// A namespace of the test's own (root needed: fail loudly, never skip).
+fn namespace(tag: &str) -> Result<Namespace> {
+    lb_testbed::require_root()?;
+    Namespace::create(tag)
 }
 
 fn node() -> Node {
@@ -69,11 +49,11 @@ fn changed(before: &Cluster) -> (Cluster, usize) {
 
 #[test]
 fn iptables_full_and_partial_syncs_load() -> Result<()> {
-    let ns = Netns::new("ipt")?;
+    let ns = namespace("ipt")?;
     let before = cluster();
     let full = iptables::full_restore(&before, &node());
-    iptables::apply(&ns.0, &full, false).context("full restore")?;
-    let saved = ns.output("iptables-save", &["-t", "nat"])?;
+    iptables::apply(ns.name(), &full, false).context("full restore")?;
+    let saved = output(&ns, "iptables-save", &["-t", "nat"])?;
     let s = &before.services[200];
     assert!(saved.contains(&iptables::service_chain(s)), "{saved}");
     assert_eq!(saved.matches("-j DNAT").count(), 200 * 2 + 3);
@@ -81,39 +61,39 @@ fn iptables_full_and_partial_syncs_load() -> Result<()> {
 
     let (after, i) = changed(&before);
     let partial = iptables::partial_restore(&before, &after, &node(), &[i]);
-    iptables::apply(&ns.0, &partial, true).context("partial restore")?;
-    let saved = ns.output("iptables-save", &["-t", "nat"])?;
+    iptables::apply(ns.name(), &partial, true).context("partial restore")?;
+    let saved = output(&ns, "iptables-save", &["-t", "nat"])?;
     assert_eq!(saved.matches("-j DNAT").count(), 200 * 2 + 2, "one endpoint chain gone, the rest kept");
     assert!(!saved.contains("10.244.2.10:80"));
     assert!(saved.contains(&iptables::service_chain(&before.services[0])), "untouched services keep their chains");
-    iptables::flush(&ns.0)?;
-    assert!(!ns.output("iptables-save", &["-t", "nat"])?.contains("KUBE-SVC-"));
+    iptables::flush(ns.name())?;
+    assert!(!output(&ns, "iptables-save", &["-t", "nat"])?.contains("KUBE-SVC-"));
     Ok(())
 }
 
 #[test]
 fn nftables_full_and_incremental_syncs_load() -> Result<()> {
-    let ns = Netns::new("nft")?;
+    let ns = namespace("nft")?;
     let before = cluster();
-    nftables::apply(&ns.0, &nftables::full_ruleset(&before, &node())).context("full ruleset")?;
-    let listed = ns.output("nft", &["list", "table", "ip", "kube-proxy"])?;
+    nftables::apply(ns.name(), &nftables::full_ruleset(&before, &node())).context("full ruleset")?;
+    let listed = output(&ns, "nft", &["list", "table", "ip", "kube-proxy"])?;
     assert_eq!(listed.matches("dnat to").count(), 200 * 2 + 3, "{listed}");
     assert!(listed.contains("numgen random mod 3 vmap"), "{listed}");
     assert!(listed.contains("tcp . 30007 : goto external-"), "{listed}");
 
     let (after, _) = changed(&before);
-    nftables::apply(&ns.0, &nftables::incremental(&before, &after, &node())).context("incremental")?;
-    let listed = ns.output("nft", &["list", "table", "ip", "kube-proxy"])?;
+    nftables::apply(ns.name(), &nftables::incremental(&before, &after, &node())).context("incremental")?;
+    let listed = output(&ns, "nft", &["list", "table", "ip", "kube-proxy"])?;
     assert_eq!(listed.matches("dnat to").count(), 200 * 2 + 2);
     assert!(listed.contains("numgen random mod 2 vmap"));
     assert!(!listed.contains("10.244.2.10:80"));
 
     let mut fewer = after.clone();
     fewer.services.remove(0);
-    nftables::apply(&ns.0, &nftables::incremental(&after, &fewer, &node())).context("service removed")?;
-    let listed = ns.output("nft", &["list", "table", "ip", "kube-proxy"])?;
+    nftables::apply(ns.name(), &nftables::incremental(&after, &fewer, &node())).context("service removed")?;
+    let listed = output(&ns, "nft", &["list", "table", "ip", "kube-proxy"])?;
     assert_eq!(listed.matches("dnat to").count(), 199 * 2 + 2);
-    nftables::flush(&ns.0)?;
-    assert!(ns.output("nft", &["list", "tables"])?.is_empty());
+    nftables::flush(ns.name())?;
+    assert!(output(&ns, "nft", &["list", "tables"])?.is_empty());
     Ok(())
 }

@@ -17,7 +17,7 @@ fn control_bench_smoke_run_writes_a_full_report() {
         .arg(out.path())
         .spawn()
         .expect("starting lb-bench");
-    let namespace_prefix = format!("lbbench-ctl-{}-", child.id());
+    let namespace_prefix = format!("lbbench-kp-{}-", child.id());
     let status = child.wait().expect("waiting for lb-bench");
     assert!(status.success(), "lb-bench control --profile smoke failed: {status}");
 

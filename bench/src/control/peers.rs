@@ -13,49 +13,7 @@ use lb_testbed::netns;
 use super::scale::{Subject, bench_node};
 use super::{IPTABLES, NFT};
 use crate::cluster::{Cluster, Node};
-use crate::kube_proxy::{iptables, nftables};
-
-/// Prefix of every namespace this bench creates: `lbbench-ctl-{pid}-{tag}`.
-const NAMESPACE_PREFIX: &str = "lbbench-ctl-";
-
-/// A network namespace deleted on drop (also when a measurement fails).
-pub struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    pub fn create(tag: &str) -> Result<Self> {
-        let name = format!("{NAMESPACE_PREFIX}{}-{tag}", std::process::id());
-        netns::ip(&["netns", "add", &name])?;
-        Ok(Self { name })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Err(e) = netns::ip(&["netns", "del", &self.name]) {
-            eprintln!("[control] could not delete network namespace {}: {e:#}", self.name);
-        }
-    }
-}
-
-/// Deletes namespaces left by runs of this bench that died before their
-/// cleanup (their process is gone).
-pub fn remove_stale_namespaces() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix(NAMESPACE_PREFIX).and_then(|rest| rest.split('-').next()) else { continue };
-        let alive = std::path::Path::new("/proc").join(pid).exists();
-        if !alive && pid.parse::<u32>().is_ok() {
-            let _ = netns::ip(&["netns", "del", &name]);
-        }
-    }
-}
+use crate::kube_proxy::{Namespace, iptables, nftables};
 
 /// Medians of the payload sizes, for the measurement's extras.
 #[derive(Default)]
@@ -135,8 +93,7 @@ impl Subject for IptablesPartialSync {
 /// [`nftables::incremental`] for a change of service `changed` only,
 /// generated from the old and new versions of that one service: the same
 /// text as from the whole clusters (unchanged services add nothing to a
-/// diff), without comparing every service with every other (quadratic: tens
-/// of seconds per change at 10k services).
+/// diff), without formatting every element of both clusters per change.
 fn nft_change(old: &Cluster, new: &Cluster, changed: usize, node: &Node) -> String {
     let one = |cluster: &Cluster| Cluster { services: vec![cluster.services[changed].clone()] };
     nftables::incremental(&one(old), &one(new), node)

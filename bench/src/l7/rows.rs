@@ -92,13 +92,8 @@ impl Rows {
                 }
                 c.push(measurement);
             }
+            // A ratio with a count of 0 is left out by `Comparison::finish`.
             report.push(c);
-            // A count of 0 (no failed request) makes a ratio 0/0 or x/0:
-            // not a number JSON can hold, so such ratios are left out (the
-            // tables show "—" for them).
-            if let Some(last) = report.comparisons.last_mut() {
-                last.ratios.retain(|r| r.ours_over_peer.is_finite() && r.times_better.is_finite());
-            }
         }
     }
 }
