@@ -87,9 +87,11 @@ pub struct RunArgs {
 
     /// Source ports used to masquerade flows to backends on other nodes.
     /// Keep it outside net.ipv4.ip_local_port_range so masqueraded flows
-    /// never collide with the node's own connections.
-    #[arg(long, default_value = "61000-65535", value_name = "MIN-MAX")]
-    pub snat_port_range: PortRange,
+    /// never collide with the node's own connections. Default: the widest
+    /// range of 1024-65535 outside ip_local_port_range (1024-32767 with
+    /// Linux's default 32768-60999).
+    #[arg(long, value_name = "MIN-MAX")]
+    pub snat_port_range: Option<PortRange>,
 
     /// How to attach XDP: auto (native, else generic), driver, or skb.
     #[arg(long, value_enum)]

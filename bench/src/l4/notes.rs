@@ -100,11 +100,9 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
     ));
     if troubles.iter().any(|t| t.starts_with(subject::OURS) && t.contains("connections failed")) {
         report.note(
-            "Found while writing this bench: lb's failed short connections are connect timeouts to pods on node2, \
-             and they disappear with `--snat-port-range 20000-65535`: the default masquerade pool (61000-65535, \
-             4,535 ports per pod), the 10 s conntrack lifetime after FIN and 16 probes per new flow run out after \
-             a few thousand short connections to one pod within seconds, and the SYN is dropped. lb runs here with \
-             its defaults.",
+            "lb's failed short connections: a SYN lb drops because no masquerade port is free is counted as \
+             `drop_snat_exhausted` in the per-CPU `COUNTERS` map (`bpftool map dump name COUNTERS`); lb runs here with its default \
+             `--snat-port-range` (the widest range outside the node's ip_local_port_range: 1024-32767 here).",
         );
     }
 }

@@ -12,5 +12,5 @@ mod stats;
 pub use applier::{Applier, ApplyReport};
 pub use loader::{Attachment, Datapath, XdpAttachMode};
 pub use maps::DataplaneMaps;
-pub use settings::{DataplaneSettings, PortRange};
+pub use settings::{DataplaneSettings, PortRange, default_snat_ports};
 pub use stats::{CounterSnapshot, read_counters};

@@ -25,6 +25,55 @@ impl FromStr for PortRange {
     }
 }
 
+impl PortRange {
+    /// The widest range of ports 1024–65535 outside `ephemeral` (the node's
+    /// `net.ipv4.ip_local_port_range`): masquerade ports there never collide
+    /// with the node's own outgoing connections. With Linux's default
+    /// 32768–60999 that is 1024–32767. `None` when the ephemeral range
+    /// leaves no port free.
+    pub fn outside(ephemeral: PortRange) -> Option<PortRange> {
+        let below = (ephemeral.min > 1024).then(|| PortRange { min: 1024, max: ephemeral.min - 1 });
+        let above = (ephemeral.max < u16::MAX).then(|| PortRange { min: ephemeral.max + 1, max: u16::MAX });
+        [below, above].into_iter().flatten().max_by_key(PortRange::port_count)
+    }
+
+    /// The number of ports in the range.
+    pub fn port_count(&self) -> u32 {
+        u32::from(self.max) - u32::from(self.min) + 1
+    }
+
+    /// Parses `net.ipv4.ip_local_port_range` as the kernel prints it
+    /// (`32768\t60999`).
+    pub fn from_sysctl(text: &str) -> anyhow::Result<PortRange> {
+        let mut fields = text.split_whitespace().map(str::parse::<u16>);
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some(Ok(min)), Some(Ok(max)), None) if min <= max => Ok(PortRange { min, max }),
+            _ => bail!("unexpected ip_local_port_range {text:?}"),
+        }
+    }
+}
+
+/// Where the kernel shows this network namespace's ephemeral port range.
+pub const EPHEMERAL_RANGE_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The masquerade ports used when `--snat-port-range` is not given: the
+/// widest range outside this network namespace's ephemeral ports, else
+/// (unreadable, or no port left) `lb_common`'s 61000–65535 with the reason.
+pub fn default_snat_ports() -> (PortRange, Option<String>) {
+    let config = Config::default();
+    let fallback = PortRange { min: config.snat_port_min, max: config.snat_port_max };
+    let ephemeral = std::fs::read_to_string(EPHEMERAL_RANGE_SYSCTL)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| PortRange::from_sysctl(&text));
+    match ephemeral {
+        Ok(ephemeral) => match PortRange::outside(ephemeral) {
+            Some(range) => (range, None),
+            None => (fallback, Some(format!("ip_local_port_range {ephemeral} leaves no port for masquerading"))),
+        },
+        Err(e) => (fallback, Some(format!("cannot read {EPHEMERAL_RANGE_SYSCTL}: {e:#}"))),
+    }
+}
+
 impl fmt::Display for PortRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.min, self.max)
@@ -101,6 +150,29 @@ mod tests {
         for bad in ["", "61000", "a-b", "65535-61000", "80-90", "61000-70000"] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn the_default_masquerade_range_is_the_widest_gap_around_the_ephemeral_ports() {
+        let range = |min, max| PortRange { min, max };
+        // Linux's default ephemeral range leaves 1024-32767 and 61000-65535.
+        assert_eq!(PortRange::outside(range(32768, 60999)), Some(range(1024, 32767)));
+        assert_eq!(PortRange::outside(range(1024, 49999)), Some(range(50000, 65535)));
+        assert_eq!(PortRange::outside(range(5000, 65535)), Some(range(1024, 4999)));
+        assert_eq!(PortRange::outside(range(1024, 65535)), None);
+        assert_eq!(PortRange::outside(range(1, 65535)), None);
+        assert_eq!(range(1024, 32767).port_count(), 31_744);
+    }
+
+    #[test]
+    fn the_ephemeral_range_is_read_as_the_kernel_prints_it() {
+        assert_eq!(PortRange::from_sysctl("32768\t60999\n").unwrap(), PortRange { min: 32768, max: 60999 });
+        for bad in ["", "32768", "a\tb", "60999\t32768", "1 2 3"] {
+            assert!(PortRange::from_sysctl(bad).is_err(), "{bad:?} should be rejected");
+        }
+        // This machine's own value parses and leaves a range to use.
+        let (range, problem) = default_snat_ports();
+        assert_eq!(problem, None, "{range}");
     }
 
     #[test]

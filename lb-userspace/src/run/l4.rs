@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, NodeContext, compile_l4};
-use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode};
+use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode, default_snat_ports};
 use crate::diagnostics::Diagnostic;
 use crate::node;
 use crate::snapshot::Snapshot;
@@ -34,11 +34,19 @@ impl L4 {
         let node =
             NodeContext { name: args.node_name.clone().unwrap_or_else(node::default_node_name), addresses, ingress };
         info!(node = %node.name, addresses = ?node.addresses, "node");
+        let snat_ports = args.snat_port_range.unwrap_or_else(|| {
+            let (range, problem) = default_snat_ports();
+            if let Some(problem) = problem {
+                warn!(%range, "{problem}; masquerading with the fallback range (set --snat-port-range)");
+            }
+            range
+        });
+        info!(%snat_ports, "masquerade ports");
         let settings = DataplaneSettings {
             maglev_table_size: args.maglev_table_size,
             max_services: args.max_services,
             conntrack_entries: args.conntrack_entries,
-            snat_ports: args.snat_port_range,
+            snat_ports,
             ..DataplaneSettings::default()
         };
         let (mut datapath, maps) = Datapath::load(&settings)?;
