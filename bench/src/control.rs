@@ -148,8 +148,10 @@ fn notes(report: &mut Report) {
          MAGLEV_per_service in map_bytes_per_service's extras): the default 1024 × 16381 table takes 128 MiB.",
     );
     report.note(
-        "apply_change_ms for lb covers compile_l4 of the whole snapshot (every service's Maglev row is rebuilt on \
-         every change) plus the map diff; `compile_ms` and `apply_ms` in the measurement's extras split the two. \
+        "apply_change_ms for lb covers compile_l4 of the whole snapshot (reusing the previous compile's Maglev \
+         rows, as `lb run` does, so only the changed service's row is built; the bench checks it) plus the map \
+         diff (which skips the rows handed back unchanged); `compile_ms` and `apply_ms` in the measurement's \
+         extras split the two. \
          The peers' times cover only the tool (iptables-restore / nft) applying a payload generated beforehand, \
          not kube-proxy's own generation of it.",
     );

@@ -2,6 +2,7 @@
 //! Sizes here are defaults; the agent may override them at load time.
 
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
@@ -20,9 +21,11 @@ pub static SERVICES: Array<Service> = Array::with_max_entries(DEFAULT_MAX_SERVIC
 pub static BACKENDS: HashMap<u32, Backend> = HashMap::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
 /// Maglev rows, one per service id: entry `service_id * M + slot` holds a
-/// backend id. Sized `max_services * M` by the agent at load time.
+/// backend id. Sized `max_services * M` by the agent at load time, and
+/// memory-mappable: the agent writes slots as plain stores, not one
+/// `bpf()` call each.
 #[map]
-pub static MAGLEV: Array<u32> = Array::with_max_entries(1, 0);
+pub static MAGLEV: Array<u32> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_CONNTRACK_ENTRIES, 0);

@@ -44,7 +44,7 @@ fn entry(backends: &[BackendAddr]) -> ServiceEntry {
     let input: Vec<lb_common::maglev::MaglevBackend<'_>> =
         names.iter().map(|n| lb_common::maglev::MaglevBackend { name: n.as_bytes(), weight: 1 }).collect();
     let maglev = lb_common::maglev::build_table(&input, MAGLEV_SIZE).expect("maglev");
-    ServiceEntry { backends, maglev }
+    ServiceEntry { backends, maglev: maglev.into() }
 }
 
 /// NodePort 30007/TCP → one pod on another node (masqueraded); NodePort

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lb_common::Backend;
-use lb_userspace::compile::{CompileOptions, DataplaneTables, NodeContext, compile_l4};
+use lb_userspace::compile::{CompileOptions, DataplaneTables, MaglevRows, NodeContext, compile_l4_reusing};
 use lb_userspace::dataplane::{Applier, ApplyReport, DataplaneSettings};
 use lb_userspace::snapshot::Snapshot;
 
@@ -25,6 +25,8 @@ struct Loaded {
     _programs: Programs,
     applier: Applier,
     snapshot: Snapshot,
+    /// The Maglev rows of the last compile, as `lb run` keeps them.
+    rows: MaglevRows,
 }
 
 pub struct LbMapDiff {
@@ -65,7 +67,7 @@ impl LbMapDiff {
     fn sync(&mut self) -> Result<(Duration, Duration, ApplyReport)> {
         let loaded = self.loaded.as_mut().context("lb's maps are not loaded")?;
         let started = Instant::now();
-        let (tables, diagnostics) = compile_l4(&loaded.snapshot, &self.node, &self.options);
+        let (tables, diagnostics) = compile_l4_reusing(&loaded.snapshot, &self.node, &self.options, &mut loaded.rows);
         let compiled = started.elapsed();
         let report = loaded.applier.apply(&tables).context("applying to lb's maps")?;
         let total = started.elapsed();
@@ -122,7 +124,7 @@ impl Subject for LbMapDiff {
         self.load_extras.insert("load_programs_and_create_maps_ms".into(), create_ms);
         self.load_extras
             .insert("enlarged_backends_map".into(), f64::from(u8::from(matches!(programs, Programs::Enlarged { .. }))));
-        self.loaded = Some(Loaded { _programs: programs, applier, snapshot });
+        self.loaded = Some(Loaded { _programs: programs, applier, snapshot, rows: MaglevRows::new() });
         let (compiled, total, report) = self.sync()?;
         self.load_extras.insert("compile_ms".into(), ms(compiled));
         self.load_extras.insert("apply_ms".into(), ms(total - compiled));
@@ -140,6 +142,8 @@ impl Subject for LbMapDiff {
             "changing {} wrote {report:?}, not one backend replaced",
             service.port_id()
         );
+        let rows_built = self.loaded.as_ref().map_or(0, |l| l.rows.built());
+        ensure!(rows_built == 1, "changing {} built {rows_built} Maglev rows, not one", service.port_id());
         self.compile_ms.push(ms(compiled));
         self.apply_ms.push(ms(total - compiled));
         self.maglev_slots_written.push(report.maglev_slots_written as f64);

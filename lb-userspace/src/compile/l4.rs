@@ -23,6 +23,7 @@
 //!   diagnostic is returned and no entry gets a Maglev row.
 
 mod frontends;
+mod maglev_rows;
 #[cfg(test)]
 mod tests;
 
@@ -33,10 +34,11 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use lb_common::maglev::{self, MaglevBackend};
 
 use super::endpoints::{BackendQuery, ServiceRef, SliceIndex};
-use super::tables::{BackendAddr, DataplaneTables, FrontendEntry, Protocol, ServiceEntry, ServicePortName};
+use super::tables::{BackendAddr, DataplaneTables, FrontendEntry, MaglevRow, Protocol, ServiceEntry, ServicePortName};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Snapshot, object_key};
 use frontends::ServiceAddresses;
+pub use maglev_rows::MaglevRows;
 
 /// The node the tables are compiled for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,8 +103,22 @@ pub fn compile_l4(
     node: &NodeContext,
     options: &CompileOptions,
 ) -> (DataplaneTables, Vec<Diagnostic>) {
+    compile_l4_reusing(snapshot, node, options, &mut MaglevRows::new())
+}
+
+/// [`compile_l4`] reusing the Maglev rows of the last compile done with
+/// `rows` (the agent keeps one [`MaglevRows`] for its lifetime): the tables
+/// are the same, but only the rows whose backends changed are built.
+pub fn compile_l4_reusing(
+    snapshot: &Snapshot,
+    node: &NodeContext,
+    options: &CompileOptions,
+    rows: &mut MaglevRows,
+) -> (DataplaneTables, Vec<Diagnostic>) {
+    rows.begin(options.maglev_table_size);
     let mut compiler = Compiler {
         node,
+        rows,
         maglev_size: Some(options.maglev_table_size),
         slices: SliceIndex::new(&snapshot.endpoint_slices),
         tables: DataplaneTables::default(),
@@ -125,6 +141,7 @@ pub fn compile_l4(
 /// One Service being compiled: its name and the diagnostics helper.
 struct Compiler<'a> {
     node: &'a NodeContext,
+    rows: &'a mut MaglevRows,
     /// `None` when the configured size is unusable.
     maglev_size: Option<u32>,
     slices: SliceIndex<'a>,
@@ -233,14 +250,17 @@ impl Compiler<'_> {
         claimed
     }
 
-    fn maglev_row(&mut self, svc: &ServiceRef<'_>, field: &str, backends: &[BackendAddr]) -> Vec<u32> {
-        let Some(size) = self.maglev_size else { return Vec::new() };
-        let names: Vec<String> = backends.iter().map(BackendAddr::to_string).collect();
-        let weighted: Vec<MaglevBackend<'_>> =
-            names.iter().map(|n| MaglevBackend { name: n.as_bytes(), weight: 1 }).collect();
-        maglev::build_table(&weighted, size).unwrap_or_else(|e| {
+    fn maglev_row(&mut self, svc: &ServiceRef<'_>, field: &str, backends: &[BackendAddr]) -> MaglevRow {
+        let Some(size) = self.maglev_size else { return MaglevRow::default() };
+        let built = self.rows.row(backends, || {
+            let names: Vec<String> = backends.iter().map(BackendAddr::to_string).collect();
+            let weighted: Vec<MaglevBackend<'_>> =
+                names.iter().map(|n| MaglevBackend { name: n.as_bytes(), weight: 1 }).collect();
+            maglev::build_table(&weighted, size)
+        });
+        built.unwrap_or_else(|e| {
             self.diagnostics.push(svc.diagnostic(field, format!("{e}; the port gets no Maglev row")));
-            Vec::new()
+            MaglevRow::default()
         })
     }
 

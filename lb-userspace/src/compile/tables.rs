@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
@@ -94,13 +95,19 @@ impl fmt::Display for BackendAddr {
     }
 }
 
+/// A Maglev row: slot → index into a service port's backends. Shared, so
+/// that a row reused from the last compile costs no copy.
+pub type MaglevRow = Arc<[u32]>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ServiceEntry {
     /// Backends in a canonical order (sorted, no duplicates).
     pub backends: Vec<BackendAddr>,
     /// Maglev row: slot → index into `backends`. Empty when there are no
-    /// backends (new flows are then rejected).
-    pub maglev: Vec<u32>,
+    /// backends (new flows are then rejected). Shared with the compiler's
+    /// [`MaglevRows`](super::l4::MaglevRows), which hands an unchanged
+    /// service the same row again.
+    pub maglev: MaglevRow,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

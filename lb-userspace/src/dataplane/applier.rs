@@ -12,13 +12,14 @@
 //! failed write the next apply starts from what the kernel really holds.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use lb_common::{Backend, FRONTEND_SNAT, Frontend, FrontendKey, Service, ServiceStats};
 
 use super::DataplaneMaps;
 use super::ids::{BackendIds, ServiceIds};
-use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, ServiceEntry, ServicePortName};
+use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, MaglevRow, ServiceEntry, ServicePortName};
 
 /// What one apply changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,6 +42,10 @@ struct AppliedService {
     backends: BTreeMap<BackendAddr, u32>,
     /// Backend id per Maglev slot (empty until first written).
     row: Vec<u32>,
+    /// The compiled row `row` was last written from in full (with the same
+    /// backends): handed the same row again, the apply skips the slots.
+    /// Empty while a write of the row is unfinished.
+    written_from: MaglevRow,
     backend_count: u32,
 }
 
@@ -85,7 +90,13 @@ impl Applier {
                 self.reset_stats(id)?;
                 self.services.insert(
                     name.clone(),
-                    AppliedService { id, backends: BTreeMap::new(), row: Vec::new(), backend_count: 0 },
+                    AppliedService {
+                        id,
+                        backends: BTreeMap::new(),
+                        row: Vec::new(),
+                        written_from: MaglevRow::default(),
+                        backend_count: 0,
+                    },
                 );
             }
             stale_backends.extend(self.update_service(name, entry, &mut report)?);
@@ -114,6 +125,7 @@ impl Applier {
             return Err(anyhow!("{name}: Maglev row has {} slots, expected {maglev_size}", entry.maglev.len()));
         }
         let applied = self.services.get_mut(name).expect("allocated above");
+        let same_backends = applied.backends.keys().eq(entry.backends.iter());
         for addr in &entry.backends {
             if !applied.backends.contains_key(addr) {
                 let id = self.backend_ids.allocate();
@@ -125,24 +137,30 @@ impl Applier {
                 report.backends_written += 1;
             }
         }
-        let base = applied.id * self.maglev_size;
-        if applied.row.len() != maglev_size {
-            applied.row = vec![0; maglev_size];
-        }
-        for (slot, &index) in entry.maglev.iter().enumerate() {
-            let addr = entry
-                .backends
-                .get(index as usize)
-                .ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
-            let id = applied.backends[addr];
-            if applied.row[slot] != id {
-                self.maps
-                    .maglev
-                    .set(base + slot as u32, id, 0)
-                    .with_context(|| format!("{name}: writing Maglev slot {slot}"))?;
-                applied.row[slot] = id;
-                report.maglev_slots_written += 1;
+        let row_unchanged = same_backends
+            && !applied.written_from.is_empty()
+            && (Arc::ptr_eq(&applied.written_from, &entry.maglev) || applied.written_from == entry.maglev);
+        if !row_unchanged {
+            let ids: Vec<u32> = entry.backends.iter().map(|addr| applied.backends[addr]).collect();
+            let base = applied.id * self.maglev_size;
+            if applied.row.len() != maglev_size {
+                applied.row = vec![0; maglev_size];
             }
+            applied.written_from = MaglevRow::default();
+            for (slot, &index) in entry.maglev.iter().enumerate() {
+                let id = *ids
+                    .get(index as usize)
+                    .ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
+                if applied.row[slot] != id {
+                    self.maps
+                        .maglev
+                        .set(base + slot as u32, id)
+                        .with_context(|| format!("{name}: writing Maglev slot {slot}"))?;
+                    applied.row[slot] = id;
+                    report.maglev_slots_written += 1;
+                }
+            }
+            applied.written_from = entry.maglev.clone();
         }
         let count = entry.backends.len() as u32;
         if applied.backend_count != count {

@@ -8,11 +8,13 @@ use lb_common::{
     MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, Service, ServiceStats,
 };
 
+use super::MaglevSlots;
+
 pub struct DataplaneMaps {
     pub frontends: HashMap<MapData, FrontendKey, Frontend>,
     pub services: Array<MapData, Service>,
     pub backends: HashMap<MapData, u32, Backend>,
-    pub maglev: Array<MapData, u32>,
+    pub maglev: MaglevSlots,
     pub conntrack: HashMap<MapData, FlowKey, Flow>,
     pub interfaces: HashMap<MapData, u32, Interface>,
     pub config: Array<MapData, Config>,
@@ -30,7 +32,7 @@ impl DataplaneMaps {
             frontends: HashMap::try_from(take(ebpf, MAP_FRONTENDS)?)?,
             services: Array::try_from(take(ebpf, MAP_SERVICES)?)?,
             backends: HashMap::try_from(take(ebpf, MAP_BACKENDS)?)?,
-            maglev: Array::try_from(take(ebpf, MAP_MAGLEV)?)?,
+            maglev: MaglevSlots::new(Array::try_from(take(ebpf, MAP_MAGLEV)?)?)?,
             conntrack: HashMap::try_from(take(ebpf, MAP_CONNTRACK)?)?,
             interfaces: HashMap::try_from(take(ebpf, MAP_INTERFACES)?)?,
             config: Array::try_from(take(ebpf, MAP_CONFIG)?)?,

@@ -4,6 +4,7 @@
 mod applier;
 mod ids;
 mod loader;
+mod maglev_slots;
 mod maps;
 pub mod object;
 mod settings;
@@ -11,6 +12,7 @@ mod stats;
 
 pub use applier::{Applier, ApplyReport};
 pub use loader::{Attachment, Datapath, XdpAttachMode};
+pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use settings::{DataplaneSettings, PortRange, default_snat_ports};
 pub use stats::{CounterSnapshot, read_counters};

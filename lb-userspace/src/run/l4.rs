@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
-use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, NodeContext, compile_l4};
+use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, MaglevRows, NodeContext, compile_l4_reusing};
 use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode, default_snat_ports};
 use crate::diagnostics::Diagnostic;
 use crate::node;
@@ -20,6 +20,9 @@ pub struct L4 {
     uplinks: Vec<Attachment>,
     node: NodeContext,
     options: CompileOptions,
+    /// The Maglev rows of the last compile: a change rebuilds only the rows
+    /// whose backends changed.
+    rows: MaglevRows,
     xdp_mode: XdpAttachMode,
 }
 
@@ -57,6 +60,7 @@ impl L4 {
             uplinks,
             node,
             options: CompileOptions { maglev_table_size: settings.maglev_table_size },
+            rows: MaglevRows::new(),
             xdp_mode: args.xdp_mode.unwrap_or_default(),
         })
     }
@@ -74,7 +78,7 @@ impl L4 {
     /// Compiles a snapshot and applies the result; problems are logged (and
     /// returned), and whatever compiled keeps being served.
     pub fn sync(&mut self, snapshot: &Snapshot) -> Vec<Diagnostic> {
-        let (tables, diagnostics) = compile_l4(snapshot, &self.node, &self.options);
+        let (tables, diagnostics) = compile_l4_reusing(snapshot, &self.node, &self.options, &mut self.rows);
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }
@@ -91,6 +95,7 @@ impl L4 {
                     backends_written = report.backends_written,
                     backends_deleted = report.backends_deleted,
                     maglev_slots_written = report.maglev_slots_written,
+                    maglev_rows_built = self.rows.built(),
                     "applied"
                 );
             }

@@ -1,4 +1,5 @@
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use super::*;
 use crate::compile::tables::{FrontendAddr, Protocol};
@@ -312,6 +313,47 @@ fn compiling_twice_gives_equal_tables() {
     let first = compile_l4(&snapshot, &node(), &CompileOptions::default());
     let second = compile_l4(&snapshot.clone(), &node(), &CompileOptions::default());
     assert_eq!(first, second);
+}
+
+/// Two NodePort Services with three pods each; `moved` replaces the second
+/// one's last pod.
+fn two_services(moved: bool) -> String {
+    let other = NODEPORT.replace("my-service-nodeport", "other").replace("30007", "30008");
+    let last = if moved { "10.244.2.99" } else { "10.244.2.11" };
+    let pods = [("10.244.1.12", ""), ("10.244.2.12", ""), (last, "")];
+    format!(
+        "{NODEPORT}{}---{other}{}",
+        three_pods("my-service-nodeport", "[{port: 80}]"),
+        slice("other-1", "other", "[{port: 80}]", &pods)
+    )
+}
+
+#[test]
+fn a_change_rebuilds_only_the_changed_services_maglev_row() {
+    let options = CompileOptions::default();
+    let mut rows = MaglevRows::new();
+    let (first, _) = compile_l4_reusing(&snapshot(&two_services(false)), &node(), &options, &mut rows);
+    assert_eq!((rows.built(), rows.kept()), (2, 2));
+
+    let changed = snapshot(&two_services(true));
+    let (second, diagnostics) = compile_l4_reusing(&changed, &node(), &options, &mut rows);
+    assert_eq!(diagnostics, []);
+    assert_eq!(rows.built(), 1, "only the changed service's row is built");
+    assert_eq!(rows.kept(), 2, "the replaced row is dropped");
+    // The same tables as a compile from scratch, and the unchanged row is
+    // the very same allocation (the applier skips it by pointer).
+    assert_eq!(second, compile_l4(&changed, &node(), &options).0);
+    let unchanged = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert!(Arc::ptr_eq(&first.services[&unchanged].maglev, &second.services[&unchanged].maglev));
+    let other = port_name("other", "", Protocol::Tcp);
+    assert_ne!(first.services[&other].maglev, second.services[&other].maglev);
+
+    // Another table size builds every row again.
+    let resized = CompileOptions { maglev_table_size: 1021 };
+    let (third, _) = compile_l4_reusing(&changed, &node(), &resized, &mut rows);
+    assert_eq!(rows.built(), 2);
+    let lengths: Vec<usize> = third.services.values().map(|e| e.maglev.len()).collect();
+    assert_eq!(lengths, [1021, 1021]);
 }
 
 #[test]
