@@ -41,10 +41,9 @@ pub const NFT: &str = "nft (incremental)";
 
 /// The Maglev table size of the scale runs. `MAGLEV` is a preallocated array
 /// of `max_services × M` u32 slots (the kernel stores each in 8 bytes: array
-/// values are rounded up to 8) and the first apply writes every slot with
-/// one `bpf()` call, so lb's default M = 16381 would make 50k services a
-/// 6.5 GB array and 819M syscalls; with 1021 (a prime, still 500 slots per
-/// backend of a 2-endpoint service) 50k services take 408 MB and 51M writes.
+/// values are rounded up to 8), so lb's default M = 16381 would make 50k
+/// services a 6.5 GB array; with 1021 (a prime, still 500 slots per backend
+/// of a 2-endpoint service) 50k services take 408 MB.
 pub const SCALE_MAGLEV_SIZE: u32 = 1021;
 
 /// What one run measures.
@@ -140,8 +139,8 @@ pub fn services_label(services: usize) -> String {
 fn notes(report: &mut Report) {
     report.note(format!(
         "lb runs with --maglev-table-size {SCALE_MAGLEV_SIZE} and --max-services = the cluster's service count: \
-         MAGLEV is a preallocated array of max_services × M slots and the first apply writes every slot with one \
-         bpf() call, so the default M = 16381 would need 6.5 GB and 819M writes at 50k services."
+         MAGLEV is a preallocated array of max_services × M slots of 8 bytes, so the default M = 16381 would \
+         need 6.5 GB at 50k services."
     ));
     report.note(
         "MAGLEV's u32 slots cost 8 bytes each in the kernel (array map values are rounded up to 8 bytes; see \

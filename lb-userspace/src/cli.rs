@@ -71,7 +71,7 @@ pub struct RunArgs {
 
     /// Maglev table size per service port (a prime). Larger tables balance
     /// more evenly and move fewer flows when backends change; each service
-    /// port costs 4 bytes per slot.
+    /// port costs 8 bytes per slot (the kernel rounds array values up to 8).
     #[arg(long, default_value_t = lb_common::maglev::DEFAULT_TABLE_SIZE, value_name = "PRIME")]
     pub maglev_table_size: u32,
 

@@ -77,8 +77,7 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
     );
     report.note(format!(
         "lb runs with --maglev-table-size {} at every service count (default 16381): lb's Maglev array is \
-         max-services × table size × 8 bytes and is written slot by slot at start, which with 10,000 Services \
-         and the default would be 1.3 GiB and minutes of start-up. The per-packet cost does not depend on the \
+         max-services × table size × 8 bytes, which with 10,000 Services and the default would be 1.3 GiB. The per-packet cost does not depend on the \
          table size (one array lookup). --max-services is max(1024, services + 64).",
         params.maglev_table_size
     ));
