@@ -34,6 +34,9 @@ use crate::{Report, RunOptions};
 
 /// How long lb may take to fill its maps with 10,000 Services.
 const LB_READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest wait for a quiet machine around each subject's measurement
+/// (see [`cpu::wait_until_quiet`]).
+const QUIET_LIMIT: Duration = Duration::from_secs(120);
 
 pub fn run(opts: &RunOptions) -> Result<Report> {
     lb_testbed::require_root()?;
@@ -120,9 +123,17 @@ fn measure_subject(
 ) -> Result<(measure::SubjectRun, Duration)> {
     let (serving, setup) = subject::start(bed, subject, cluster, lb)?;
     std::thread::sleep(params.settle());
+    let waited = cpu::wait_until_quiet(QUIET_LIMIT);
+    if waited > Duration::from_secs(2) {
+        eprintln!("[l4]   waited {waited:.1?} after starting {} for the machine to be quiet", subject.name());
+    }
     let run = measure::subject(bed, params, serving.pid());
     // Stop it also when the measurement failed (the bed would on drop, but
     // the error should name what failed, not a leftover).
     serving.stop(bed).with_context(|| format!("stopping {}", subject.name()))?;
+    let waited = cpu::wait_until_quiet(QUIET_LIMIT);
+    if waited > Duration::from_secs(2) {
+        eprintln!("[l4]   waited {waited:.1?} after {} for the machine to be quiet", subject.name());
+    }
     Ok((run?, setup))
 }

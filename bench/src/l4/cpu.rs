@@ -54,6 +54,30 @@ impl CpuSnapshot {
     }
 }
 
+/// Waits until the machine is quiet — less than `QUIET_BUSY` of its CPUs
+/// busy in two consecutive half-second windows — or `limit` has passed;
+/// returns how long it waited. A subject's teardown can leave the kernel
+/// work for long after its tool exited (freeing a 10,000-Service nftables
+/// ruleset keeps a kworker busy), which the next subject would otherwise
+/// be measured against.
+pub fn wait_until_quiet(limit: Duration) -> Duration {
+    const QUIET_BUSY: f64 = 0.15;
+    const WINDOW: Duration = Duration::from_millis(500);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let window_ticks = WINDOW.as_secs_f64() * clock_ticks() as f64 * cpus;
+    let started = std::time::Instant::now();
+    let mut quiet_windows = 0;
+    let Some(mut last) = machine_busy_ticks() else { return Duration::ZERO };
+    while quiet_windows < 2 && started.elapsed() < limit {
+        std::thread::sleep(WINDOW);
+        let Some(now) = machine_busy_ticks() else { break };
+        let busy = now.saturating_sub(last) as f64 / window_ticks;
+        quiet_windows = if busy < QUIET_BUSY { quiet_windows + 1 } else { 0 };
+        last = now;
+    }
+    started.elapsed()
+}
+
 fn ksoftirqd_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
