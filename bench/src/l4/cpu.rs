@@ -56,10 +56,10 @@ impl CpuSnapshot {
 
 /// Waits until the machine is quiet — less than `QUIET_BUSY` of its CPUs
 /// busy in two consecutive half-second windows — or `limit` has passed;
-/// returns how long it waited. A subject's teardown can leave the kernel
-/// work for long after its tool exited (freeing a 10,000-Service nftables
-/// ruleset keeps a kworker busy), which the next subject would otherwise
-/// be measured against.
+/// returns how long it waited. Whatever a subject's start or teardown
+/// leaves running (kernel work after a large rule set is loaded or
+/// flushed, an agent still compiling) must not be measured against the
+/// next measurement.
 pub fn wait_until_quiet(limit: Duration) -> Duration {
     const QUIET_BUSY: f64 = 0.15;
     const WINDOW: Duration = Duration::from_millis(500);

@@ -33,8 +33,8 @@ pub fn params_json(params: &Params) -> serde_json::Value {
         "cps_method": "cps_threads threads, each: connect, 64-byte request, read the echo, close (client closes \
                        first; tcp_tw_reuse=1 on the client)",
         "quiet_wait": "after starting and after stopping each subject, the bench waits (at most 120 s) until \
-                       less than 15% of the machine's CPUs are busy for two consecutive half-second windows: \
-                       tearing down a 10,000-Service nftables ruleset keeps the kernel busy long after nft exits",
+                       less than 15% of the machine's CPUs are busy for two consecutive half-second windows, so \
+                       that nothing a start or teardown left running is measured (waits over 2 s are logged)",
     });
     if let (Some(map), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
         map.extend(extra);
