@@ -1,6 +1,8 @@
 //! SVG charts with plotters: one grouped bar chart per metric — a group per
 //! scenario, a bar per subject (lb first), each bar labelled with its value
-//! and lb's bars with their ratio to the best peer. plotters is built
+//! and lb's bars with their ratio to the best peer. A metric whose values
+//! span more than [`LOG_SPREAD`]× (12.9 minutes against 5 ms) is drawn on a
+//! logarithmic axis, else the small bars would not show. plotters is built
 //! without font support: the SVG backend writes `<text>` elements that the
 //! viewer renders, so no font files are needed.
 
@@ -28,13 +30,60 @@ const MIN_WIDTH: u32 = 900;
 /// Room for one group's label and bars.
 const GROUP_WIDTH: u32 = 230;
 const HEIGHT: u32 = 500;
+/// Above this ratio of the largest to the smallest value, the axis is
+/// logarithmic.
+const LOG_SPREAD: f64 = 100.0;
+
+/// How values map to the y axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scale {
+    Linear,
+    /// Plotted as log10(value), the axis starting at decade `floor`.
+    Log { floor: f64 },
+}
+
+impl Scale {
+    fn for_values(values: impl Iterator<Item = f64> + Clone) -> Self {
+        let max = values.clone().fold(0.0f64, f64::max);
+        let min = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        if min.is_finite() && max / min > LOG_SPREAD { Scale::Log { floor: min.log10().floor() } } else { Scale::Linear }
+    }
+
+    /// Where `v` is drawn.
+    fn y(self, v: f64) -> f64 {
+        match self {
+            Scale::Linear => v,
+            Scale::Log { floor } => v.max(10f64.powf(floor)).log10(),
+        }
+    }
+
+    /// The axis range for values up to `max`.
+    fn range(self, max: f64) -> std::ops::Range<f64> {
+        match self {
+            Scale::Linear => 0.0..if max > 0.0 { max * 1.35 } else { 1.0 },
+            Scale::Log { floor } => floor..max.log10().ceil() + 1.0,
+        }
+    }
+
+    /// The label of axis position `y`: decades only on a log axis.
+    fn label(self, y: f64) -> String {
+        match self {
+            Scale::Linear => fmt_value(y),
+            Scale::Log { .. } if (y - y.round()).abs() < 1e-9 => fmt_value(10f64.powf(y.round())),
+            Scale::Log { .. } => String::new(),
+        }
+    }
+}
 
 pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
     let comparisons: Vec<&Comparison> = r.of_metric(metric).collect();
     let first = comparisons.first().ok_or_else(|| anyhow!("no comparison of {metric}"))?;
     let subjects = subjects(&comparisons);
-    let max = comparisons.iter().flat_map(|c| c.measurements.iter().map(|m| m.max)).fold(0.0f64, f64::max);
-    let y_top = if max > 0.0 { max * 1.2 } else { 1.0 };
+    let values = comparisons.iter().flat_map(|c| c.measurements.iter().flat_map(|m| [m.min, m.max, m.value]));
+    let max = values.clone().fold(0.0f64, f64::max);
+    let scale = Scale::for_values(values);
+    let y_range = scale.range(max);
+    let (bottom, y_span) = (y_range.start, y_range.end - y_range.start);
     let groups = comparisons.len();
 
     let width = MIN_WIDTH.max(GROUP_WIDTH * groups as u32 + 100);
@@ -44,20 +93,21 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
         Better::Higher => "higher is better",
         Better::Lower => "lower is better",
     };
-    let title = format!("{} — {} ({direction})", first.title, first.unit);
+    let axis = if scale == Scale::Linear { "" } else { ", log scale" };
+    let title = format!("{} — {} ({direction}{axis})", first.title, first.unit);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..groups as f64, 0f64..y_top)
+        .build_cartesian_2d(0f64..groups as f64, y_range)
         .map_err(draw_err)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .disable_x_axis()
         .y_desc(first.unit.as_str())
-        .y_label_formatter(&|v| fmt_value(*v))
+        .y_label_formatter(&|v| scale.label(*v))
         .draw()
         .map_err(draw_err)?;
 
@@ -67,7 +117,7 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
         chart
             .draw_series(std::iter::once(Text::new(
                 label,
-                (g as f64 + 0.5, 0.0),
+                (g as f64 + 0.5, bottom),
                 ("sans-serif", 12).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Top)),
             )))
             .map_err(draw_err)?;
@@ -77,14 +127,14 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
             let x1 = x0 + slot * 0.9;
             let colour = COLOURS[s % COLOURS.len()];
             chart
-                .draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, m.value)], colour.filled())))
+                .draw_series(std::iter::once(Rectangle::new([(x0, bottom), (x1, scale.y(m.value))], colour.filled())))
                 .map_err(draw_err)?;
             // The spread of the rounds.
             let xm = (x0 + x1) / 2.0;
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(xm, m.min), (xm, m.max)], BLACK.stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(vec![(xm, scale.y(m.min)), (xm, scale.y(m.max))], BLACK.stroke_width(1))))
                 .map_err(draw_err)?;
-            let top = m.max.max(m.value) + y_top * 0.01;
+            let top = scale.y(m.max.max(m.value)) + y_span * 0.01;
             let small = ("sans-serif", 10).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
             chart
                 .draw_series(std::iter::once(Text::new(fmt_value(m.value), (xm, top), small.clone())))
@@ -95,7 +145,7 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
             {
                 let ratio = fmt_times(best).replace(" better", "").replace(" (worse)", "");
                 chart
-                    .draw_series(std::iter::once(Text::new(format!("({ratio})"), (xm, top + y_top * 0.04), small)))
+                    .draw_series(std::iter::once(Text::new(format!("({ratio})"), (xm, top + y_span * 0.04), small)))
                     .map_err(draw_err)?;
             }
         }
@@ -103,7 +153,7 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
     for (s, subject) in subjects.iter().enumerate() {
         let colour = COLOURS[s % COLOURS.len()];
         chart
-            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (0.0, 0.0)], colour.filled())))
+            .draw_series(std::iter::once(Rectangle::new([(0.0, bottom), (0.0, bottom)], colour.filled())))
             .map_err(draw_err)?
             .label(subject.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
@@ -155,5 +205,26 @@ mod tests {
         for needle in ["lb (XDP)", "iptables", "nftables", "services=1000", "1,000,000", "(1.90×)"] {
             assert!(svg.contains(needle), "{needle} missing from the chart");
         }
+        assert!(!svg.contains("log scale"), "a 2.5× spread is drawn on a linear axis");
+    }
+
+    #[test]
+    fn a_spread_over_a_hundredfold_is_drawn_on_a_log_axis() {
+        let mut r = Report::new("control", Profile::Smoke, Meta::for_tests(), serde_json::json!({}));
+        let mut c = Comparison::new("change_ms", "One change", "ms", Better::Lower, "lb");
+        c.push(Measurement::new("lb", vec![5.0]));
+        c.push(Measurement::new("iptables", vec![772_000.0]));
+        r.push(c);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.svg");
+        bar_chart(&r, "change_ms", &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for needle in ["log scale", "772,000", "1,000,000", "10,000"] {
+            assert!(svg.contains(needle), "{needle} missing from the chart");
+        }
+        assert_eq!(Scale::for_values([5.0, 772_000.0].into_iter()), Scale::Log { floor: 0.0 });
+        assert_eq!(Scale::Log { floor: 0.0 }.range(772_000.0), 0.0..7.0);
+        assert_eq!(Scale::Log { floor: 0.0 }.label(3.0), "1,000");
+        assert_eq!(Scale::Log { floor: 0.0 }.label(2.5), "");
     }
 }
