@@ -39,14 +39,20 @@ const LOG_SPREAD: f64 = 100.0;
 enum Scale {
     Linear,
     /// Plotted as log10(value), the axis starting at decade `floor`.
-    Log { floor: f64 },
+    Log {
+        floor: f64,
+    },
 }
 
 impl Scale {
     fn for_values(values: impl Iterator<Item = f64> + Clone) -> Self {
         let max = values.clone().fold(0.0f64, f64::max);
         let min = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-        if min.is_finite() && max / min > LOG_SPREAD { Scale::Log { floor: min.log10().floor() } } else { Scale::Linear }
+        if min.is_finite() && max / min > LOG_SPREAD {
+            Scale::Log { floor: min.log10().floor() }
+        } else {
+            Scale::Linear
+        }
     }
 
     /// Where `v` is drawn.
@@ -132,7 +138,10 @@ pub fn bar_chart(r: &Report, metric: &str, path: &Path) -> Result<()> {
             // The spread of the rounds.
             let xm = (x0 + x1) / 2.0;
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(xm, scale.y(m.min)), (xm, scale.y(m.max))], BLACK.stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(xm, scale.y(m.min)), (xm, scale.y(m.max))],
+                    BLACK.stroke_width(1),
+                )))
                 .map_err(draw_err)?;
             let top = scale.y(m.max.max(m.value)) + y_span * 0.01;
             let small = ("sans-serif", 10).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom));
