@@ -2,9 +2,9 @@
 //! port allocation.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use lb_common::{Config, FLOW_CLOSING, Flow, FlowKey, PROTO_TCP};
+use lb_common::{Config, FLOW_CLOSING, Flow, FlowKey, FrontendKey, PROTO_TCP};
 
-use crate::maps::CONNTRACK;
+use crate::maps::{CONNTRACK, FRONTENDS};
 use crate::packet::Headers;
 
 /// How many masquerade ports are tried for one new flow before giving up.
@@ -53,7 +53,10 @@ pub fn touch(flow: *mut Flow, now: u64, closing: bool) {
 /// Claims a masquerade port: inserts the reply entry `reply` under the key
 /// (backend → snat_addr:port) for the first port of the configured range,
 /// starting at a position picked by `hash`, that is free, stale, or already
-/// this same flow's. Returns the port (network byte order).
+/// this same flow's. A port that is a frontend on `snat_addr` (a NodePort,
+/// or an external IP that is the node's) is skipped: the backend's replies
+/// to it would be taken for new client flows. Returns the port (network
+/// byte order).
 #[inline(always)]
 pub fn claim_snat_port(
     backend_addr: u32,
@@ -73,6 +76,12 @@ pub fn claim_snat_port(
     let mut attempt = 0;
     while attempt < SNAT_ATTEMPTS {
         let port = ((cfg.snat_port_min as u32 + start.wrapping_add(attempt) % range) as u16).to_be();
+        attempt += 1;
+        let frontend = FrontendKey { addr: snat_addr, port, protocol, _pad: 0 };
+        // SAFETY: read-only look at a map value.
+        if unsafe { FRONTENDS.get(&frontend) }.is_some() {
+            continue;
+        }
         let key = FlowKey {
             src_addr: backend_addr,
             dst_addr: snat_addr,
@@ -95,7 +104,6 @@ pub fn claim_snat_port(
         if reusable {
             return Some(port);
         }
-        attempt += 1;
     }
     None
 }

@@ -21,7 +21,7 @@ use lb_testbed::fixture::{FixtureNet, NODE_IP, NODE_MAC, PEER_MAC};
 use lb_userspace::compile::{
     BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry, ServicePortName,
 };
-use lb_userspace::dataplane::{Applier, Datapath, DataplaneSettings, read_counters};
+use lb_userspace::dataplane::{Applier, Datapath, DataplaneSettings, PortRange, read_counters};
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
@@ -72,7 +72,10 @@ struct Loaded {
 }
 
 fn load(net: &FixtureNet) -> Loaded {
-    let settings = DataplaneSettings { maglev_table_size: MAGLEV_SIZE, max_services: 16, ..Default::default() };
+    load_with(net, DataplaneSettings { maglev_table_size: MAGLEV_SIZE, max_services: 16, ..Default::default() })
+}
+
+fn load_with(net: &FixtureNet, settings: DataplaneSettings) -> Loaded {
     let (mut datapath, maps) = Datapath::load(&settings).expect("load eBPF (root and BPF are required)");
     let mut applier = Applier::new(maps, MAGLEV_SIZE, 16);
     let uplink = net.uplink();
@@ -371,5 +374,34 @@ fn maglev_choice_in_kernel_matches_userspace_and_removed_backend_moves() {
         }
         let moved = chosen.iter().filter(|(_, d)| *d == removed).count() as u64;
         assert_eq!(counter(&l, Counter::FlowBackendGone), moved);
+    });
+}
+
+#[test]
+fn a_masquerade_port_that_is_a_nodeport_is_skipped() {
+    let net = FixtureNet::create().expect("fixture namespace");
+    net.run(|net| {
+        // 30007 is the NodePort itself: the pod's replies to it would be
+        // taken for new client flows, so only 30008 may be used.
+        let settings = DataplaneSettings {
+            maglev_table_size: MAGLEV_SIZE,
+            max_services: 16,
+            snat_ports: PortRange { min: 30007, max: 30008 },
+            ..Default::default()
+        };
+        let mut l = load_with(net, settings);
+        for cport in [40001, 40002, 40003, 40004] {
+            let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
+            let (verdict, out) = run_xdp(&mut l, &syn);
+            let src_port = u16::from_be_bytes([out[34], out[35]]);
+            if verdict == XDP_TX {
+                assert_eq!(src_port, 30008, "client port {cport} was masqueraded to {src_port}");
+            } else {
+                // 30008 is already held by an earlier flow to the same pod.
+                assert_eq!(counter(&l, Counter::DropSnatExhausted), u64::from(cport - 40001));
+            }
+        }
+        assert_eq!(counter(&l, Counter::FlowNew), 1, "one flow got 30008, the others found no port");
+        assert_eq!(counter(&l, Counter::DropSnatExhausted), 3);
     });
 }
