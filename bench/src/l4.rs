@@ -123,17 +123,19 @@ fn measure_subject(
 ) -> Result<(measure::SubjectRun, Duration)> {
     let (serving, setup) = subject::start(bed, subject, cluster, lb)?;
     std::thread::sleep(params.settle());
-    let waited = cpu::wait_until_quiet(QUIET_LIMIT);
-    if waited > Duration::from_secs(2) {
-        eprintln!("[l4]   waited {waited:.1?} after starting {} for the machine to be quiet", subject.name());
-    }
+    wait_until_quiet(&format!("starting {}", subject.name()));
     let run = measure::subject(bed, params, serving.pid());
     // Stop it also when the measurement failed (the bed would on drop, but
     // the error should name what failed, not a leftover).
     serving.stop(bed).with_context(|| format!("stopping {}", subject.name()))?;
+    wait_until_quiet(&format!("stopping {}", subject.name()));
+    Ok((run?, setup))
+}
+
+/// [`cpu::wait_until_quiet`] after `what`, logging waits over 2 s.
+fn wait_until_quiet(what: &str) {
     let waited = cpu::wait_until_quiet(QUIET_LIMIT);
     if waited > Duration::from_secs(2) {
-        eprintln!("[l4]   waited {waited:.1?} after {} for the machine to be quiet", subject.name());
+        eprintln!("[l4]   waited {waited:.1?} after {what} for the machine to be quiet");
     }
-    Ok((run?, setup))
 }

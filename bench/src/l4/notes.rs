@@ -80,8 +80,9 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
     );
     report.note(format!(
         "lb runs with --maglev-table-size {} at every service count (default 16381): lb's Maglev array is \
-         max-services × table size × 8 bytes, which with 10,000 Services and the default would be 1.3 GiB. The per-packet cost does not depend on the \
-         table size (one array lookup). --max-services is max(1024, services + 64).",
+         max-services × table size × 8 bytes, which with 10,000 Services and the default would be 1.3 GiB. \
+         The per-packet cost does not depend on the table size (one array lookup). --max-services is \
+         max(1024, services + 64).",
         params.maglev_table_size
     ));
     report.note(
@@ -103,8 +104,9 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
     if troubles.iter().any(|t| t.starts_with(subject::OURS) && t.contains("connections failed")) {
         report.note(
             "lb's failed short connections: a SYN lb drops because no masquerade port is free is counted as \
-             `drop_snat_exhausted` in the per-CPU `COUNTERS` map (`bpftool map dump name COUNTERS`); lb runs here with its default \
-             `--snat-port-range` (the widest range outside the node's ip_local_port_range: 1024-32767 here).",
+             `drop_snat_exhausted` in the per-CPU `COUNTERS` map (`bpftool map dump name COUNTERS`); lb runs \
+             here with its default `--snat-port-range` (the widest range outside the node's \
+             ip_local_port_range: 1024-32767 here).",
         );
     }
 }

@@ -10,6 +10,8 @@
 //!
 //! The in-memory picture of the maps is updated write by write, so after a
 //! failed write the next apply starts from what the kernel really holds.
+//! Maglev slots need no picture: they are compared with the memory-mapped
+//! array itself ([`super::MaglevSlots`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,11 +42,9 @@ pub struct ApplyReport {
 struct AppliedService {
     id: u32,
     backends: BTreeMap<BackendAddr, u32>,
-    /// Backend id per Maglev slot (empty until first written).
-    row: Vec<u32>,
-    /// The compiled row `row` was last written from in full (with the same
-    /// backends): handed the same row again, the apply skips the slots.
-    /// Empty while a write of the row is unfinished.
+    /// The compiled row the service's slots were last written from in full
+    /// (with the same backends): handed the same row again, the apply skips
+    /// the slots. Empty while a write of the row is unfinished.
     written_from: MaglevRow,
     backend_count: u32,
 }
@@ -93,7 +93,6 @@ impl Applier {
                     AppliedService {
                         id,
                         backends: BTreeMap::new(),
-                        row: Vec::new(),
                         written_from: MaglevRow::default(),
                         backend_count: 0,
                     },
@@ -143,20 +142,15 @@ impl Applier {
         if !row_unchanged {
             let ids: Vec<u32> = entry.backends.iter().map(|addr| applied.backends[addr]).collect();
             let base = applied.id * self.maglev_size;
-            if applied.row.len() != maglev_size {
-                applied.row = vec![0; maglev_size];
-            }
             applied.written_from = MaglevRow::default();
             for (slot, &index) in entry.maglev.iter().enumerate() {
                 let id = *ids
                     .get(index as usize)
                     .ok_or_else(|| anyhow!("{name}: Maglev slot {slot} points past the backends"))?;
-                if applied.row[slot] != id {
-                    self.maps
-                        .maglev
-                        .set(base + slot as u32, id)
-                        .with_context(|| format!("{name}: writing Maglev slot {slot}"))?;
-                    applied.row[slot] = id;
+                let at = base + slot as u32;
+                let slots = &mut self.maps.maglev;
+                if slots.get(at)? != id {
+                    slots.set(at, id).with_context(|| format!("{name}: writing Maglev slot {slot}"))?;
                     report.maglev_slots_written += 1;
                 }
             }

@@ -78,15 +78,6 @@ impl MaglevSlots {
         Ok(self.slot(index)?.load(Ordering::Acquire))
     }
 
-    /// The number of slots (max services × M).
-    pub fn len(&self) -> u32 {
-        self.slots
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots == 0
-    }
-
     /// The map itself (for its fd and accounting).
     pub fn map(&self) -> &MapData {
         self.map.map()

@@ -48,14 +48,14 @@ impl MaglevRows {
         if let Some(row) = self.current.get(backends) {
             return Ok(row.clone());
         }
-        let row = match self.previous.remove(backends) {
-            Some(row) => row,
+        let (key, row) = match self.previous.remove_entry(backends) {
+            Some(kept) => kept,
             None => {
                 self.built += 1;
-                MaglevRow::from(build()?)
+                (backends.to_vec(), MaglevRow::from(build()?))
             }
         };
-        self.current.insert(backends.to_vec(), row.clone());
+        self.current.insert(key, row.clone());
         Ok(row)
     }
 
