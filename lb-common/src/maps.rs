@@ -27,6 +27,7 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Names of the kernel programs in the object file.
 pub const PROG_XDP: &str = "lb_xdp";
 pub const PROG_TC_EGRESS: &str = "lb_tc_egress";
+pub const PROG_TC_INGRESS: &str = "lb_tc_ingress";
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -147,8 +148,30 @@ pub struct Interface {
     /// Address used to masquerade flows leaving through this interface,
     /// network byte order.
     pub snat_addr: u32,
+    /// `INTERFACE_*` flags.
     pub flags: u32,
 }
+
+/// Frames leaving through this interface are not sent by XDP (`XDP_TX`,
+/// `bpf_redirect`): the XDP program leaves a [`Handoff`] in the frame's
+/// metadata and passes it, and the TC ingress program of the interface it
+/// arrived on redirects the skb. For drivers whose XDP transmit depends on
+/// the other end (a veth delivers `XDP_TX` frames only to a peer that runs
+/// an XDP program itself).
+pub const INTERFACE_TC_TRANSMIT: u32 = 1;
+
+/// The note `lb_xdp` leaves in a frame's XDP metadata for `lb_tc_ingress`:
+/// "this frame is translated; send it out of `ifindex`".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Handoff {
+    /// [`HANDOFF_MAGIC`]: metadata another program left is not ours.
+    pub magic: u32,
+    pub ifindex: u32,
+}
+
+/// `lbtx`.
+pub const HANDOFF_MAGIC: u32 = 0x6c62_7478;
 
 /// Run-time settings of the data path (`CONFIG[0]`).
 #[repr(C)]
@@ -233,6 +256,14 @@ pub enum Counter {
     DropRejectRateLimited,
     /// TC egress rewrote a reply from a local backend.
     TcReplyNat,
+    /// A translated frame was handed to TC ingress for sending (its
+    /// interface has [`INTERFACE_TC_TRANSMIT`]).
+    TxHandoff,
+    /// The driver keeps no XDP metadata, so the frame could not be handed
+    /// to TC: dropped.
+    DropHandoff,
+    /// TC ingress redirected a frame handed over by XDP.
+    TcRedirect,
     /// Must stay last.
     Max,
 }
@@ -259,6 +290,9 @@ impl Counter {
         Counter::DropNoBackend,
         Counter::DropRejectRateLimited,
         Counter::TcReplyNat,
+        Counter::TxHandoff,
+        Counter::DropHandoff,
+        Counter::TcRedirect,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -281,6 +315,9 @@ impl Counter {
             Counter::DropNoBackend => "drop_no_backend",
             Counter::DropRejectRateLimited => "drop_reject_rate_limited",
             Counter::TcReplyNat => "tc_reply_nat",
+            Counter::TxHandoff => "tx_handoff",
+            Counter::DropHandoff => "drop_handoff",
+            Counter::TcRedirect => "tc_redirect",
             Counter::Max => "max",
         }
     }
@@ -299,6 +336,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Interface {}
+    unsafe impl aya::Pod for Handoff {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ServiceStats {}
 }
@@ -361,6 +399,8 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 16);
         assert_eq!(size_of::<Flow>(), 48);
         assert_eq!(size_of::<Interface>(), 8);
+        // XDP metadata is at most 32 bytes, in 4-byte steps.
+        assert_eq!(size_of::<Handoff>(), 8);
         assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<ServiceStats>(), 32);
     }

@@ -2,8 +2,8 @@
 //! everything else goes to [`crate::reply`].
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
-    helpers::{bpf_ktime_get_ns, bpf_redirect},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::bpf_ktime_get_ns,
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
@@ -18,6 +18,7 @@ use crate::nat::{Endpoints, rewrite, set_macs};
 use crate::packet::{Headers, OFF_ETH_DST, OFF_ETH_SRC, parse, read};
 use crate::route::{Route, lookup};
 use crate::stats::{count, service_rx};
+use crate::transmit::transmit;
 use crate::{reject, reply};
 
 #[inline(always)]
@@ -220,20 +221,5 @@ pub fn deliver(ctx: &XdpContext, h: &Headers, to: &Endpoints, route: &Route) -> 
             count(Counter::DropNoRoute);
             Ok(XDP_DROP)
         }
-    }
-}
-
-/// Sends the frame out of `ifindex`: back out of the same port with
-/// `XDP_TX`, or to another interface with a redirect.
-#[inline(always)]
-pub fn transmit(ctx: &XdpContext, ifindex: u32) -> u32 {
-    if ifindex == ctx.ingress_ifindex() as u32 {
-        count(Counter::Tx);
-        XDP_TX
-    } else {
-        count(Counter::Redirect);
-        // SAFETY: plain helper call.
-        let ret = unsafe { bpf_redirect(ifindex, 0) };
-        if ret as u32 == XDP_REDIRECT { XDP_REDIRECT } else { XDP_DROP }
     }
 }

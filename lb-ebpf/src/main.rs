@@ -7,6 +7,9 @@
 //!   nodes, ICMP port unreachable for services without backends.
 //! * `lb_tc_egress` (TC egress, node uplinks): reverse NAT of replies from
 //!   backends on this node, which the kernel routes out of the uplink.
+//! * `lb_tc_ingress` (TC ingress, node uplinks): sends the frames that
+//!   `lb_xdp` translated but handed over instead of sending them itself
+//!   (uplinks whose driver needs it, see `transmit.rs`).
 //!
 //! The packet path and the map layout are described in ARCHITECTURE.md.
 #![no_std]
@@ -23,6 +26,7 @@ mod reply;
 mod route;
 mod stats;
 mod tc;
+mod transmit;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},
@@ -38,6 +42,11 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn lb_tc_egress(ctx: TcContext) -> i32 {
     tc::handle_egress(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+#[classifier]
+pub fn lb_tc_ingress(ctx: TcContext) -> i32 {
+    transmit::handle_ingress(&ctx)
 }
 
 #[cfg(not(test))]

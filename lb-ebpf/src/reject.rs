@@ -4,7 +4,7 @@
 //! limited per CPU like the kernel's own ICMP errors.
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_TX},
+    bindings::xdp_action::XDP_DROP,
     helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     macros::map,
     maps::PerCpuArray,
@@ -16,6 +16,7 @@ use lb_common::{Counter, PROTO_ICMP};
 use crate::csum::fold;
 use crate::packet::{ETH_HLEN, IP_HLEN, OFF_IP_DADDR, OFF_IP_SADDR, read, write};
 use crate::stats::count;
+use crate::transmit::transmit;
 
 /// New IPv4 header + ICMP header put in front of the original packet.
 const GROW: usize = IP_HLEN + ICMP_HLEN;
@@ -54,7 +55,8 @@ fn within_budget() -> bool {
     }
 }
 
-/// Turns the frame in place into the ICMP error and returns `XDP_TX`.
+/// Turns the frame in place into the ICMP error and sends it back out of
+/// the port it came in on.
 /// Callers have parsed an untruncated IPv4 TCP/UDP packet (≥ 8 L4 bytes).
 #[inline(always)]
 pub fn port_unreachable(ctx: &XdpContext) -> u32 {
@@ -111,7 +113,7 @@ pub fn port_unreachable(ctx: &XdpContext) -> u32 {
     }
     count(Counter::RejectNoBackend);
     debug!(ctx, "service without backends: answered ICMP port unreachable");
-    XDP_TX
+    transmit(ctx, ctx.ingress_ifindex() as u32)
 }
 
 /// Sum of `N` 16-bit words starting at `start`.

@@ -7,11 +7,11 @@ use aya_ebpf::{bindings::xdp_action::XDP_PASS, helpers::bpf_ktime_get_ns, progra
 use lb_common::{Counter, FLOW_REPLY, FLOW_SNAT};
 
 use crate::conntrack::{expired, key_of, touch};
-use crate::forward::transmit;
 use crate::maps::{CONNTRACK, config};
 use crate::nat::{Endpoints, rewrite, set_macs};
 use crate::packet::Headers;
 use crate::stats::{count, service_tx};
+use crate::transmit::transmit;
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, h: &Headers) -> Result<u32, ()> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::dataplane::{PortRange, XdpAttachMode};
+use crate::dataplane::{PortRange, XdpAttachMode, XdpTransmit};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,7 +53,7 @@ pub struct RunArgs {
 
     /// Run without the eBPF data path (no root or BPF needed): only the
     /// Ingress proxy, on --http-addr and --https-addr.
-    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode"])]
+    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode", "xdp_transmit"])]
     pub no_xdp: bool,
 
     #[command(flatten)]
@@ -96,6 +96,14 @@ pub struct RunArgs {
     /// How to attach XDP: auto (native, else generic), driver, or skb.
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpAttachMode>,
+
+    /// How translated frames leave the uplinks: xdp (XDP_TX and redirects
+    /// from the XDP program), tc (handed to a TC ingress program, which
+    /// sends the skb), or auto: tc on veth uplinks in driver mode, whose
+    /// XDP frames reach the far side only if it runs an XDP program too;
+    /// xdp elsewhere.
+    #[arg(long, value_enum)]
+    pub xdp_transmit: Option<XdpTransmit>,
 
     /// Address of the admin listener: `/healthz` (the process is up) and
     /// `/readyz` (the first snapshot is applied).

@@ -2,6 +2,7 @@
 //! IPv4 addresses, and the kernel settings the data path relies on.
 
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -86,7 +87,69 @@ pub fn uplink(interface: &str) -> Result<Attachment> {
     let Some(&snat_addr) = addresses.first() else {
         bail!("--interface {interface}: it has no IPv4 address to masquerade to");
     };
-    Ok(Attachment { name: interface.to_string(), ifindex, snat_addr })
+    let driver = driver(interface).with_context(|| format!("--interface {interface}: reading its driver"))?;
+    Ok(Attachment { name: interface.to_string(), ifindex, snat_addr, driver })
+}
+
+/// The name of `interface`'s driver, as `ethtool -i` shows it (`veth`,
+/// `mlx5_core`, `virtio_net`, …): the `ETHTOOL_GDRVINFO` ioctl. Empty for
+/// devices without ethtool support (`lo`).
+pub fn driver(interface: &str) -> Result<String> {
+    use nix::libc;
+
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    /// `struct ethtool_drvinfo` (linux/ethtool.h).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    /// `struct ifreq` with the `ifr_data` member.
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        _rest: [u8; 16],
+    }
+
+    let bytes = interface.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ {
+        bail!("{interface:?} is not an interface name");
+    }
+    // SAFETY: all-zero is a valid DrvInfo (integers and byte arrays).
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut req = IfReq { name: [0; libc::IFNAMSIZ], data: &mut info, _rest: [0; 16] };
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: plain socket(2); the descriptor is owned (closed on drop) at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket(AF_INET)");
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    let socket = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: SIOCETHTOOL reads the ifreq and writes through ifr_data, which
+    // points at `info`, alive for the call.
+    let ret = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+    if ret < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            return Ok(String::new());
+        }
+        return Err(error).context("SIOCETHTOOL ETHTOOL_GDRVINFO");
+    }
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
+    Ok(String::from_utf8_lossy(&info.driver[..len]).into_owned())
 }
 
 /// Prepares an uplink's kernel settings:
@@ -126,6 +189,12 @@ mod tests {
             eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n";
         assert_eq!(default_route_interface(routes).as_deref(), Some("eth0"));
         assert_eq!(default_route_interface("Iface\tDestination\n"), None);
+    }
+
+    #[test]
+    fn the_loopback_driver_is_named() {
+        assert_eq!(driver("lo").unwrap(), "");
+        assert!(driver("no-such-if0").is_err());
     }
 
     #[test]

@@ -76,11 +76,12 @@ pub struct TestBedBuilder {
     pods: Vec<PodSpec>,
     rp_filter: u8,
     remove_stale: bool,
+    lan_peer_xdp: bool,
 }
 
 impl Default for TestBedBuilder {
     fn default() -> Self {
-        Self { pods: default_pods(), rp_filter: 0, remove_stale: true }
+        Self { pods: default_pods(), rp_filter: 0, remove_stale: true, lan_peer_xdp: false }
     }
 }
 
@@ -95,6 +96,15 @@ impl TestBedBuilder {
     /// L4 balancer's asymmetric paths are not dropped as spoofed).
     pub fn rp_filter(mut self, mode: u8) -> Self {
         self.rp_filter = mode;
+        self
+    }
+
+    /// Whether the LAN-side peers of the node uplinks run an `XDP_PASS`
+    /// program (default false). Users do not control that side of their
+    /// uplinks (in kind it belongs to Docker on the host); with the program
+    /// the nodes' XDP can send frames itself (`lb run --xdp-transmit xdp`).
+    pub fn lan_peer_xdp(mut self, yes: bool) -> Self {
+        self.lan_peer_xdp = yes;
         self
     }
 
@@ -132,7 +142,9 @@ impl TestBedBuilder {
         // `bed` owns everything from here on: an error drops it, which cleans up.
         let mut bed = bed;
         topology::create(&bed, self.rp_filter).context("building the test bed")?;
-        bed.lan_xdp = Some(topology::attach_lan_xdp(&bed)?);
+        if self.lan_peer_xdp {
+            bed.attach_lan_peer_xdp()?;
+        }
         Ok(bed)
     }
 }
@@ -145,7 +157,8 @@ pub struct TestBed {
     nodes: Vec<Node>,
     pods: Vec<Pod>,
     resources: Arc<Resources>,
-    /// The pass-everything XDP program on the LAN ports facing the nodes.
+    /// The pass-everything XDP program on the LAN ports facing the nodes,
+    /// when attached.
     lan_xdp: Option<aya::Ebpf>,
 }
 
@@ -214,6 +227,25 @@ impl TestBed {
         self.resources.log_dir()
     }
 
+    /// Attaches an `XDP_PASS` program to the LAN ports facing the nodes (see
+    /// [`TestBedBuilder::lan_peer_xdp`]); idempotent.
+    pub fn attach_lan_peer_xdp(&mut self) -> Result<()> {
+        if self.lan_xdp.is_none() {
+            self.lan_xdp = Some(topology::attach_lan_xdp(self)?);
+        }
+        Ok(())
+    }
+
+    /// Removes the program of [`attach_lan_peer_xdp`](Self::attach_lan_peer_xdp).
+    pub fn detach_lan_peer_xdp(&mut self) {
+        self.lan_xdp = None;
+    }
+
+    /// Whether the LAN ports facing the nodes run the `XDP_PASS` program.
+    pub fn has_lan_peer_xdp(&self) -> bool {
+        self.lan_xdp.is_some()
+    }
+
     /// A handle that can remove the bed from another thread (signal handler).
     pub fn cleanup_handle(&self) -> CleanupHandle {
         CleanupHandle(self.resources.clone())
@@ -279,14 +311,26 @@ impl TestBed {
     /// Starts `lb run --manifests DIR --interface eth0 --node-name NODE` in
     /// node `node`'s namespace (arguments from [`crate::lb_run_args`]).
     pub fn start_lb(&self, node: &str, manifests: &Path) -> Result<ProcessHandle> {
+        self.start_lb_with(node, manifests, &[])
+    }
+
+    /// [`start_lb`](Self::start_lb) with `extra` arguments appended.
+    pub fn start_lb_with(&self, node: &str, manifests: &Path, extra: &[&str]) -> Result<ProcessHandle> {
         let ns = self.node_ns(node)?.to_string();
         let bin = crate::lb_bin()?;
-        self.spawn_in(&ns, &bin, crate::lb_run_args(manifests))
+        let mut args = crate::lb_run_args(manifests);
+        args.extend(extra.iter().map(OsString::from));
+        self.spawn_in(&ns, &bin, args)
     }
 
     /// [`start_lb`](Self::start_lb) on every node, in node order.
     pub fn start_lb_on_every_node(&self, manifests: &Path) -> Result<Vec<ProcessHandle>> {
-        self.nodes.iter().map(|node| self.start_lb(&node.name, manifests)).collect()
+        self.start_lb_on_every_node_with(manifests, &[])
+    }
+
+    /// [`start_lb_with`](Self::start_lb_with) on every node, in node order.
+    pub fn start_lb_on_every_node_with(&self, manifests: &Path, extra: &[&str]) -> Result<Vec<ProcessHandle>> {
+        self.nodes.iter().map(|node| self.start_lb_with(&node.name, manifests, extra)).collect()
     }
 }
 

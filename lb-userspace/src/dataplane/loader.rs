@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS, PROG_XDP, addr_to_map,
+    INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS,
+    PROG_TC_INGRESS, PROG_XDP, addr_to_map,
 };
 use tracing::{info, warn};
 
@@ -26,6 +27,36 @@ pub enum XdpAttachMode {
     Skb,
 }
 
+/// How translated frames leave an uplink (`--xdp-transmit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpTransmit {
+    /// `tc` on veth uplinks attached in driver mode, `xdp` everywhere else.
+    #[default]
+    Auto,
+    /// From the XDP program itself: `XDP_TX`, `bpf_redirect`.
+    Xdp,
+    /// Handed to the TC ingress program, which redirects the skb.
+    Tc,
+}
+
+impl XdpTransmit {
+    /// Whether frames leaving through an uplink with `driver` (attached in
+    /// `mode`) are handed to TC. A veth delivers frames sent with `XDP_TX`
+    /// or a redirect only to a peer that runs an XDP program itself, and
+    /// the agent does not own that peer; generic (skb) mode sends skbs,
+    /// which every veth takes; physical drivers send XDP frames themselves.
+    pub fn hands_off(self, driver: &str, mode: XdpAttachMode) -> bool {
+        match self {
+            XdpTransmit::Xdp => false,
+            XdpTransmit::Tc => true,
+            XdpTransmit::Auto => driver == VETH_DRIVER && mode != XdpAttachMode::Skb,
+        }
+    }
+}
+
+/// The veth driver's name (`ethtool -i`).
+pub const VETH_DRIVER: &str = "veth";
+
 /// An uplink to attach to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
@@ -33,6 +64,8 @@ pub struct Attachment {
     pub ifindex: u32,
     /// The address flows leaving through this uplink are masqueraded to.
     pub snat_addr: Ipv4Addr,
+    /// Its driver (`ethtool -i`): `veth`, `mlx5_core`, …
+    pub driver: String,
 }
 
 /// The loaded programs (their maps are handed out separately, to the
@@ -61,18 +94,40 @@ impl Datapath {
             .load(object::bytes())
             .context("loading the eBPF object (are we root, with BPF allowed?)")?;
         xdp_program(&mut ebpf)?.load().context("verifying the XDP program")?;
-        tc_program(&mut ebpf)?.load().context("verifying the TC egress program")?;
+        tc_program(&mut ebpf, PROG_TC_EGRESS)?.load().context("verifying the TC egress program")?;
+        tc_program(&mut ebpf, PROG_TC_INGRESS)?.load().context("verifying the TC ingress program")?;
         let mut maps = DataplaneMaps::take_from(&mut ebpf)?;
         maps.config.set(0, settings.kernel_config(), 0).context("writing CONFIG")?;
         Ok((Self { ebpf }, maps))
     }
 
-    /// Attaches XDP (ingress) and TC (egress) to an uplink.
-    pub fn attach(&mut self, maps: &mut DataplaneMaps, uplink: &Attachment, mode: XdpAttachMode) -> Result<()> {
-        let iface = Interface { snat_addr: addr_to_map(uplink.snat_addr), flags: 0 };
+    /// Attaches XDP (ingress) and TC (egress) to an uplink, and TC ingress
+    /// when frames leaving through it are handed to TC (`transmit`; then
+    /// every uplink needs it, as a frame may arrive on one and leave
+    /// through another: `tc_ingress`). TC comes first, so no handed-off
+    /// frame ever finds it missing.
+    pub fn attach(
+        &mut self,
+        maps: &mut DataplaneMaps,
+        uplink: &Attachment,
+        mode: XdpAttachMode,
+        transmit: XdpTransmit,
+        tc_ingress: bool,
+    ) -> Result<()> {
+        let hands_off = transmit.hands_off(&uplink.driver, mode);
+        let flags = if hands_off { INTERFACE_TC_TRANSMIT } else { 0 };
+        let iface = Interface { snat_addr: addr_to_map(uplink.snat_addr), flags };
         maps.interfaces
             .insert(uplink.ifindex, iface, 0)
             .with_context(|| format!("registering interface {}", uplink.name))?;
+        if tc_ingress || hands_off {
+            tc_program(&mut self.ebpf, PROG_TC_INGRESS)?
+                .attach(&uplink.name, TcAttachType::Ingress)
+                .with_context(|| format!("attaching TC ingress to {}", uplink.name))?;
+        }
+        tc_program(&mut self.ebpf, PROG_TC_EGRESS)?
+            .attach(&uplink.name, TcAttachType::Egress)
+            .with_context(|| format!("attaching TC egress to {}", uplink.name))?;
         let xdp = xdp_program(&mut self.ebpf)?;
         let attached = match mode {
             XdpAttachMode::Driver => xdp.attach(&uplink.name, XdpMode::Driver).map(|_| "driver"),
@@ -86,10 +141,11 @@ impl Datapath {
             },
         }
         .with_context(|| format!("attaching XDP to {}", uplink.name))?;
-        tc_program(&mut self.ebpf)?
-            .attach(&uplink.name, TcAttachType::Egress)
-            .with_context(|| format!("attaching TC egress to {}", uplink.name))?;
-        info!(interface = %uplink.name, ifindex = uplink.ifindex, xdp_mode = attached, snat = %uplink.snat_addr, "attached");
+        let transmit = if hands_off { "tc" } else { "xdp" };
+        info!(
+            interface = %uplink.name, ifindex = uplink.ifindex, driver = %uplink.driver, xdp_mode = attached, transmit,
+            snat = %uplink.snat_addr, "attached"
+        );
         Ok(())
     }
 
@@ -106,7 +162,12 @@ impl Datapath {
 
     /// The TC egress program, for `BPF_PROG_TEST_RUN`.
     pub fn tc_egress(&mut self) -> Result<&mut SchedClassifier> {
-        tc_program(&mut self.ebpf)
+        tc_program(&mut self.ebpf, PROG_TC_EGRESS)
+    }
+
+    /// The TC ingress program, for `BPF_PROG_TEST_RUN`.
+    pub fn tc_ingress(&mut self) -> Result<&mut SchedClassifier> {
+        tc_program(&mut self.ebpf, PROG_TC_INGRESS)
     }
 }
 
@@ -121,7 +182,24 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     Ok(program.try_into()?)
 }
 
-fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
-    let program = ebpf.program_mut(PROG_TC_EGRESS).with_context(|| format!("no program {PROG_TC_EGRESS}"))?;
+fn tc_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    let program = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?;
     Ok(program.try_into()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_veth_in_driver_mode_hands_off_by_default() {
+        use XdpAttachMode::{Auto, Driver, Skb};
+        for mode in [Auto, Driver] {
+            assert!(XdpTransmit::Auto.hands_off("veth", mode));
+            assert!(!XdpTransmit::Auto.hands_off("mlx5_core", mode));
+        }
+        assert!(!XdpTransmit::Auto.hands_off("veth", Skb), "generic XDP sends skbs, which a veth always takes");
+        assert!(XdpTransmit::Tc.hands_off("ixgbe", Driver));
+        assert!(!XdpTransmit::Xdp.hands_off("veth", Driver));
+    }
 }

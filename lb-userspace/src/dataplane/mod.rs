@@ -11,7 +11,7 @@ mod settings;
 mod stats;
 
 pub use applier::{Applier, ApplyReport};
-pub use loader::{Attachment, Datapath, XdpAttachMode};
+pub use loader::{Attachment, Datapath, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use settings::{DataplaneSettings, PortRange, default_snat_ports};

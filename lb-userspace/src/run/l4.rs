@@ -8,7 +8,9 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, MaglevRows, NodeContext, compile_l4_reusing};
-use crate::dataplane::{Applier, Attachment, Datapath, DataplaneSettings, XdpAttachMode, default_snat_ports};
+use crate::dataplane::{
+    Applier, Attachment, Datapath, DataplaneSettings, VETH_DRIVER, XdpAttachMode, XdpTransmit, default_snat_ports,
+};
 use crate::diagnostics::Diagnostic;
 use crate::node;
 use crate::snapshot::Snapshot;
@@ -24,6 +26,7 @@ pub struct L4 {
     /// whose backends changed.
     rows: MaglevRows,
     xdp_mode: XdpAttachMode,
+    xdp_transmit: XdpTransmit,
 }
 
 impl L4 {
@@ -62,15 +65,25 @@ impl L4 {
             options: CompileOptions { maglev_table_size: settings.maglev_table_size },
             rows: MaglevRows::new(),
             xdp_mode: args.xdp_mode.unwrap_or_default(),
+            xdp_transmit: args.xdp_transmit.unwrap_or_default(),
         })
     }
 
     /// Attaches the programs to the uplinks (after the first [`L4::sync`],
     /// so no packet sees empty maps).
     pub fn attach(&mut self) -> Result<()> {
+        let (mode, transmit) = (self.xdp_mode, self.xdp_transmit);
+        let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver, mode));
         for uplink in &self.uplinks {
             node::prepare_uplink(&uplink.name)?;
-            self.datapath.attach(self.applier.maps_mut(), uplink, self.xdp_mode)?;
+            if transmit == XdpTransmit::Xdp && uplink.driver == VETH_DRIVER && mode != XdpAttachMode::Skb {
+                warn!(
+                    interface = %uplink.name,
+                    "--xdp-transmit xdp on a veth: its peer must run an XDP program, or frames sent to \
+                     pods on other nodes and replies are dropped or held"
+                );
+            }
+            self.datapath.attach(self.applier.maps_mut(), uplink, mode, transmit, tc_ingress)?;
         }
         Ok(())
     }

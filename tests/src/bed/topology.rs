@@ -79,14 +79,11 @@ pub(super) fn create(bed: &TestBed, rp_filter: u8) -> Result<()> {
     ip_in(lan, &["link", "add", "br0", "type", "bridge"])?;
     ip_in(lan, &["link", "set", "br0", "up"])?;
     attach_to_lan(lan, CLIENT_LAN_PORT, &bed.client, CLIENT_IP)?;
+    // The LAN ports facing the nodes are left as a switch, or Docker's
+    // bridge in a kind cluster, leaves them: no XDP program and no GRO
+    // (`attach_lan_xdp` adds the program for tests of `--xdp-transmit xdp`).
     for node in &bed.nodes {
         attach_to_lan(lan, &node.lan_port, &node.ns, node.ip)?;
-        // XDP_TX / XDP_REDIRECT out of the node's eth0 lands on this peer:
-        // veth only accepts such frames when the receiving peer runs NAPI,
-        // which GRO (or an XDP program) turns on. Without it they are dropped.
-        // (XDP_TX frames are only flushed promptly when the peer runs an XDP
-        // program: see `attach_lan_xdp`.)
-        ethtool(lan, &node.lan_port, &["gro", "on"])?;
     }
 
     // Each node: a CNI-like bridge, pods on it, host-gw routes to the other node's pods.
@@ -184,9 +181,11 @@ fn testbed_xdp_object() -> std::path::PathBuf {
 }
 
 /// Attaches an `XDP_PASS` program to the LAN ports that face the nodes. A
-/// veth flushes frames its peer sent with `XDP_TX` only if it runs an XDP
-/// program itself; with GRO alone they wait in its queue until other traffic
-/// arrives (seconds). Returns the loaded object: dropping it detaches.
+/// veth takes frames its peer sent with `XDP_TX` or a redirect only if it
+/// runs NAPI (an XDP program, or GRO turned on), and flushes them promptly
+/// only if it runs an XDP program; with GRO alone they wait in its queue
+/// until other traffic arrives (seconds). Returns the loaded object:
+/// dropping it detaches.
 pub(super) fn attach_lan_xdp(bed: &TestBed) -> Result<aya::Ebpf> {
     use aya::programs::{Xdp, XdpMode};
     let object = testbed_xdp_object();
