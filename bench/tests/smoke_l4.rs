@@ -1,10 +1,10 @@
-//! `lb-bench l4 --profile smoke` end to end: the bed, all three subjects,
+//! `lb-bench l4 --profile smoke` end to end: the bed, all five subjects,
 //! every metric, the report files. Needs root (fails, never skips, without).
 
 use std::path::Path;
 use std::process::Command;
 
-const SUBJECTS: [&str; 3] = ["lb (XDP)", "iptables", "nftables"];
+const SUBJECTS: [&str; 5] = ["lb", "lb XDP_TX (peer XDP)", "lb generic XDP", "iptables", "nftables"];
 const METRICS: [&str; 6] =
     ["udp_pps", "tcp_cps", "tcp_rr_p50_us", "tcp_rr_p99_us", "tcp_rr_p999_us", "cpu_ns_per_packet"];
 
@@ -26,12 +26,12 @@ fn l4_smoke_measures_every_metric_for_every_subject() {
         let comparisons: Vec<_> = report.of_metric(metric).collect();
         assert!(!comparisons.is_empty(), "no comparison for {metric}");
         for c in comparisons {
-            assert_eq!(c.ours, "lb (XDP)");
+            assert_eq!(c.ours, "lb");
             for subject in SUBJECTS {
                 let m = c.get(subject).unwrap_or_else(|| panic!("{metric}: no measurement of {subject}"));
                 assert!(m.value > 0.0 && m.value.is_finite(), "{metric}: {subject} has {}", m.value);
             }
-            assert_eq!(c.ratios.len(), 2, "{metric}: lb against both peers");
+            assert_eq!(c.ratios.len(), 4, "{metric}: lb against its other modes and both peers");
         }
         let svg = out.path().join(report.chart_file(metric));
         assert!(is_svg(&svg), "{} is not an SVG chart", svg.display());

@@ -143,7 +143,7 @@ impl TestBedBuilder {
         let mut bed = bed;
         topology::create(&bed, self.rp_filter).context("building the test bed")?;
         if self.lan_peer_xdp {
-            bed.attach_lan_peer_xdp()?;
+            bed.lan_xdp = Some(bed.lan_peer_xdp()?);
         }
         Ok(bed)
     }
@@ -158,8 +158,14 @@ pub struct TestBed {
     pods: Vec<Pod>,
     resources: Arc<Resources>,
     /// The pass-everything XDP program on the LAN ports facing the nodes,
-    /// when attached.
-    lan_xdp: Option<aya::Ebpf>,
+    /// when the builder asked for it.
+    lan_xdp: Option<LanPeerXdp>,
+}
+
+/// An `XDP_PASS` program on the LAN ports facing the nodes (see
+/// [`TestBedBuilder::lan_peer_xdp`]); dropping it detaches it.
+pub struct LanPeerXdp {
+    _program: aya::Ebpf,
 }
 
 /// How long [`TestBed::start_echo_pods`] waits for every pod to answer.
@@ -227,23 +233,11 @@ impl TestBed {
         self.resources.log_dir()
     }
 
-    /// Attaches an `XDP_PASS` program to the LAN ports facing the nodes (see
-    /// [`TestBedBuilder::lan_peer_xdp`]); idempotent.
-    pub fn attach_lan_peer_xdp(&mut self) -> Result<()> {
-        if self.lan_xdp.is_none() {
-            self.lan_xdp = Some(topology::attach_lan_xdp(self)?);
-        }
-        Ok(())
-    }
-
-    /// Removes the program of [`attach_lan_peer_xdp`](Self::attach_lan_peer_xdp).
-    pub fn detach_lan_peer_xdp(&mut self) {
-        self.lan_xdp = None;
-    }
-
-    /// Whether the LAN ports facing the nodes run the `XDP_PASS` program.
-    pub fn has_lan_peer_xdp(&self) -> bool {
-        self.lan_xdp.is_some()
+    /// Attaches an `XDP_PASS` program to the LAN ports facing the nodes
+    /// until the returned guard is dropped (see
+    /// [`TestBedBuilder::lan_peer_xdp`]).
+    pub fn lan_peer_xdp(&self) -> Result<LanPeerXdp> {
+        topology::attach_lan_xdp(self).map(|program| LanPeerXdp { _program: program })
     }
 
     /// A handle that can remove the bed from another thread (signal handler).

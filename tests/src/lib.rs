@@ -27,7 +27,7 @@ pub mod netns;
 pub mod process;
 mod resources;
 
-pub use bed::{Node, Pod, PodSpec, TestBed, TestBedBuilder, default_pods, wait_for_http};
+pub use bed::{LanPeerXdp, Node, Pod, PodSpec, TestBed, TestBedBuilder, default_pods, wait_for_http};
 pub use bins::{copy_example_manifests, example_manifests_dir, lb_bin, lb_echo_bin, lb_run_args, repo_root};
 pub use client::{HttpResponse, KeepAliveConn, http_get, http_request, udp_echo, udp_request};
 pub use netns::in_netns;

@@ -74,9 +74,10 @@ pub fn node() -> cluster::Node {
 /// of the receive queue a frame was sent to (a 256-frame ring per queue);
 /// with one queue, all of a node's XDP work runs on one CPU at a time,
 /// while the kernel's own path spreads over every sending CPU. Frames pick
-/// a queue by flow hash. The LAN side runs the bed's XDP_PASS program: it
-/// is set first (veth refuses more transmit queues than an XDP peer has
-/// receive queues) and taken down and up so its new queues get NAPI.
+/// a queue by flow hash. Both ends get the same count, so the LAN side may
+/// later run an XDP program (a veth with one refuses a peer more transmit
+/// queues than it has receive queues); the LAN port is taken down and up so
+/// its new queues are used.
 fn uplink_queues(bed: &TestBed, node: &lb_testbed::Node) -> Result<()> {
     let queues = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let lan = bed.lan_ns();

@@ -20,6 +20,11 @@ pub fn params_json(params: &Params) -> serde_json::Value {
              --maglev-table-size {} --log-level warn",
             params.maglev_table_size
         ),
+        "lb_subjects": "lb: the defaults (native XDP; frames for other nodes, and their replies, handed to a TC \
+                        ingress program that redirects the skb: --xdp-transmit auto on a veth; nothing on the LAN \
+                        side). lb XDP_TX (peer XDP): --xdp-mode driver --xdp-transmit xdp, with an XDP_PASS program \
+                        attached to the LAN side of both uplinks for this subject only (the path before the veth \
+                        fix, which users cannot have). lb generic XDP: --xdp-mode skb",
         "kube_proxy_layout": "bench/src/kube_proxy (full sync, masquerade-all for NodePort traffic as kube-proxy does)",
         "udp_generator": "own: sendmmsg on one connected UDP socket per flow, flows spread over threads, \
                           unpaced; each run uses fresh source ports",
@@ -68,7 +73,8 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
          machine-wide /proc/stat busy time per packet is in extra machine_wide_ns (it also counts other programs \
          running on the machine). The same figure for the routed reference is extra routed_reference_ns; \
          minus_routed_reference_ns is the Service translation's cost over plain routing — it can be negative for \
-         lb, whose XDP_TX path for pods on node2 skips node1's kernel stack altogether.",
+         lb, whose frames for pods on node2 skip node1's IP stack and netfilter altogether (sent by XDP_TX, or \
+         by a TC redirect right after the skb is built).",
         params.cpu_rate_pps
     ));
     report.note(
@@ -101,12 +107,14 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
          lowers tcp_cps.",
         troubles.join("; ")
     ));
+    // Every lb subject's name starts with OURS.
     if troubles.iter().any(|t| t.starts_with(subject::OURS) && t.contains("connections failed")) {
         report.note(
             "lb's failed short connections: a SYN lb drops because no masquerade port is free is counted as \
              `drop_snat_exhausted` in the per-CPU `COUNTERS` map (`bpftool map dump name COUNTERS`); lb runs \
              here with its default `--snat-port-range` (the widest range outside the node's \
-             ip_local_port_range: 1024-32767 here).",
+             ip_local_port_range: 1024-32767 here); a frame lb could not hand from XDP to TC (a driver without XDP \
+             metadata) is counted as `drop_handoff`.",
         );
     }
 }

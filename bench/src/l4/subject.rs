@@ -1,5 +1,7 @@
-//! The subjects: lb's XDP data path, kube-proxy's iptables layout and its
-//! nftables layout, each serving the same [`Cluster`] on node1 of the bed.
+//! The subjects: lb's XDP data path (as it runs on a veth uplink by
+//! default, and two other ways of sending frames for comparison),
+//! kube-proxy's iptables layout and its nftables layout, each serving the
+//! same [`Cluster`] on node1 of the bed.
 //! One is active at a time; [`Serving::stop`] leaves node1 as it was
 //! (no process, no table, so the kernel's conntrack hooks are gone too).
 
@@ -17,22 +19,42 @@ use crate::kube_proxy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
-    Xdp,
+    /// lb as it runs on this bed by default: native XDP, and frames for
+    /// other nodes sent through TC (`--xdp-transmit auto`, nothing on the
+    /// LAN side of the uplink).
+    Lb,
+    /// lb sending with `XDP_TX` from XDP, which on a veth needs an XDP
+    /// program on the LAN side: attached for this subject only.
+    LbXdpTx,
+    /// lb in generic (skb) XDP mode.
+    LbGeneric,
     Iptables,
     Nftables,
 }
 
 /// lb's figures are compared with these.
-pub const ALL: [Subject; 3] = [Subject::Xdp, Subject::Iptables, Subject::Nftables];
+pub const ALL: [Subject; 5] = [Subject::Lb, Subject::LbXdpTx, Subject::LbGeneric, Subject::Iptables, Subject::Nftables];
 /// The subject that is us.
-pub const OURS: &str = "lb (XDP)";
+pub const OURS: &str = "lb";
 
 impl Subject {
     pub fn name(self) -> &'static str {
         match self {
-            Subject::Xdp => OURS,
+            Subject::Lb => OURS,
+            Subject::LbXdpTx => "lb XDP_TX (peer XDP)",
+            Subject::LbGeneric => "lb generic XDP",
             Subject::Iptables => "iptables",
             Subject::Nftables => "nftables",
+        }
+    }
+
+    /// `lb run` flags of the lb subjects.
+    fn lb_flags(self) -> Option<&'static [&'static str]> {
+        match self {
+            Subject::Lb => Some(&[]),
+            Subject::LbXdpTx => Some(&["--xdp-mode", "driver", "--xdp-transmit", "xdp"]),
+            Subject::LbGeneric => Some(&["--xdp-mode", "skb"]),
+            Subject::Iptables | Subject::Nftables => None,
         }
     }
 }
@@ -53,7 +75,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An active subject on node1.
 pub enum Serving {
-    Lb { process: ProcessHandle, _manifests: tempfile::TempDir },
+    Lb { process: ProcessHandle, _manifests: tempfile::TempDir, _peer_xdp: Option<lb_testbed::LanPeerXdp> },
     Iptables,
     Nftables,
 }
@@ -64,7 +86,7 @@ pub fn start(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -
     let ns = bed.node_ns()?.to_string();
     let started = Instant::now();
     let serving = match subject {
-        Subject::Xdp => start_lb(bed, cluster, lb)?,
+        Subject::Lb | Subject::LbXdpTx | Subject::LbGeneric => start_lb(bed, subject, cluster, lb)?,
         Subject::Iptables => {
             kube_proxy::iptables::apply(&ns, &kube_proxy::iptables::full_restore(cluster, &node()), false)
                 .context("loading kube-proxy's iptables rules")?;
@@ -80,7 +102,8 @@ pub fn start(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -
     Ok((serving, started.elapsed()))
 }
 
-fn start_lb(bed: &L4Bed, cluster: &Cluster, lb: &LbOptions) -> Result<Serving> {
+fn start_lb(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -> Result<Serving> {
+    let peer_xdp = (subject == Subject::LbXdpTx).then(|| bed.bed.lan_peer_xdp()).transpose()?;
     let dir = tempfile::tempdir().context("manifests directory")?;
     for (file, body) in cluster.manifest_files() {
         std::fs::write(dir.path().join(&file), body).with_context(|| format!("writing {file}"))?;
@@ -95,10 +118,11 @@ fn start_lb(bed: &L4Bed, cluster: &Cluster, lb: &LbOptions) -> Result<Serving> {
         args.push(flag.into());
         args.push(value.into());
     }
+    args.extend(subject.lb_flags().unwrap_or_default().iter().map(Into::into));
     let ns = bed.node_ns()?;
     let process = bed.bed.spawn_in(ns, &lb_testbed::lb_bin()?, args)?;
     wait_ready(ns, &process, lb.ready_timeout)?;
-    Ok(Serving::Lb { process, _manifests: dir })
+    Ok(Serving::Lb { process, _manifests: dir, _peer_xdp: peer_xdp })
 }
 
 /// Polls lb's `/readyz` until 200 (the first snapshot is in the maps).
@@ -143,8 +167,9 @@ impl Serving {
         }
     }
 
-    /// Removes the subject from node1: lb stopped (its programs detach),
-    /// or the rules deleted; then every nftables table of node1 is
+    /// Removes the subject from node1: lb stopped (its programs detach,
+    /// and the LAN side's program of `LbXdpTx` with them), or the rules
+    /// deleted; then every nftables table of node1 is
     /// removed (iptables-nft leaves empty `filter`/`nat` tables whose
     /// hooks would keep conntrack running for the next subject).
     pub fn stop(self, bed: &L4Bed) -> Result<()> {
