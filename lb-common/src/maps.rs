@@ -152,22 +152,40 @@ pub struct Interface {
     pub flags: u32,
 }
 
-/// Frames leaving through this interface are not sent by XDP (`XDP_TX`,
-/// `bpf_redirect`): the XDP program leaves a [`Handoff`] in the frame's
-/// metadata and passes it, and the TC ingress program of the interface it
-/// arrived on redirects the skb. For drivers whose XDP transmit depends on
-/// the other end (a veth delivers `XDP_TX` frames only to a peer that runs
-/// an XDP program itself).
+/// Frames arriving on, or leaving through, this interface are finished by
+/// TC, not by XDP: the XDP program rewrites them (addresses, ports, TTL,
+/// MACs, the IPv4 checksum), leaves a [`Handoff`] in the frame's metadata
+/// and passes it; the TC ingress program of the interface it arrived on
+/// fixes the L4 checksum and redirects the skb (or lets it into the stack).
+/// For drivers whose XDP transmit depends on the other end (a veth delivers
+/// `XDP_TX` frames only to a peer that runs an XDP program itself) and
+/// whose frames may carry a partial checksum (`CHECKSUM_PARTIAL`, which
+/// only the skb knows of: a veth passes on what the sender's stack left).
 pub const INTERFACE_TC_TRANSMIT: u32 = 1;
 
 /// The note `lb_xdp` leaves in a frame's XDP metadata for `lb_tc_ingress`:
-/// "this frame is translated; send it out of `ifindex`".
+/// "this frame is translated; fix its L4 checksum by these differences and
+/// send it out of `ifindex`". XDP metadata is at most 32 bytes, in 4-byte
+/// steps.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Handoff {
     /// [`HANDOFF_MAGIC`]: metadata another program left is not ours.
     pub magic: u32,
+    /// Where to send the frame; 0: into this node's stack (a local
+    /// backend, or a next hop the kernel must resolve).
     pub ifindex: u32,
+    /// The ones'-complement difference the rewrite made to the L4
+    /// pseudo-header (addresses) …
+    pub l4_pseudo_diff: u32,
+    /// … and to the ports (as `bpf_csum_diff` computes it).
+    pub l4_ports_diff: u32,
+    /// Offset of the L4 checksum from the start of the frame; 0: nothing
+    /// to fix (an ICMP error built whole by XDP).
+    pub l4_check_off: u16,
+    /// Non-zero for UDP, whose zero checksum means "none".
+    pub udp: u8,
+    pub _pad: u8,
 }
 
 /// `lbtx`.
@@ -256,14 +274,14 @@ pub enum Counter {
     DropRejectRateLimited,
     /// TC egress rewrote a reply from a local backend.
     TcReplyNat,
-    /// A translated frame was handed to TC ingress for sending (its
-    /// interface has [`INTERFACE_TC_TRANSMIT`]).
-    TxHandoff,
+    /// A translated frame was handed to TC ingress to be finished (one of
+    /// its interfaces has [`INTERFACE_TC_TRANSMIT`]).
+    XdpHandoff,
     /// The driver keeps no XDP metadata, so the frame could not be handed
     /// to TC: dropped.
     DropHandoff,
-    /// TC ingress redirected a frame handed over by XDP.
-    TcRedirect,
+    /// TC ingress finished a frame handed over by XDP.
+    TcHandoff,
     /// Must stay last.
     Max,
 }
@@ -290,9 +308,9 @@ impl Counter {
         Counter::DropNoBackend,
         Counter::DropRejectRateLimited,
         Counter::TcReplyNat,
-        Counter::TxHandoff,
+        Counter::XdpHandoff,
         Counter::DropHandoff,
-        Counter::TcRedirect,
+        Counter::TcHandoff,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -315,9 +333,9 @@ impl Counter {
             Counter::DropNoBackend => "drop_no_backend",
             Counter::DropRejectRateLimited => "drop_reject_rate_limited",
             Counter::TcReplyNat => "tc_reply_nat",
-            Counter::TxHandoff => "tx_handoff",
+            Counter::XdpHandoff => "xdp_handoff",
             Counter::DropHandoff => "drop_handoff",
-            Counter::TcRedirect => "tc_redirect",
+            Counter::TcHandoff => "tc_handoff",
             Counter::Max => "max",
         }
     }
@@ -400,7 +418,7 @@ mod tests {
         assert_eq!(size_of::<Flow>(), 48);
         assert_eq!(size_of::<Interface>(), 8);
         // XDP metadata is at most 32 bytes, in 4-byte steps.
-        assert_eq!(size_of::<Handoff>(), 8);
+        assert_eq!(size_of::<Handoff>(), 20);
         assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<ServiceStats>(), 32);
     }

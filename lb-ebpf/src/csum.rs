@@ -35,3 +35,17 @@ pub fn replace16(check: u16, old: u16, new: u16) -> u16 {
 pub fn udp_nonzero(check: u16) -> u16 {
     if check == 0 { 0xffff } else { check }
 }
+
+/// The ones'-complement difference between two 32-bit fields, as a value
+/// `bpf_l4_csum_replace` adds with a size of 0 (at most 0x3fffc: the sum of
+/// several such differences does not overflow a `u32`).
+#[inline(always)]
+pub fn diff32(old: u32, new: u32) -> u32 {
+    (!(old as u16)) as u32 + (!((old >> 16) as u16)) as u32 + (new & 0xffff) + (new >> 16)
+}
+
+/// [`diff32`] for a 16-bit field.
+#[inline(always)]
+pub fn diff16(old: u16, new: u16) -> u32 {
+    (!old) as u32 + new as u32
+}

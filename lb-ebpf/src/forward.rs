@@ -18,7 +18,7 @@ use crate::nat::{Endpoints, rewrite, set_macs};
 use crate::packet::{Headers, OFF_ETH_DST, OFF_ETH_SRC, parse, read};
 use crate::route::{Route, lookup};
 use crate::stats::{count, service_rx};
-use crate::transmit::transmit;
+use crate::transmit::{pass, through_tc, transmit};
 use crate::{reject, reply};
 
 #[inline(always)]
@@ -200,22 +200,22 @@ pub fn deliver(ctx: &XdpContext, h: &Headers, to: &Endpoints, route: &Route) -> 
     let (data, data_end) = (ctx.data(), ctx.data_end());
     match route {
         Route::Local => {
-            rewrite(data, data_end, h, to, false)?;
+            let tc = rewrite(data, data_end, h, to, false, through_tc(ctx, 0))?;
             count(Counter::PassLocal);
-            Ok(XDP_PASS)
+            Ok(pass(ctx, tc))
         }
         Route::RemoteUnresolved { .. } => {
-            rewrite(data, data_end, h, to, false)?;
+            let tc = rewrite(data, data_end, h, to, false, through_tc(ctx, 0))?;
             count(Counter::PassNeighbourUnresolved);
-            Ok(XDP_PASS)
+            Ok(pass(ctx, tc))
         }
         Route::Remote { ifindex, src_mac, dst_mac } => {
             if h.ttl <= 1 {
                 return Ok(XDP_PASS);
             }
-            rewrite(data, data_end, h, to, true)?;
+            let tc = rewrite(data, data_end, h, to, true, through_tc(ctx, *ifindex))?;
             set_macs(data, data_end, *src_mac, *dst_mac)?;
-            Ok(transmit(ctx, *ifindex))
+            Ok(transmit(ctx, *ifindex, tc))
         }
         Route::Unreachable => {
             count(Counter::DropNoRoute);

@@ -3,7 +3,7 @@
 
 use lb_common::PROTO_TCP;
 
-use crate::csum::{replace16, replace32, udp_nonzero};
+use crate::csum::{diff16, diff32, replace16, replace32, udp_nonzero};
 use crate::packet::{
     Headers, L4_OFF, OFF_ETH_DST, OFF_ETH_SRC, OFF_IP_CHECK, OFF_IP_DADDR, OFF_IP_SADDR, OFF_IP_TTL, OFF_L4_DPORT,
     OFF_L4_SPORT, OFF_TCP_CHECK, OFF_UDP_CHECK, TCP_HLEN, UDP_HLEN, read, write,
@@ -19,11 +19,39 @@ pub struct Endpoints {
     pub dst_port: u16,
 }
 
+/// The L4 checksum change a rewrite leaves to TC (see [`rewrite`]).
+#[derive(Clone, Copy)]
+pub struct L4Fix {
+    pub pseudo_diff: u32,
+    pub ports_diff: u32,
+    /// Offset of the checksum field in the frame; 0: nothing to fix.
+    pub check_off: u16,
+    pub udp: bool,
+}
+
+impl L4Fix {
+    /// For a frame whose checksums XDP wrote whole.
+    pub const NONE: L4Fix = L4Fix { pseudo_diff: 0, ports_diff: 0, check_off: 0, udp: false };
+}
+
 /// Rewrites the IPv4 addresses and L4 ports of the frame to `to`, keeping
-/// the IP and TCP/UDP checksums right. With `decrement_ttl` the TTL is
-/// lowered by one, as a router does (callers check TTL > 1 first).
+/// the IPv4 checksum right. With `decrement_ttl` the TTL is lowered by one,
+/// as a router does (callers check TTL > 1 first).
+///
+/// The L4 checksum is updated in place, unless `defer_l4`: then it is left
+/// as it is and the change is returned for `lb_tc_ingress`, which applies
+/// it knowing whether the skb's checksum is partial (a pseudo-header sum
+/// that a veth passes on from the sender's stack: it must change with the
+/// addresses only) or complete. XDP cannot tell the two apart.
 #[inline(always)]
-pub fn rewrite(data: usize, data_end: usize, h: &Headers, to: &Endpoints, decrement_ttl: bool) -> Result<(), ()> {
+pub fn rewrite(
+    data: usize,
+    data_end: usize,
+    h: &Headers,
+    to: &Endpoints,
+    decrement_ttl: bool,
+    defer_l4: bool,
+) -> Result<Option<L4Fix>, ()> {
     if data + L4_OFF + UDP_HLEN > data_end {
         return Err(());
     }
@@ -44,6 +72,15 @@ pub fn rewrite(data: usize, data_end: usize, h: &Headers, to: &Endpoints, decrem
         write(data, OFF_L4_SPORT, to.src_port);
         write(data, OFF_L4_DPORT, to.dst_port);
     }
+    let check_off = if h.protocol == PROTO_TCP { OFF_TCP_CHECK } else { OFF_UDP_CHECK };
+    if defer_l4 {
+        return Ok(Some(L4Fix {
+            pseudo_diff: diff32(h.src_addr, to.src_addr) + diff32(h.dst_addr, to.dst_addr),
+            ports_diff: diff16(h.src_port, to.src_port) + diff16(h.dst_port, to.dst_port),
+            check_off: check_off as u16,
+            udp: h.protocol != PROTO_TCP,
+        }));
+    }
     if h.protocol == PROTO_TCP {
         if data + L4_OFF + TCP_HLEN > data_end {
             return Err(());
@@ -62,7 +99,7 @@ pub fn rewrite(data: usize, data_end: usize, h: &Headers, to: &Endpoints, decrem
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// L4 checksum update: the pseudo-header addresses and the ports.

@@ -16,7 +16,8 @@ use lb_common::{Counter, PROTO_ICMP};
 use crate::csum::fold;
 use crate::packet::{ETH_HLEN, IP_HLEN, OFF_IP_DADDR, OFF_IP_SADDR, read, write};
 use crate::stats::count;
-use crate::transmit::transmit;
+use crate::nat::L4Fix;
+use crate::transmit::{through_tc, transmit};
 
 /// New IPv4 header + ICMP header put in front of the original packet.
 const GROW: usize = IP_HLEN + ICMP_HLEN;
@@ -113,7 +114,8 @@ pub fn port_unreachable(ctx: &XdpContext) -> u32 {
     }
     count(Counter::RejectNoBackend);
     debug!(ctx, "service without backends: answered ICMP port unreachable");
-    transmit(ctx, ctx.ingress_ifindex() as u32)
+    let back = ctx.ingress_ifindex() as u32;
+    transmit(ctx, back, through_tc(ctx, back).then_some(L4Fix::NONE))
 }
 
 /// Sum of `N` 16-bit words starting at `start`.

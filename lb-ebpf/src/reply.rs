@@ -11,7 +11,7 @@ use crate::maps::{CONNTRACK, config};
 use crate::nat::{Endpoints, rewrite, set_macs};
 use crate::packet::Headers;
 use crate::stats::{count, service_tx};
-use crate::transmit::transmit;
+use crate::transmit::{through_tc, transmit};
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext, h: &Headers) -> Result<u32, ()> {
@@ -47,7 +47,7 @@ pub fn handle(ctx: &XdpContext, h: &Headers) -> Result<u32, ()> {
         dst_port: current.new_dst_port,
     };
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    rewrite(data, data_end, h, &to, true)?;
+    let tc = rewrite(data, data_end, h, &to, true, through_tc(ctx, current.ifindex))?;
     set_macs(data, data_end, current.reply_src_mac, current.reply_dst_mac)?;
-    Ok(transmit(ctx, current.ifindex))
+    Ok(transmit(ctx, current.ifindex, tc))
 }

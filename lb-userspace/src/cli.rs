@@ -97,11 +97,12 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpAttachMode>,
 
-    /// How translated frames leave the uplinks: xdp (XDP_TX and redirects
-    /// from the XDP program), tc (handed to a TC ingress program, which
-    /// sends the skb), or auto: tc on veth uplinks in driver mode, whose
-    /// XDP frames reach the far side only if it runs an XDP program too;
-    /// xdp elsewhere.
+    /// How translated frames leave the uplinks: xdp (XDP_TX, redirects
+    /// and XDP_PASS from the XDP program), tc (handed to a TC ingress
+    /// program, which fixes the L4 checksum and sends the skb), or auto: tc
+    /// on veth uplinks, whose XDP frames reach the far side only if it runs
+    /// an XDP program too and whose frames may carry partial checksums; xdp
+    /// elsewhere.
     #[arg(long, value_enum)]
     pub xdp_transmit: Option<XdpTransmit>,
 

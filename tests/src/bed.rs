@@ -77,11 +77,12 @@ pub struct TestBedBuilder {
     rp_filter: u8,
     remove_stale: bool,
     lan_peer_xdp: bool,
+    wire_checksums: bool,
 }
 
 impl Default for TestBedBuilder {
     fn default() -> Self {
-        Self { pods: default_pods(), rp_filter: 0, remove_stale: true, lan_peer_xdp: false }
+        Self { pods: default_pods(), rp_filter: 0, remove_stale: true, lan_peer_xdp: false, wire_checksums: false }
     }
 }
 
@@ -105,6 +106,16 @@ impl TestBedBuilder {
     /// the nodes' XDP can send frames itself (`lb run --xdp-transmit xdp`).
     pub fn lan_peer_xdp(mut self, yes: bool) -> Self {
         self.lan_peer_xdp = yes;
+        self
+    }
+
+    /// Whether frames on the LAN carry complete checksums, as on a wire
+    /// between machines (default false: the client's stack leaves partial
+    /// checksums for "the NIC", and a veth passes them on to the node as
+    /// they are, as from the host of a kind cluster). True turns TX checksum
+    /// offload off on every veth of the LAN.
+    pub fn wire_checksums(mut self, yes: bool) -> Self {
+        self.wire_checksums = yes;
         self
     }
 
@@ -141,7 +152,7 @@ impl TestBedBuilder {
         };
         // `bed` owns everything from here on: an error drops it, which cleans up.
         let mut bed = bed;
-        topology::create(&bed, self.rp_filter).context("building the test bed")?;
+        topology::create(&bed, self.rp_filter, self.wire_checksums).context("building the test bed")?;
         if self.lan_peer_xdp {
             bed.lan_xdp = Some(bed.lan_peer_xdp()?);
         }

@@ -122,11 +122,11 @@ impl Tally {
 #[test]
 fn nodeport_spreads_connections_over_pods_on_both_nodes() {
     let (bed, lbs) = start(&example_manifests_dir());
+    let via_node1 = Tally::tcp(&bed, addr(NODE1_IP, 30007), 300);
+    via_node1.assert_clean_spread("TCP to node1's NodePort", 300);
     for lb in &lbs {
         assert!(lb.logs(20_000).contains("transmit=\"tc\""), "a veth uplink hands off:\n{}", lb.logs(4000));
     }
-    let via_node1 = Tally::tcp(&bed, addr(NODE1_IP, 30007), 300);
-    via_node1.assert_clean_spread("TCP to node1's NodePort", 300);
     // Pods on node1 see the client; the pod on node2 is reached through
     // node1's NodePort with the source masqueraded to node1.
     assert_eq!(via_node1.sources[POD_A], CLIENT_IP.to_string());
@@ -151,13 +151,13 @@ fn nodeport_spreads_connections_over_pods_on_both_nodes() {
 /// side can take XDP frames: here a LAN side that runs an XDP program.
 #[test]
 fn xdp_transmit_with_a_peer_that_runs_xdp() {
-    let bed = TestBed::builder().lan_peer_xdp(true).build().expect("test bed (needs root)");
+    let bed = TestBed::builder().lan_peer_xdp(true).wire_checksums(true).build().expect("test bed (needs root)");
     let (bed, lbs) = start_on(bed, &example_manifests_dir(), &["--xdp-transmit", "xdp"]);
+    let via_node1 = Tally::tcp(&bed, addr(NODE1_IP, 30007), 300);
+    via_node1.assert_clean_spread("TCP to node1's NodePort", 300);
     for lb in &lbs {
         assert!(lb.logs(20_000).contains("transmit=\"xdp\""), "sent by XDP:\n{}", lb.logs(4000));
     }
-    let via_node1 = Tally::tcp(&bed, addr(NODE1_IP, 30007), 300);
-    via_node1.assert_clean_spread("TCP to node1's NodePort", 300);
     assert_eq!(via_node1.sources[POD_C], NODE1_IP.to_string(), "masqueraded to node1");
     Tally::udp(&bed, addr(NODE2_IP, 30053), 300).assert_clean_spread("UDP to node2's NodePort", 300);
 }
@@ -239,4 +239,39 @@ fn service_without_endpoints_is_refused_and_bad_input_is_skipped() {
     let logs = lbs[0].logs(20_000);
     assert!(logs.contains("garbage.yaml"), "log names the unparsable file:\n{logs}");
     assert!(logs.contains("broken-port"), "log names the bad Service:\n{logs}");
+}
+
+/// Large requests and responses: the client's stack sends 64 KiB segments
+/// with partial checksums, which the LAN side cuts into frames that still
+/// carry partial checksums; every translated frame's checksum must come out
+/// right, which every pod verifies (its veth computes what is partial).
+#[test]
+fn large_transfers_keep_their_checksums() {
+    let (bed, _lbs) = start(&example_manifests_dir());
+    let body = "0123456789abcdef".repeat(16 * 1024); // 256 KiB
+    let mut per_pod: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..30 {
+        let to = addr(if i % 2 == 0 { NODE1_IP } else { NODE2_IP }, 30007);
+        let answer = post(&bed, to, &body).unwrap_or_else(|e| panic!("POST #{i} to {to}: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "POST #{i} to {to}: {}", &answer[..answer.len().min(200)]);
+        assert!(answer.contains(&body), "POST #{i} to {to}: the pod echoed the whole body back");
+        let pod = answer.lines().find_map(|l| l.strip_prefix("x-pod-name: ")).expect("x-pod-name").to_string();
+        *per_pod.entry(pod).or_default() += 1;
+    }
+    assert_eq!(per_pod.len(), 3, "all three pods answered: {per_pod:?}");
+}
+
+/// `POST /` with `body` on a fresh connection; the whole answer as text.
+fn post(bed: &TestBed, to: SocketAddr, body: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = in_netns(bed.client_ns(), || TcpStream::connect_timeout(&to, TIMEOUT))
+        .map_err(|e| format!("{e:#}"))?
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    let head = format!("POST / HTTP/1.1\r\nHost: {to}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes())).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
 }

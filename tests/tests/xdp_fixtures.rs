@@ -221,41 +221,100 @@ fn tcp_nodeport_syn_established_and_reply() {
 
 /// `--xdp-transmit tc` (the default on a veth): the same translation, but
 /// the frame is passed with a note for `lb_tc_ingress` in its metadata
-/// instead of being sent by XDP. `BPF_PROG_TEST_RUN` hands back the
-/// metadata in front of the frame.
+/// instead of being sent by XDP, and its L4 checksum is left for TC, which
+/// can tell a partial checksum from a complete one. `BPF_PROG_TEST_RUN`
+/// hands back the metadata in front of the frame.
 #[test]
-fn frames_for_other_nodes_are_handed_to_tc_on_a_veth() {
+fn frames_are_handed_to_tc_on_a_veth() {
     let net = FixtureNet::create().expect("fixture namespace");
     net.run(|net| {
         let mut l = load_with(net, settings(), XdpTransmit::Auto);
         let cport = 40011;
         let snat = expected_snat_port(cport, 30007);
-        let note = |ifindex: u32| [HANDOFF_MAGIC.to_ne_bytes(), ifindex.to_ne_bytes()].concat();
 
         let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
-        let want = [note(l.ifindex), tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, true)].concat();
-        assert_frame("syn", run_xdp(&mut l, &syn), XDP_PASS, &want);
-        assert_eq!(counter(&l, Counter::TxHandoff), 1);
+        let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, true);
+        assert_handed_off("syn", run_xdp(&mut l, &syn), &syn, &want, l.ifindex, TCP_CHECK);
+        assert_eq!(counter(&l, Counter::XdpHandoff), 1);
         assert_eq!(counter(&l, Counter::Tx), 0, "nothing sent by XDP");
 
         let reply = tcp(PEER_MAC, NODE_MAC, (REMOTE_POD, 80), (NODE_IP, snat), 64, false);
-        let want = [note(l.ifindex), tcp(NODE_MAC, CLIENT_MAC, (NODE_IP, 30007), (CLIENT, cport), 63, false)].concat();
-        assert_frame("reply", run_xdp(&mut l, &reply), XDP_PASS, &want);
+        let want = tcp(NODE_MAC, CLIENT_MAC, (NODE_IP, 30007), (CLIENT, cport), 63, false);
+        assert_handed_off("reply", run_xdp(&mut l, &reply), &reply, &want, l.ifindex, TCP_CHECK);
 
-        // Local pods are still passed without a note (the kernel delivers).
+        // A local pod: into the stack (ifindex 0) once TC fixed the checksum.
         let local = udp(CLIENT_MAC, NODE_MAC, (CLIENT, 5000), (NODE_IP, 30053), 64);
         let (verdict, out) = run_xdp(&mut l, &local);
         assert_eq!(verdict, XDP_PASS);
-        assert_eq!(&out[..6], &local[..6], "no metadata in front of a locally delivered frame");
-        assert_eq!(counter(&l, Counter::TxHandoff), 2);
+        let note = Note::read(&out);
+        assert_eq!((note.ifindex, note.check_off, note.udp), (0, UDP_CHECK as u16, 1), "{note:?}");
+        assert_eq!(counter(&l, Counter::XdpHandoff), 3);
 
         // TC ingress lets frames without a note through untouched (a note
         // cannot be given to a TC test run: the kernel's own hand-off is
         // exercised by the netns tests).
         let (verdict, out) = run_tc_ingress(&mut l, &syn);
         assert_eq!((verdict, out), (TC_ACT_OK, syn));
-        assert_eq!(counter(&l, Counter::TcRedirect), 0);
+        assert_eq!(counter(&l, Counter::TcHandoff), 0);
     });
+}
+
+const TCP_CHECK: usize = 14 + 20 + 16;
+const UDP_CHECK: usize = 14 + 20 + 6;
+
+/// `lb_common::Handoff` as the test reads it back from the metadata.
+#[derive(Debug)]
+struct Note {
+    magic: u32,
+    ifindex: u32,
+    pseudo_diff: u32,
+    ports_diff: u32,
+    check_off: u16,
+    udp: u8,
+}
+
+const NOTE_LEN: usize = 20;
+
+impl Note {
+    fn read(b: &[u8]) -> Note {
+        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+        let note = Note {
+            magic: u32_at(0),
+            ifindex: u32_at(4),
+            pseudo_diff: u32_at(8),
+            ports_diff: u32_at(12),
+            check_off: u16::from_ne_bytes([b[16], b[17]]),
+            udp: b[18],
+        };
+        assert_eq!(note.magic, HANDOFF_MAGIC, "the frame starts with a note: {note:?}");
+        note
+    }
+}
+
+/// What `bpf_l4_csum_replace` with size 0 does to a complete checksum:
+/// `csum_fold(csum_add(diff, ~csum_unfold(check)))`.
+fn apply_diff(check: u16, diff: u32) -> u16 {
+    let mut sum = u64::from(diff) + u64::from(!u32::from(check));
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// `out` = a note for `ifindex` + `want` with the L4 checksum still the
+/// one `sent` carried; the note's differences turn it into `want`'s.
+#[track_caller]
+fn assert_handed_off(name: &str, (verdict, out): (u32, Vec<u8>), sent: &[u8], want: &[u8], ifindex: u32, check: usize) {
+    assert_eq!(verdict, XDP_PASS, "{name}: verdict");
+    let note = Note::read(&out);
+    assert_eq!((note.ifindex, usize::from(note.check_off), note.udp), (ifindex, check, 0), "{name}: {note:?}");
+    let frame = &out[NOTE_LEN..];
+    let mut untouched_l4 = want.to_vec();
+    untouched_l4[check..check + 2].copy_from_slice(&sent[check..check + 2]);
+    assert_eq!(hex(frame), hex(&untouched_l4), "{name}: frame bytes (L4 checksum left for TC)");
+    let sent_check = u16::from_ne_bytes([sent[check], sent[check + 1]]);
+    let fixed = apply_diff(apply_diff(sent_check, note.pseudo_diff), note.ports_diff);
+    assert_eq!(fixed, u16::from_ne_bytes([want[check], want[check + 1]]), "{name}: checksum after TC's fix");
 }
 
 #[test]

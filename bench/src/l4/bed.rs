@@ -107,7 +107,7 @@ impl L4Bed {
     /// Builds the bed and starts the pods' servers; `acceptors` echo
     /// threads per pod (at least the client's concurrency).
     pub fn start(acceptors: usize) -> Result<Self> {
-        let bed = TestBed::builder().pods(pods()).build().context("building the l4 bed")?;
+        let bed = TestBed::builder().pods(pods()).wire_checksums(true).build().context("building the l4 bed")?;
         let client = bed.client_ns().to_string();
         // The routed reference sends straight to the pods, through node1.
         ip_in(&client, &["route", "add", CLUSTER_CIDR, "via", &NODE1_IP.to_string(), "dev", "eth0"])?;

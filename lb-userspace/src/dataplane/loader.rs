@@ -30,26 +30,28 @@ pub enum XdpAttachMode {
 /// How translated frames leave an uplink (`--xdp-transmit`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum XdpTransmit {
-    /// `tc` on veth uplinks attached in driver mode, `xdp` everywhere else.
+    /// `tc` on veth uplinks, `xdp` everywhere else.
     #[default]
     Auto,
-    /// From the XDP program itself: `XDP_TX`, `bpf_redirect`.
+    /// From the XDP program itself: `XDP_TX`, `bpf_redirect`, `XDP_PASS`.
     Xdp,
-    /// Handed to the TC ingress program, which redirects the skb.
+    /// Handed to the TC ingress program, which fixes the L4 checksum and
+    /// redirects the skb or lets it into the stack.
     Tc,
 }
 
 impl XdpTransmit {
-    /// Whether frames leaving through an uplink with `driver` (attached in
-    /// `mode`) are handed to TC. A veth delivers frames sent with `XDP_TX`
-    /// or a redirect only to a peer that runs an XDP program itself, and
-    /// the agent does not own that peer; generic (skb) mode sends skbs,
-    /// which every veth takes; physical drivers send XDP frames themselves.
-    pub fn hands_off(self, driver: &str, mode: XdpAttachMode) -> bool {
+    /// Whether frames arriving on or leaving through an uplink with
+    /// `driver` are finished by TC. A veth delivers frames sent with
+    /// `XDP_TX` or a redirect only to a peer that runs an XDP program
+    /// itself, and passes on the sender's partial checksums, which XDP
+    /// cannot see; the agent owns neither the peer nor the sender. Physical
+    /// drivers send XDP frames themselves and deliver complete checksums.
+    pub fn hands_off(self, driver: &str) -> bool {
         match self {
             XdpTransmit::Xdp => false,
             XdpTransmit::Tc => true,
-            XdpTransmit::Auto => driver == VETH_DRIVER && mode != XdpAttachMode::Skb,
+            XdpTransmit::Auto => driver == VETH_DRIVER,
         }
     }
 }
@@ -114,7 +116,7 @@ impl Datapath {
         transmit: XdpTransmit,
         tc_ingress: bool,
     ) -> Result<()> {
-        let hands_off = transmit.hands_off(&uplink.driver, mode);
+        let hands_off = transmit.hands_off(&uplink.driver);
         let flags = if hands_off { INTERFACE_TC_TRANSMIT } else { 0 };
         let iface = Interface { snat_addr: addr_to_map(uplink.snat_addr), flags };
         maps.interfaces
@@ -192,14 +194,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_veth_in_driver_mode_hands_off_by_default() {
-        use XdpAttachMode::{Auto, Driver, Skb};
-        for mode in [Auto, Driver] {
-            assert!(XdpTransmit::Auto.hands_off("veth", mode));
-            assert!(!XdpTransmit::Auto.hands_off("mlx5_core", mode));
-        }
-        assert!(!XdpTransmit::Auto.hands_off("veth", Skb), "generic XDP sends skbs, which a veth always takes");
-        assert!(XdpTransmit::Tc.hands_off("ixgbe", Driver));
-        assert!(!XdpTransmit::Xdp.hands_off("veth", Driver));
+    fn only_veth_hands_off_by_default() {
+        assert!(XdpTransmit::Auto.hands_off("veth"));
+        assert!(!XdpTransmit::Auto.hands_off("mlx5_core"));
+        assert!(XdpTransmit::Tc.hands_off("ixgbe"));
+        assert!(!XdpTransmit::Xdp.hands_off("veth"));
     }
 }

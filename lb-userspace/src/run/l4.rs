@@ -73,14 +73,15 @@ impl L4 {
     /// so no packet sees empty maps).
     pub fn attach(&mut self) -> Result<()> {
         let (mode, transmit) = (self.xdp_mode, self.xdp_transmit);
-        let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver, mode));
+        let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver));
         for uplink in &self.uplinks {
             node::prepare_uplink(&uplink.name)?;
-            if transmit == XdpTransmit::Xdp && uplink.driver == VETH_DRIVER && mode != XdpAttachMode::Skb {
+            if transmit == XdpTransmit::Xdp && uplink.driver == VETH_DRIVER {
                 warn!(
                     interface = %uplink.name,
-                    "--xdp-transmit xdp on a veth: its peer must run an XDP program, or frames sent to \
-                     pods on other nodes and replies are dropped or held"
+                    "--xdp-transmit xdp on a veth: its peer must run an XDP program (or frames for pods on \
+                     other nodes, and their replies, are dropped or held) and the far side must send \
+                     complete checksums (or translated TCP and UDP fail their checksum)"
                 );
             }
             self.datapath.attach(self.applier.maps_mut(), uplink, mode, transmit, tc_ingress)?;

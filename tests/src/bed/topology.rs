@@ -65,7 +65,7 @@ pub(super) fn pods(prefix: &str, nodes: &[Node], specs: &[PodSpec]) -> Result<Ve
 
 /// Builds everything; `bed` records each namespace as soon as it exists so
 /// that a failure half-way still cleans up.
-pub(super) fn create(bed: &TestBed, rp_filter: u8) -> Result<()> {
+pub(super) fn create(bed: &TestBed, rp_filter: u8, wire_checksums: bool) -> Result<()> {
     for ns in bed.namespaces() {
         bed.resources.add_namespace(&ns)?;
         ip_in(&ns, &["link", "set", "lo", "up"])?;
@@ -78,12 +78,12 @@ pub(super) fn create(bed: &TestBed, rp_filter: u8) -> Result<()> {
     let lan = bed.lan.as_str();
     ip_in(lan, &["link", "add", "br0", "type", "bridge"])?;
     ip_in(lan, &["link", "set", "br0", "up"])?;
-    attach_to_lan(lan, CLIENT_LAN_PORT, &bed.client, CLIENT_IP)?;
+    attach_to_lan(lan, CLIENT_LAN_PORT, &bed.client, CLIENT_IP, wire_checksums)?;
     // The LAN ports facing the nodes are left as a switch, or Docker's
     // bridge in a kind cluster, leaves them: no XDP program and no GRO
     // (`attach_lan_xdp` adds the program for tests of `--xdp-transmit xdp`).
     for node in &bed.nodes {
-        attach_to_lan(lan, &node.lan_port, &node.ns, node.ip)?;
+        attach_to_lan(lan, &node.lan_port, &node.ns, node.ip, wire_checksums)?;
     }
 
     // Each node: a CNI-like bridge, pods on it, host-gw routes to the other node's pods.
@@ -130,12 +130,14 @@ fn node_sysctls(ns: &str, rp_filter: u8) -> Result<()> {
 }
 
 /// A veth from the LAN bridge to `eth0` in `peer_ns`, addressed `ip/24`.
-fn attach_to_lan(lan: &str, port: &str, peer_ns: &str, ip: Ipv4Addr) -> Result<()> {
+fn attach_to_lan(lan: &str, port: &str, peer_ns: &str, ip: Ipv4Addr, wire_checksums: bool) -> Result<()> {
     let addr = format!("{ip}/{LAN_PREFIX}");
     ip_in(lan, &["link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", peer_ns])?;
     ip_in(lan, &["link", "set", port, "master", "br0"])?;
-    checksum_offload_off(lan, port)?;
-    checksum_offload_off(peer_ns, "eth0")?;
+    if wire_checksums {
+        checksum_offload_off(lan, port)?;
+        checksum_offload_off(peer_ns, "eth0")?;
+    }
     ip_in(peer_ns, &["addr", "add", &addr, "dev", "eth0"])?;
     ip_in(lan, &["link", "set", port, "up"])?;
     ip_in(peer_ns, &["link", "set", "eth0", "up"])?;
@@ -158,11 +160,11 @@ fn create_pod(node: &Node, pod: &Pod) -> Result<()> {
 
 /// veth offloads TX checksums by default: locally generated packets cross it
 /// as CHECKSUM_PARTIAL, with only a pseudo-header sum in the L4 checksum
-/// field. An XDP program sees the raw frame, cannot tell, and its
-/// incremental checksum update would produce a wrong checksum, so the
-/// packet is dropped by the receiver. Real NICs deliver frames with complete
-/// checksums; turning TX checksum offload off on every veth end makes the
-/// bed behave the same.
+/// field, and whoever finally sends them on a wire computes the rest. The
+/// pods' veths (the CNI's) have it off: every packet a pod receives carries
+/// a complete checksum that its stack verifies, so a wrong checksum update
+/// anywhere on the way is caught as a failed connection. On the LAN it is
+/// off only with `wire_checksums`.
 fn checksum_offload_off(ns: &str, dev: &str) -> Result<()> {
     ethtool(ns, dev, &["tx", "off"])
 }
