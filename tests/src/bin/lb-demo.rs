@@ -123,15 +123,15 @@ fn run(args: &Args) -> Result<()> {
     let lb2 = bed.start_lb("node2", &manifests)?;
     println!("    lb on node1: pid {}, lb on node2: pid {}", lb1.pid(), lb2.pid());
 
-    let first = addr(NODE1_IP, HTTP_NODE_PORT);
-    println!("==> waiting (at most {LB_READY_TIMEOUT:?}) until {first} answers the client");
-    if let Err(e) = wait_for_http(bed.client_ns(), first, LB_READY_TIMEOUT, Some(&lb1)) {
-        bed.dump_logs();
-        return Err(e.context("the NodePort never answered"));
-    }
-    if let Some(status) = lb2.exit_status() {
-        bed.dump_logs();
-        bail!("lb on node2 exited ({status})");
+    // Every node's agent must be ready, not only node1's: node2's NodePort
+    // is asked too.
+    for (node_ip, lb) in [(NODE1_IP, &lb1), (NODE2_IP, &lb2)] {
+        let nodeport = addr(node_ip, HTTP_NODE_PORT);
+        println!("==> waiting (at most {LB_READY_TIMEOUT:?}) until {nodeport} answers the client");
+        if let Err(e) = wait_for_http(bed.client_ns(), nodeport, LB_READY_TIMEOUT, Some(lb)) {
+            bed.dump_logs();
+            return Err(e.context(format!("the NodePort on {node_ip} never answered")));
+        }
     }
 
     let mut failures = 0u32;
