@@ -1,6 +1,7 @@
 //! `lb-bench l4`: node1 of the netns bed forwarding NodePort traffic from
 //! the client to four pods (two on node1, two on node2) through lb's XDP
-//! data path, kube-proxy's iptables layout and its nftables layout, with
+//! data path (as it runs on a veth by default, and two other ways of
+//! finishing frames), kube-proxy's iptables layout and its nftables layout, with
 //! 1, 1,000 and 10,000 idle Services present. Rounds interleave the
 //! subjects; every subject serves the same [`Cluster`](crate::cluster::Cluster).
 //!

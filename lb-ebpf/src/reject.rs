@@ -14,9 +14,9 @@ use aya_log_ebpf::debug;
 use lb_common::{Counter, PROTO_ICMP};
 
 use crate::csum::fold;
+use crate::nat::L4Fix;
 use crate::packet::{ETH_HLEN, IP_HLEN, OFF_IP_DADDR, OFF_IP_SADDR, read, write};
 use crate::stats::count;
-use crate::nat::L4Fix;
 use crate::transmit::{through_tc, transmit};
 
 /// New IPv4 header + ICMP header put in front of the original packet.
