@@ -14,7 +14,7 @@
 
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
 use lb_common::{Counter, HANDOFF_MAGIC, flow_hash::flow_hash};
 use lb_testbed::fixture::{FixtureNet, NODE_IP, NODE_MAC, PEER_MAC};
@@ -115,23 +115,16 @@ fn run_xdp(l: &mut Loaded, packet: &[u8]) -> (u32, Vec<u8>) {
 }
 
 fn run_tc(l: &mut Loaded, packet: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; 512];
-    let result = l
-        .datapath
-        .tc_egress()
-        .unwrap()
-        .test_run(TestRunOptions { data_in: Some(packet), data_out: Some(&mut out), repeat: 1, ..Default::default() })
-        .expect("BPF_PROG_TEST_RUN (tc)");
-    out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
+    run_classifier(l.datapath.tc_egress().unwrap(), packet)
 }
 
 fn run_tc_ingress(l: &mut Loaded, packet: &[u8]) -> (u32, Vec<u8>) {
+    run_classifier(l.datapath.tc_ingress().unwrap(), packet)
+}
+
+fn run_classifier(program: &mut SchedClassifier, packet: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; 512];
-    let result = l
-        .datapath
-        .tc_ingress()
-        .unwrap()
+    let result = program
         .test_run(TestRunOptions { data_in: Some(packet), data_out: Some(&mut out), repeat: 1, ..Default::default() })
         .expect("BPF_PROG_TEST_RUN (tc)");
     out.truncate(result.data_size_out as usize);
