@@ -72,13 +72,13 @@ pub fn rewrite(
         write(data, OFF_L4_SPORT, to.src_port);
         write(data, OFF_L4_DPORT, to.dst_port);
     }
-    let check_off = if h.protocol == PROTO_TCP { OFF_TCP_CHECK } else { OFF_UDP_CHECK };
     if defer_l4 {
+        let tcp = h.protocol == PROTO_TCP;
         return Ok(Some(L4Fix {
             pseudo_diff: diff32(h.src_addr, to.src_addr) + diff32(h.dst_addr, to.dst_addr),
             ports_diff: diff16(h.src_port, to.src_port) + diff16(h.dst_port, to.dst_port),
-            check_off: check_off as u16,
-            udp: h.protocol != PROTO_TCP,
+            check_off: if tcp { OFF_TCP_CHECK } else { OFF_UDP_CHECK } as u16,
+            udp: !tcp,
         }));
     }
     if h.protocol == PROTO_TCP {

@@ -34,9 +34,12 @@ const HANDOFF_LEN: usize = core::mem::size_of::<Handoff>();
 
 /// Whether a frame that arrived on this context's port and leaves through
 /// `egress` (0: into the stack) is finished by TC: either end is flagged.
+/// One map lookup when it leaves where it came in (`XDP_TX`, the common
+/// case), two only for a redirect to another uplink.
 #[inline(always)]
 pub fn through_tc(ctx: &XdpContext, egress: u32) -> bool {
-    flagged(ctx.ingress_ifindex() as u32) || (egress != 0 && flagged(egress))
+    let ingress = ctx.ingress_ifindex() as u32;
+    flagged(ingress) || (egress != 0 && egress != ingress && flagged(egress))
 }
 
 #[inline(always)]

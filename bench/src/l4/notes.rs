@@ -20,9 +20,9 @@ pub fn params_json(params: &Params) -> serde_json::Value {
              --maglev-table-size {} --log-level warn",
             params.maglev_table_size
         ),
-        "lb_subjects": "lb: the defaults (native XDP; frames for other nodes, and their replies, handed to a TC \
-                        ingress program that redirects the skb: --xdp-transmit auto on a veth; nothing on the LAN \
-                        side). lb XDP_TX (peer XDP): --xdp-mode driver --xdp-transmit xdp, with an XDP_PASS program \
+        "lb_subjects": "lb: the defaults (native XDP; translated frames finished by a TC ingress program, which \
+                        fixes their L4 checksum and redirects the skb or lets it into the stack: --xdp-transmit \
+                        auto on a veth; nothing on the LAN side). lb XDP_TX (peer XDP): --xdp-mode driver --xdp-transmit xdp, with an XDP_PASS program \
                         attached to the LAN side of both uplinks for this subject only (the path before the veth \
                         fix, which users cannot have). lb generic XDP: --xdp-mode skb",
         "kube_proxy_layout": "bench/src/kube_proxy (full sync, masquerade-all for NodePort traffic as kube-proxy does)",
