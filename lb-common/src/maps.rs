@@ -13,6 +13,8 @@
 //! | `CONFIG`         | array (1)       | 0              | [`Config`]       |
 //! | `SERVICE_STATS`  | per-CPU array   | service id     | [`ServiceStats`] |
 //! | `COUNTERS`       | per-CPU array   | [`Counter`]    | `u64`            |
+//! | `AFFINITY`       | LRU hash        | [`AffinityKey`]| [`Affinity`]     |
+//! | `SOCKET_REVNAT`  | LRU hash        | [`SocketRevNatKey`] | [`SocketRevNat`] |
 
 pub const MAP_FRONTENDS: &str = "FRONTENDS";
 pub const MAP_SERVICES: &str = "SERVICES";
@@ -23,11 +25,19 @@ pub const MAP_INTERFACES: &str = "INTERFACES";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_SERVICE_STATS: &str = "SERVICE_STATS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_AFFINITY: &str = "AFFINITY";
+pub const MAP_SOCKET_REVNAT: &str = "SOCKET_REVNAT";
 
 /// Names of the kernel programs in the object file.
 pub const PROG_XDP: &str = "lb_xdp";
 pub const PROG_TC_EGRESS: &str = "lb_tc_egress";
 pub const PROG_TC_INGRESS: &str = "lb_tc_ingress";
+/// The socket programs (cgroup `sock_addr` hooks), attached to the cgroup
+/// given by `--cgroup-root`.
+pub const PROG_SOCK_CONNECT4: &str = "lb_sock_connect4";
+pub const PROG_SOCK_SENDMSG4: &str = "lb_sock_sendmsg4";
+pub const PROG_SOCK_RECVMSG4: &str = "lb_sock_recvmsg4";
+pub const PROG_SOCK_GETPEERNAME4: &str = "lb_sock_getpeername4";
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -40,9 +50,12 @@ pub const DEFAULT_MAX_SERVICES: u32 = 1_024;
 pub const DEFAULT_MAX_BACKENDS: u32 = 65_536;
 pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
 pub const MAX_INTERFACES: u32 = 64;
+pub const DEFAULT_AFFINITY_ENTRIES: u32 = 65_536;
+pub const DEFAULT_SOCKET_REVNAT_ENTRIES: u32 = 65_536;
 
 /// A frontend: an address, port and protocol on which a service is offered
-/// (node IP × nodePort, LoadBalancer ingress IP × port, external IP × port).
+/// (node IP × nodePort, LoadBalancer ingress IP × port, external IP × port,
+/// and for the socket hooks cluster IP × port), and which hook sees it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FrontendKey {
@@ -51,8 +64,17 @@ pub struct FrontendKey {
     /// Port, network byte order.
     pub port: u16,
     pub protocol: u8,
-    pub _pad: u8,
+    /// [`SCOPE_XDP`] or [`SCOPE_SOCKET`]: the same address may lead to
+    /// different endpoints for traffic from outside (`externalTrafficPolicy`)
+    /// and for connects from the cluster's own sockets.
+    pub scope: u8,
 }
+
+/// Frontends of traffic arriving on an uplink (the XDP program).
+pub const SCOPE_XDP: u8 = 0;
+/// Frontends of connects and sends of processes in the cgroup (the socket
+/// programs).
+pub const SCOPE_SOCKET: u8 = 1;
 
 /// Masquerade (SNAT to the node address) flows whose backend is reached
 /// through another node (`externalTrafficPolicy: Cluster`).
@@ -71,9 +93,63 @@ pub struct Frontend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Service {
     /// Number of usable backends; 0 means new flows are rejected with ICMP
-    /// port unreachable, as kube-proxy does.
+    /// port unreachable (connects with `ECONNREFUSED`), as kube-proxy does,
+    /// unless [`SERVICE_DROP_WHEN_EMPTY`] is set.
     pub backend_count: u32,
+    /// `SERVICE_*` flags.
     pub flags: u32,
+    /// `sessionAffinity: ClientIP`: how long a client keeps its backend
+    /// after its last new flow, in seconds; 0: no affinity.
+    pub affinity_timeout_s: u32,
+}
+
+/// The service has endpoints, but none this view may use (a `Local`
+/// traffic policy on a node without local endpoints): new flows are
+/// dropped, not rejected, as kube-proxy does.
+pub const SERVICE_DROP_WHEN_EMPTY: u32 = 1;
+
+/// Session affinity: which backend a client was last given for a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    /// The client: its IPv4 address (network byte order, XDP) or its
+    /// network namespace cookie (socket hooks).
+    pub client: u64,
+    pub service_id: u32,
+    /// [`SCOPE_XDP`] or [`SCOPE_SOCKET`]: the kind of `client`.
+    pub scope: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Affinity {
+    pub backend_id: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()` of the client's last new flow.
+    pub last_ns: u64,
+}
+
+/// What a socket was connected or sent to, as the socket hooks rewrote it:
+/// the socket and the backend it really talks to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SocketRevNatKey {
+    /// `bpf_get_socket_cookie()`.
+    pub cookie: u64,
+    /// Backend address and port, network byte order.
+    pub addr: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// The frontend the application asked for: what `getpeername()` and
+/// `recvmsg()` show it instead of the backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SocketRevNat {
+    pub addr: u32,
+    pub port: u16,
+    pub _pad: u16,
 }
 
 /// A backend of one service port. Ids are never reused while the agent
@@ -282,6 +358,21 @@ pub enum Counter {
     DropHandoff,
     /// TC ingress finished a frame handed over by XDP.
     TcHandoff,
+    /// New flow to a service whose endpoints are all on other nodes while
+    /// its traffic policy is `Local`: dropped (kube-proxy's rule).
+    DropNoLocalBackend,
+    /// A connect or send to a service frontend was sent to a backend by a
+    /// socket hook.
+    SockTranslated,
+    /// A connect or send to a service without endpoints: refused
+    /// (`ECONNREFUSED`).
+    SockRefused,
+    /// A connect or send to a `Local`-policy service without endpoints on
+    /// this node: failed as a dropped flow would (`ETIMEDOUT`).
+    SockDropped,
+    /// `getpeername()`/`recvmsg()` of a translated socket showed the
+    /// frontend instead of the backend.
+    SockRevNat,
     /// Must stay last.
     Max,
 }
@@ -311,6 +402,11 @@ impl Counter {
         Counter::XdpHandoff,
         Counter::DropHandoff,
         Counter::TcHandoff,
+        Counter::DropNoLocalBackend,
+        Counter::SockTranslated,
+        Counter::SockRefused,
+        Counter::SockDropped,
+        Counter::SockRevNat,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -336,6 +432,11 @@ impl Counter {
             Counter::XdpHandoff => "xdp_handoff",
             Counter::DropHandoff => "drop_handoff",
             Counter::TcHandoff => "tc_handoff",
+            Counter::DropNoLocalBackend => "drop_no_local_backend",
+            Counter::SockTranslated => "sock_translated",
+            Counter::SockRefused => "sock_refused",
+            Counter::SockDropped => "sock_dropped",
+            Counter::SockRevNat => "sock_revnat",
             Counter::Max => "max",
         }
     }
@@ -357,6 +458,10 @@ mod pod {
     unsafe impl aya::Pod for Handoff {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ServiceStats {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for Affinity {}
+    unsafe impl aya::Pod for SocketRevNatKey {}
+    unsafe impl aya::Pod for SocketRevNat {}
 }
 
 #[cfg(feature = "user")]
@@ -375,8 +480,8 @@ mod ctors {
     }
 
     impl FrontendKey {
-        pub fn new(addr: Ipv4Addr, port: u16, protocol: u8) -> Self {
-            Self { addr: addr_to_map(addr), port: port_to_map(port), protocol, _pad: 0 }
+        pub fn new(addr: Ipv4Addr, port: u16, protocol: u8, scope: u8) -> Self {
+            Self { addr: addr_to_map(addr), port: port_to_map(port), protocol, scope }
         }
     }
 
@@ -412,7 +517,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FrontendKey>(), 8);
         assert_eq!(size_of::<Frontend>(), 8);
-        assert_eq!(size_of::<Service>(), 8);
+        assert_eq!(size_of::<Service>(), 12);
         assert_eq!(size_of::<Backend>(), 8);
         assert_eq!(size_of::<FlowKey>(), 16);
         assert_eq!(size_of::<Flow>(), 48);
@@ -421,6 +526,10 @@ mod tests {
         assert_eq!(size_of::<Handoff>(), 20);
         assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<ServiceStats>(), 32);
+        assert_eq!(size_of::<AffinityKey>(), 16);
+        assert_eq!(size_of::<Affinity>(), 16);
+        assert_eq!(size_of::<SocketRevNatKey>(), 16);
+        assert_eq!(size_of::<SocketRevNat>(), 8);
     }
 
     #[test]

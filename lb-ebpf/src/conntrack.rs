@@ -2,7 +2,7 @@
 //! port allocation.
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use lb_common::{Config, FLOW_CLOSING, Flow, FlowKey, FrontendKey, PROTO_TCP};
+use lb_common::{Config, FLOW_CLOSING, Flow, FlowKey, FrontendKey, PROTO_TCP, SCOPE_XDP};
 
 use crate::maps::{CONNTRACK, FRONTENDS};
 use crate::packet::Headers;
@@ -77,7 +77,7 @@ pub fn claim_snat_port(
     while attempt < SNAT_ATTEMPTS {
         let port = ((cfg.snat_port_min as u32 + start.wrapping_add(attempt) % range) as u16).to_be();
         attempt += 1;
-        let frontend = FrontendKey { addr: snat_addr, port, protocol, _pad: 0 };
+        let frontend = FrontendKey { addr: snat_addr, port, protocol, scope: SCOPE_XDP };
         // SAFETY: read-only look at a map value.
         if unsafe { FRONTENDS.get(&frontend) }.is_some() {
             continue;

@@ -8,15 +8,16 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use lb_common::{
-    Backend, Config, Counter, FLOW_FORWARD, FLOW_LOCAL, FLOW_REPLY, FLOW_SNAT, FRONTEND_SNAT, Flow, FlowKey, Frontend,
-    FrontendKey, flow_hash::flow_hash,
+    Config, Counter, FLOW_FORWARD, FLOW_LOCAL, FLOW_REPLY, FLOW_SNAT, FRONTEND_SNAT, Flow, FlowKey, Frontend,
+    FrontendKey, SCOPE_XDP, SERVICE_DROP_WHEN_EMPTY, flow_hash::flow_hash,
 };
 
 use crate::conntrack::{claim_snat_port, expired, key_of, touch};
-use crate::maps::{BACKENDS, CONNTRACK, FRONTENDS, INTERFACES, MAGLEV, SERVICES, config};
+use crate::maps::{BACKENDS, CONNTRACK, FRONTENDS, INTERFACES, SERVICES, config};
 use crate::nat::{Endpoints, rewrite, set_macs};
 use crate::packet::{Headers, OFF_ETH_DST, OFF_ETH_SRC, parse, read};
 use crate::route::{Route, lookup};
+use crate::select::{Client, pick};
 use crate::stats::{count, service_rx};
 use crate::transmit::{pass, through_tc, transmit};
 use crate::{reject, reply};
@@ -31,7 +32,7 @@ pub fn handle(ctx: &XdpContext) -> Result<u32, ()> {
             return Ok(XDP_PASS);
         }
     };
-    let frontend = FrontendKey { addr: h.dst_addr, port: h.dst_port, protocol: h.protocol, _pad: 0 };
+    let frontend = FrontendKey { addr: h.dst_addr, port: h.dst_port, protocol: h.protocol, scope: SCOPE_XDP };
     // SAFETY: the value is copied out at once.
     match unsafe { FRONTENDS.get(&frontend) } {
         Some(fe) => {
@@ -86,12 +87,17 @@ fn established(ctx: &XdpContext, h: &Headers, flow: &Flow) -> Result<u32, ()> {
 
 #[inline(always)]
 fn new_flow(ctx: &XdpContext, h: &Headers, fe: &Frontend, cfg: &Config, now: u64, key: &FlowKey) -> Result<u32, ()> {
-    let backend_count = SERVICES.get(fe.service_id).map(|s| s.backend_count).unwrap_or(0);
-    if backend_count == 0 {
+    let service = SERVICES.get(fe.service_id).copied().unwrap_or_default();
+    if service.backend_count == 0 {
+        if service.flags & SERVICE_DROP_WHEN_EMPTY != 0 {
+            count(Counter::DropNoLocalBackend);
+            return Ok(XDP_DROP);
+        }
         return Ok(reject::port_unreachable(ctx));
     }
     let hash = flow_hash(h.src_addr, h.dst_addr, h.src_port, h.dst_port, h.protocol);
-    let (backend_id, backend) = match pick_backend(fe.service_id, hash, cfg) {
+    let client = Client { key: h.src_addr as u64, scope: SCOPE_XDP as u32 };
+    let (backend_id, backend) = match pick(fe.service_id, &service, hash, client, cfg) {
         Some(found) => found,
         None => {
             count(Counter::DropNoBackend);
@@ -172,19 +178,6 @@ fn new_flow(ctx: &XdpContext, h: &Headers, fe: &Frontend, cfg: &Config, now: u64
     debug!(ctx, "new flow: service {} backend {} local {} snat {}", fe.service_id, backend_id, local as u8, snat as u8);
     let to = Endpoints { src_addr, dst_addr: backend.addr, src_port, dst_port: backend.port };
     deliver(ctx, h, &to, &route)
-}
-
-/// Maglev: the flow hash picks a slot of the service's row.
-#[inline(always)]
-fn pick_backend(service_id: u32, hash: u32, cfg: &Config) -> Option<(u32, Backend)> {
-    if cfg.maglev_size == 0 {
-        return None;
-    }
-    let slot = service_id.wrapping_mul(cfg.maglev_size) + hash % cfg.maglev_size;
-    let backend_id = *MAGLEV.get(slot)?;
-    // SAFETY: copied out at once.
-    let backend = unsafe { *BACKENDS.get(&backend_id)? };
-    Some((backend_id, backend))
 }
 
 /// The node address flows leaving through `egress` are masqueraded to.

@@ -10,6 +10,10 @@
 //! * `lb_tc_ingress` (TC ingress, node uplinks): sends the frames that
 //!   `lb_xdp` translated but handed over instead of sending them itself
 //!   (uplinks whose driver needs it, see `transmit.rs`).
+//! * `lb_sock_*` (cgroup `sock_addr` hooks, `--cgroup-root`): load
+//!   balancing at the socket for pods and host processes: cluster IPs (and
+//!   every other frontend) are replaced by a backend at `connect()` and
+//!   `sendmsg()`, and shown again at `recvmsg()` and `getpeername()`.
 //!
 //! The packet path and the map layout are described in ARCHITECTURE.md.
 #![no_std]
@@ -24,14 +28,16 @@ mod packet;
 mod reject;
 mod reply;
 mod route;
+mod select;
+mod sock;
 mod stats;
 mod tc;
 mod transmit;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{cgroup_sock_addr, classifier, xdp},
+    programs::{SockAddrContext, TcContext, XdpContext},
 };
 
 #[xdp]
@@ -47,6 +53,26 @@ pub fn lb_tc_egress(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn lb_tc_ingress(ctx: TcContext) -> i32 {
     transmit::handle_ingress(&ctx)
+}
+
+#[cgroup_sock_addr(connect4)]
+pub fn lb_sock_connect4(ctx: SockAddrContext) -> i32 {
+    sock::connect4(&ctx)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn lb_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
+    sock::sendmsg4(&ctx)
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn lb_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn lb_sock_getpeername4(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx)
 }
 
 #[cfg(not(test))]

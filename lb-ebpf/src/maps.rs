@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Backend, COUNTER_COUNT, Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS,
-    DEFAULT_MAX_SERVICES, Flow, FlowKey, Frontend, FrontendKey, Interface, MAX_INTERFACES, Service, ServiceStats,
+    Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES, DEFAULT_CONNTRACK_ENTRIES,
+    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey,
+    Frontend, FrontendKey, Interface, MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
 #[map]
@@ -46,3 +47,13 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_CO
 pub fn config() -> Option<&'static Config> {
     CONFIG.get(0)
 }
+
+/// `sessionAffinity: ClientIP`: the backend each client was last given.
+#[map]
+pub static AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::with_max_entries(DEFAULT_AFFINITY_ENTRIES, 0);
+
+/// Socket and backend → the frontend the application asked for (see
+/// `sock.rs`).
+#[map]
+pub static SOCKET_REVNAT: LruHashMap<SocketRevNatKey, SocketRevNat> =
+    LruHashMap::with_max_entries(DEFAULT_SOCKET_REVNAT_ENTRIES, 0);

@@ -53,8 +53,17 @@ pub struct RunArgs {
 
     /// Run without the eBPF data path (no root or BPF needed): only the
     /// Ingress proxy, on --http-addr and --https-addr.
-    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode", "xdp_transmit"])]
+    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode", "xdp_transmit", "cgroup_root"])]
     pub no_xdp: bool,
+
+    /// The cgroup v2 directory whose processes (pods, and the node's
+    /// host-network processes) get socket-level load balancing: their
+    /// connects and sends to cluster IPs, and to every other frontend, go
+    /// straight to an endpoint. Default: the first cgroup2 mount in
+    /// /proc/mounts (the whole machine), else one lb mounts at
+    /// /run/lb/cgroupv2.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_root: Option<PathBuf>,
 
     #[command(flatten)]
     pub ingress: IngressArgs,

@@ -7,14 +7,17 @@
 //! (the `lb-proxy` crate).
 
 pub mod admin;
+pub mod cgroup;
 pub mod cli;
 pub mod cluster;
 pub mod compile;
 pub mod config;
 pub mod dataplane;
 pub mod diagnostics;
+pub mod health_check;
 pub mod manifests;
 pub mod node;
 pub mod run;
 pub mod snapshot;
+pub mod sockets;
 pub mod status;

@@ -84,7 +84,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
-    diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &first)));
+    diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &first).await));
     if let Some(l4) = &mut l4 {
         l4.attach()?;
     }
@@ -100,7 +100,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                     bail!("the source stopped");
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &snapshot)));
+                diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &snapshot).await));
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
@@ -124,10 +124,10 @@ async fn run_agent(args: RunArgs) -> Result<()> {
 
 /// Compiles a snapshot into the routes and (with XDP) the maps; returns
 /// the problems found.
-fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Snapshot) -> Vec<Diagnostic> {
+async fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Snapshot) -> Vec<Diagnostic> {
     let mut diagnostics = l7.sync(snapshot);
     if let Some(l4) = l4 {
-        diagnostics.extend(l4.sync(snapshot));
+        diagnostics.extend(l4.sync(snapshot).await);
     }
     diagnostics.sort();
     diagnostics.dedup();

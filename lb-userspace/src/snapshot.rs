@@ -21,8 +21,9 @@ pub struct Snapshot {
     pub ingress_classes: Vec<IngressClass>,
     /// Only TLS material is used (`tls.crt`, `tls.key`).
     pub secrets: Vec<Secret>,
-    /// The cluster's Nodes (cluster-scoped; only from the Kubernetes API):
-    /// their addresses are the Ingress status with `ingressStatus: nodes`.
+    /// The cluster's Nodes (cluster-scoped): their addresses are the
+    /// Ingress status with `ingressStatus: nodes`, and this node's
+    /// `topology.kubernetes.io/zone` label selects topology hints.
     pub nodes: Vec<Node>,
 }
 

@@ -6,6 +6,12 @@
 //! The programs run in a network namespace of their own that holds the
 //! routes and neighbours the FIB lookups need:
 //!
+//! The socket programs (cgroup `sock_addr` hooks) have no fixtures here:
+//! the kernel cannot test-run that program type (`BPF_PROG_TEST_RUN` is
+//! implemented for XDP, TC, flow dissector, raw tracepoint, tracing,
+//! syscall, sk_lookup and netfilter programs only), so they are tested on
+//! real sockets in the netns bed (`netns_cluster_ip.rs`).
+//!
 //! ```text
 //!   up0 192.168.1.11/24 (02:00:00:00:00:11) ── peer 192.168.1.12 (02:00:00:00:00:12)
 //!   route 10.244.2.0/24 via 192.168.1.12          (pods on another node)
@@ -19,7 +25,7 @@ use etherparse::{Icmpv4Type, PacketBuilder, icmpv4::DestUnreachableHeader};
 use lb_common::{Counter, HANDOFF_MAGIC, flow_hash::flow_hash};
 use lb_testbed::fixture::{FixtureNet, NODE_IP, NODE_MAC, PEER_MAC};
 use lb_userspace::compile::{
-    BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry, ServicePortName,
+    BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry, ServicePortName, ServiceView,
 };
 use lb_userspace::dataplane::{
     Applier, Datapath, DataplaneSettings, PortRange, XdpAttachMode, XdpTransmit, read_counters,
@@ -35,8 +41,13 @@ const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 10);
 const LOCAL_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 10);
 const MAGLEV_SIZE: u32 = 251;
 
-fn service(name: &str, protocol: Protocol) -> ServicePortName {
-    ServicePortName { namespace: "default".into(), name: name.into(), port: String::new(), protocol }
+fn service(name: &str, protocol: Protocol) -> ServiceView {
+    ServiceView::cluster(ServicePortName {
+        namespace: "default".into(),
+        name: name.into(),
+        port: String::new(),
+        protocol,
+    })
 }
 
 fn entry(backends: &[BackendAddr]) -> ServiceEntry {
@@ -46,7 +57,7 @@ fn entry(backends: &[BackendAddr]) -> ServiceEntry {
     let input: Vec<lb_common::maglev::MaglevBackend<'_>> =
         names.iter().map(|n| lb_common::maglev::MaglevBackend { name: n.as_bytes(), weight: 1 }).collect();
     let maglev = lb_common::maglev::build_table(&input, MAGLEV_SIZE).expect("maglev");
-    ServiceEntry { backends, maglev: maglev.into() }
+    ServiceEntry { backends, maglev: maglev.into(), ..ServiceEntry::default() }
 }
 
 /// NodePort 30007/TCP → one pod on another node (masqueraded); NodePort
@@ -513,5 +524,67 @@ fn a_masquerade_port_that_is_a_nodeport_is_skipped() {
         }
         assert_eq!(counter(&l, Counter::FlowNew), 1, "one flow got 30008, the others found no port");
         assert_eq!(counter(&l, Counter::DropSnatExhausted), 3);
+    });
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_backend() {
+    let net = FixtureNet::create().expect("fixture namespace");
+    net.run(|net| {
+        let mut l = load(net);
+        let pods: Vec<BackendAddr> =
+            (10..14).map(|i| BackendAddr { ip: Ipv4Addr::new(10, 244, 2, i), port: 80 }).collect();
+        let mut t = tables();
+        let name = service("remote-tcp", Protocol::Tcp);
+        t.services.insert(name.clone(), ServiceEntry { affinity_timeout_s: 60, ..entry(&pods) });
+        l.applier.apply(&t).unwrap();
+        let backend_of = |l: &mut Loaded, client: Ipv4Addr, cport: u16| {
+            let syn = tcp(CLIENT_MAC, NODE_MAC, (client, cport), (NODE_IP, 30007), 64, true);
+            let (verdict, out) = run_xdp(l, &syn);
+            assert_eq!(verdict, XDP_TX);
+            Ipv4Addr::new(out[30], out[31], out[32], out[33])
+        };
+        // Every new flow of one client goes to its first flow's backend.
+        let first = backend_of(&mut l, CLIENT, 42000);
+        for cport in 42001..42040 {
+            assert_eq!(backend_of(&mut l, CLIENT, cport), first, "client port {cport}");
+        }
+        // Other clients are spread as usual (their own first choice sticks).
+        let others: std::collections::BTreeSet<Ipv4Addr> =
+            (20..60).map(|i| backend_of(&mut l, Ipv4Addr::new(192, 168, 1, i), 42000)).collect();
+        assert!(others.len() >= 3, "40 clients used only {others:?}");
+        // The backend goes away: the client moves, and sticks to the new one.
+        let remaining: Vec<BackendAddr> = pods.iter().filter(|p| p.ip != first).copied().collect();
+        t.services.insert(name.clone(), ServiceEntry { affinity_timeout_s: 60, ..entry(&remaining) });
+        l.applier.apply(&t).unwrap();
+        let moved = backend_of(&mut l, CLIENT, 43000);
+        assert_ne!(moved, first);
+        for cport in 43001..43010 {
+            assert_eq!(backend_of(&mut l, CLIENT, cport), moved, "client port {cport} after the move");
+        }
+        // Without affinity the same client is spread over the backends.
+        t.services.insert(name, entry(&remaining));
+        l.applier.apply(&t).unwrap();
+        let spread: std::collections::BTreeSet<Ipv4Addr> =
+            (44000..44040).map(|cport| backend_of(&mut l, CLIENT, cport)).collect();
+        assert!(spread.len() >= 2, "40 flows without affinity used only {spread:?}");
+    });
+}
+
+#[test]
+fn a_local_policy_without_local_endpoints_drops_instead_of_rejecting() {
+    let net = FixtureNet::create().expect("fixture namespace");
+    net.run(|net| {
+        let mut l = load(net);
+        let mut t = tables();
+        let empty = service("no-endpoints", Protocol::Tcp);
+        t.services.insert(empty, ServiceEntry { drop_when_empty: true, ..ServiceEntry::default() });
+        l.applier.apply(&t).unwrap();
+        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, 40000), (NODE_IP, 30099), 64, true);
+        let (verdict, _) = run_xdp(&mut l, &syn);
+        const XDP_DROP: u32 = 1;
+        assert_eq!(verdict, XDP_DROP, "dropped, not answered with ICMP");
+        assert_eq!(counter(&l, Counter::DropNoLocalBackend), 1);
+        assert_eq!(counter(&l, Counter::RejectNoBackend), 0);
     });
 }

@@ -13,7 +13,16 @@
 //!   when there are none, the serving and terminating ones are (kube-proxy's
 //!   graceful termination fallback). Every address of an endpoint is a
 //!   backend.
-//! - `externalTrafficPolicy: Local`: only the endpoints on this node.
+//! - [`Scope::Node`] (a `Local` traffic policy): only the endpoints on this
+//!   node, by the same rules.
+//! - [`Scope::Cluster`] with this node's topology: when every ready endpoint
+//!   has node hints (`hints.forNodes`) and one is for this node, only those;
+//!   else when every ready endpoint has zone hints (`hints.forZones`), this
+//!   node has a zone (`topology.kubernetes.io/zone`) and one endpoint is for
+//!   it, only those (kube-proxy's `CategorizeEndpoints`; the EndpointSlice
+//!   controller writes hints for `trafficDistribution: PreferClose` and
+//!   `PreferSameNode` and the `topology-mode: Auto` annotation). The
+//!   terminating fallback ignores hints.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -71,20 +80,106 @@ pub(crate) struct BackendQuery<'a> {
     pub index: usize,
     pub port: &'a ServicePort,
     pub protocol: Protocol,
-    /// `Some(node)` for `externalTrafficPolicy: Local`; `None` for every node.
-    pub local_node: Option<&'a str>,
+    pub scope: Scope<'a>,
 }
 
-/// An endpoint address usable as a backend, and its conditions.
-struct Candidate {
+/// Which endpoints a traffic policy allows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scope<'a> {
+    /// Every endpoint of the cluster; narrowed by topology hints for this
+    /// node when they apply (none given: hints are ignored).
+    Cluster(Option<NodeTopology<'a>>),
+    /// Only the endpoints on this node (a `Local` traffic policy).
+    Node(&'a str),
+}
+
+/// Where this node is, for topology hints.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NodeTopology<'a> {
+    pub name: &'a str,
+    /// `topology.kubernetes.io/zone` of the node, if it has one.
+    pub zone: Option<&'a str>,
+}
+
+/// The backends of a query, and whether the Service has usable endpoints
+/// anywhere (a `Local` scope that finds none of them drops new flows
+/// instead of rejecting them, as kube-proxy does).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Selection {
+    /// Sorted, without duplicates.
+    pub backends: Vec<BackendAddr>,
+    pub usable_anywhere: bool,
+}
+
+/// An endpoint address usable as a backend, and its endpoint.
+struct Candidate<'e> {
     backend: BackendAddr,
+    endpoint: &'e Endpoint,
     ready: bool,
     serving_terminating: bool,
+}
+
+impl Candidate<'_> {
+    fn on_node(&self, node: &str) -> bool {
+        self.endpoint.node_name.as_deref() == Some(node)
+    }
+
+    fn zone_hints(&self) -> impl Iterator<Item = &str> {
+        let hints = self.endpoint.hints.as_ref().and_then(|h| h.for_zones.as_deref()).unwrap_or_default();
+        hints.iter().map(|z| z.name.as_str())
+    }
+
+    fn node_hints(&self) -> impl Iterator<Item = &str> {
+        let hints = self.endpoint.hints.as_ref().and_then(|h| h.for_nodes.as_deref()).unwrap_or_default();
+        hints.iter().map(|n| n.name.as_str())
+    }
+}
+
+/// Which topology hints this node may follow, if any.
+enum Hints<'a> {
+    None,
+    Node(&'a str),
+    Zone(&'a str),
+}
+
+impl<'a> Hints<'a> {
+    /// kube-proxy's rule: hints are used only when every ready endpoint has
+    /// them and at least one is for this node (or its zone).
+    fn for_node(candidates: &[Candidate<'_>], topology: Option<NodeTopology<'a>>) -> Self {
+        let Some(node) = topology else { return Hints::None };
+        let ready = || candidates.iter().filter(|c| c.ready);
+        let all_have = |hints: &dyn Fn(&Candidate<'_>) -> bool| ready().all(hints);
+        if all_have(&|c| c.node_hints().next().is_some()) && ready().any(|c| c.node_hints().any(|n| n == node.name)) {
+            return Hints::Node(node.name);
+        }
+        match node.zone {
+            Some(zone)
+                if all_have(&|c| c.zone_hints().next().is_some())
+                    && ready().any(|c| c.zone_hints().any(|z| z == zone)) =>
+            {
+                Hints::Zone(zone)
+            }
+            _ => Hints::None,
+        }
+    }
+
+    fn allow(&self, candidate: &Candidate<'_>) -> bool {
+        match self {
+            Hints::None => true,
+            Hints::Node(node) => candidate.node_hints().any(|n| n == *node),
+            Hints::Zone(zone) => candidate.zone_hints().any(|z| z == *zone),
+        }
+    }
 }
 
 impl BackendQuery<'_> {
     /// The backends, sorted and without duplicates.
     pub fn resolve(&self, slices: &[&EndpointSlice], diagnostics: &mut Vec<Diagnostic>) -> Vec<BackendAddr> {
+        self.select(slices, diagnostics).backends
+    }
+
+    /// The backends and whether the Service has usable endpoints anywhere.
+    pub fn select(&self, slices: &[&EndpointSlice], diagnostics: &mut Vec<Diagnostic>) -> Selection {
         let mut candidates = Vec::new();
         let mut unresolved = Vec::new();
         for slice in slices {
@@ -96,12 +191,20 @@ impl BackendQuery<'_> {
         if !unresolved.is_empty() {
             diagnostics.push(self.unresolved(&unresolved, unresolved.len() == slices.len()));
         }
-        let ready: BTreeSet<BackendAddr> = candidates.iter().filter(|c| c.ready).map(|c| c.backend).collect();
-        if !ready.is_empty() {
-            return ready.into_iter().collect();
-        }
-        let terminating = candidates.iter().filter(|c| c.serving_terminating).map(|c| c.backend);
-        terminating.collect::<BTreeSet<_>>().into_iter().collect()
+        let usable_anywhere = candidates.iter().any(|c| c.ready || c.serving_terminating);
+        let (eligible, hints): (Vec<&Candidate<'_>>, Hints<'_>) = match self.scope {
+            Scope::Cluster(topology) => (candidates.iter().collect(), Hints::for_node(&candidates, topology)),
+            Scope::Node(node) => (candidates.iter().filter(|c| c.on_node(node)).collect(), Hints::None),
+        };
+        let ready: BTreeSet<BackendAddr> =
+            eligible.iter().filter(|c| c.ready && hints.allow(c)).map(|c| c.backend).collect();
+        let backends = if ready.is_empty() {
+            let terminating = eligible.iter().filter(|c| c.serving_terminating).map(|c| c.backend);
+            terminating.collect::<BTreeSet<_>>().into_iter().collect()
+        } else {
+            ready.into_iter().collect()
+        };
+        Selection { backends, usable_anywhere }
     }
 
     /// The target port of this service port in `slice`, if it resolves.
@@ -133,17 +236,14 @@ impl BackendQuery<'_> {
         protocol == self.protocol.as_str()
     }
 
-    fn candidates(
+    fn candidates<'e>(
         &self,
-        slice: &EndpointSlice,
+        slice: &'e EndpointSlice,
         port: u16,
-        candidates: &mut Vec<Candidate>,
+        candidates: &mut Vec<Candidate<'e>>,
         diagnostics: &mut Vec<Diagnostic>,
     ) {
         for (i, endpoint) in slice.endpoints.iter().flatten().enumerate() {
-            if self.local_node.is_some_and(|node| endpoint.node_name.as_deref() != Some(node)) {
-                continue;
-            }
             let (ready, serving, terminating) = conditions(endpoint);
             for (j, address) in endpoint.addresses.iter().enumerate() {
                 let Ok(ip) = address.parse::<Ipv4Addr>() else {
@@ -154,7 +254,7 @@ impl BackendQuery<'_> {
                     continue;
                 };
                 let backend = BackendAddr { ip, port };
-                candidates.push(Candidate { backend, ready, serving_terminating: serving && terminating });
+                candidates.push(Candidate { backend, endpoint, ready, serving_terminating: serving && terminating });
             }
         }
     }

@@ -1,29 +1,43 @@
-//! The L4 compiler: Services and EndpointSlices → frontends, service ports,
+//! The L4 compiler: Services and EndpointSlices → frontends, service views,
 //! backends and Maglev rows, with kube-proxy's semantics.
 //!
 //! - Every port of a `ClusterIP`, `NodePort` or `LoadBalancer` Service is a
-//!   service port (`ExternalName` and headless Services are skipped; SCTP
-//!   ports are diagnosed and skipped).
-//! - Its frontends are the addresses on which traffic arrives from outside
-//!   the cluster: each node address × `nodePort` (NodePort and LoadBalancer),
-//!   each `spec.externalIPs` entry × `port`, and for LoadBalancer each
-//!   `status.loadBalancer.ingress[].ip` (or, when there is none,
-//!   `spec.loadBalancerIP`) × `port`. The cluster IP is not a frontend: the
-//!   data path only sees traffic from outside. IPv6 addresses are skipped.
-//!   A frontend claimed twice goes to the first Service (by namespace, then
-//!   name) and the other one is diagnosed.
-//! - Only service ports with at least one frontend get a [`ServiceEntry`]
-//!   (each entry costs a Maglev row in the data path). An entry may have no
-//!   backends: new flows are then rejected, as kube-proxy does.
-//! - Backends come from the Service's EndpointSlices (see [`super::endpoints`]).
+//!   service port. `ExternalName` and headless Services are skipped, and so
+//!   are Services labelled `service.kubernetes.io/service-proxy-name`
+//!   (another proxy serves them) or `service.kubernetes.io/headless`, as
+//!   kube-proxy skips them; SCTP ports are diagnosed and skipped.
+//! - Frontends of traffic from outside (the XDP program): each node address
+//!   × `nodePort` (NodePort and LoadBalancer), each `spec.externalIPs` entry
+//!   × `port`, and for LoadBalancer each `status.loadBalancer.ingress[].ip`
+//!   (or, when there is none, `spec.loadBalancerIP`) × `port`. They use the
+//!   node's endpoints with `externalTrafficPolicy: Local`, else the
+//!   cluster's.
+//! - Frontends of the cluster's own sockets (the socket programs): each
+//!   IPv4 `spec.clusterIPs` entry × `port`, using the node's endpoints with
+//!   `internalTrafficPolicy: Local`, else the cluster's; and every frontend
+//!   above again with the cluster's endpoints (kube-proxy sends pods'
+//!   traffic to external addresses to every endpoint, whatever
+//!   `externalTrafficPolicy` says).
+//! - IPv6 addresses are skipped. A frontend claimed twice goes to the first
+//!   Service (by namespace, then name) and the other one is diagnosed.
+//! - Each (service port, endpoint scope) that some frontend uses is a
+//!   [`ServiceView`] with its own backends and Maglev row (see
+//!   [`super::endpoints`] for the selection, topology hints included). A
+//!   view may have no backends: new flows are then rejected, or dropped
+//!   when the Service has endpoints on other nodes (a `Local` policy), as
+//!   kube-proxy does.
+//! - `sessionAffinity: ClientIP` gives every view of the port its
+//!   `timeoutSeconds` (default 10800).
 //! - The ingress controller's Service (`NodeContext::ingress`) is the
-//!   exception: its HTTP and HTTPS ports go to this node's proxy (see
-//!   [`IngressHandoff`]).
+//!   exception: its HTTP and HTTPS ports go to this node's proxy in every
+//!   view (see [`IngressHandoff`]).
 //! - If `options.maglev_table_size` is not a prime (≥ 2), a single
 //!   diagnostic is returned and no entry gets a Maglev row.
 
 mod frontends;
 mod maglev_rows;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,8 +47,11 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use lb_common::maglev::{self, MaglevBackend};
 
-use super::endpoints::{BackendQuery, ServiceRef, SliceIndex};
-use super::tables::{BackendAddr, DataplaneTables, FrontendEntry, MaglevRow, Protocol, ServiceEntry, ServicePortName};
+use super::endpoints::{BackendQuery, NodeTopology, Scope, Selection, ServiceRef, SliceIndex};
+use super::tables::{
+    BackendAddr, DataplaneTables, EndpointScope, FrontendEntry, MaglevRow, Protocol, ServiceEntry, ServicePortName,
+    ServiceView,
+};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Snapshot, object_key};
 use frontends::ServiceAddresses;
@@ -118,10 +135,12 @@ pub fn compile_l4_reusing(
     rows.begin(options.maglev_table_size);
     let mut compiler = Compiler {
         node,
+        zone: node_zone(snapshot, &node.name),
         rows,
         maglev_size: Some(options.maglev_table_size),
         slices: SliceIndex::new(&snapshot.endpoint_slices),
         tables: DataplaneTables::default(),
+        port_names: HashSet::new(),
         diagnostics: Vec::new(),
     };
     if !maglev::is_prime(options.maglev_table_size) {
@@ -138,15 +157,42 @@ pub fn compile_l4_reusing(
     (compiler.tables, diagnostics)
 }
 
-/// One Service being compiled: its name and the diagnostics helper.
+/// The label of Services that another proxy serves (kube-proxy skips them).
+pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
+/// The label of Services without a cluster IP to serve (kube-proxy skips them).
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// The Node label topology hints refer to.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// kube-proxy's default and maximum `sessionAffinityConfig.clientIP.timeoutSeconds`.
+pub const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+pub const MAX_AFFINITY_TIMEOUT_S: u32 = 86_400;
+
+/// The zone label of the Node named `name`, if the snapshot has it.
+fn node_zone(snapshot: &Snapshot, name: &str) -> Option<String> {
+    let node = snapshot.nodes.iter().find(|n| n.metadata.name.as_deref() == Some(name))?;
+    node.metadata.labels.as_ref()?.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned()
+}
+
+/// The compile of one node's tables.
 struct Compiler<'a> {
     node: &'a NodeContext,
+    /// The node's zone, for topology hints.
+    zone: Option<String>,
     rows: &'a mut MaglevRows,
     /// `None` when the configured size is unusable.
     maglev_size: Option<u32>,
     slices: SliceIndex<'a>,
     tables: DataplaneTables,
+    /// The service ports compiled so far.
+    port_names: HashSet<ServicePortName>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// Which program a frontend is for.
+#[derive(Clone, Copy)]
+enum Hook {
+    Xdp,
+    Socket,
 }
 
 impl Compiler<'_> {
@@ -166,9 +212,44 @@ impl Compiler<'_> {
         if spec.cluster_ip.as_deref() == Some("None") {
             return; // Headless: nothing to balance.
         }
+        let labels = service.metadata.labels.as_ref();
+        if let Some(label) = [SERVICE_PROXY_NAME_LABEL, HEADLESS_LABEL]
+            .into_iter()
+            .find(|l| labels.is_some_and(|ls| ls.contains_key(*l)))
+        {
+            tracing::debug!(service = %svc.name, namespace = %svc.namespace, label, "labelled for another proxy; skipped");
+            return;
+        }
         let addresses = ServiceAddresses::new(&svc, service, service_type, &mut self.diagnostics);
+        let affinity_timeout_s = self.affinity(&svc, spec);
         for (index, port) in spec.ports.iter().flatten().enumerate() {
-            self.service_port(&svc, spec, &addresses, index, port);
+            self.service_port(&svc, spec, &addresses, affinity_timeout_s, index, port);
+        }
+    }
+
+    /// `sessionAffinity: ClientIP`'s timeout; 0 without affinity.
+    fn affinity(&mut self, svc: &ServiceRef<'_>, spec: &ServiceSpec) -> u32 {
+        match spec.session_affinity.as_deref() {
+            None | Some("None") | Some("") => return 0,
+            Some("ClientIP") => {}
+            Some(other) => {
+                let message = format!("unknown session affinity {other:?}; the Service is served without affinity");
+                self.diagnostics.push(svc.diagnostic("spec.sessionAffinity", message));
+                return 0;
+            }
+        }
+        let config = spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref());
+        match config.and_then(|c| c.timeout_seconds) {
+            None => DEFAULT_AFFINITY_TIMEOUT_S,
+            Some(t) if t >= 1 && t as u32 <= MAX_AFFINITY_TIMEOUT_S => t as u32,
+            Some(t) => {
+                let message = format!(
+                    "{t} is not a timeout in 1..={MAX_AFFINITY_TIMEOUT_S} seconds; using {DEFAULT_AFFINITY_TIMEOUT_S}"
+                );
+                let field = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
+                self.diagnostics.push(svc.diagnostic(field, message));
+                DEFAULT_AFFINITY_TIMEOUT_S
+            }
         }
     }
 
@@ -177,6 +258,7 @@ impl Compiler<'_> {
         svc: &ServiceRef<'_>,
         spec: &ServiceSpec,
         addresses: &ServiceAddresses,
+        affinity_timeout_s: u32,
         index: usize,
         port: &ServicePort,
     ) {
@@ -188,26 +270,45 @@ impl Compiler<'_> {
             port: port.name.clone().unwrap_or_default(),
             protocol,
         };
-        if self.tables.services.contains_key(&name) {
+        if !self.port_names.insert(name.clone()) {
             let message = format!("another port of this Service is also named {:?} for {protocol}; ignored", name.port);
             return self.diagnostics.push(svc.diagnostic(format!("{field}.name"), message));
         }
-        let candidates = addresses.frontends(svc, self.node, index, port, protocol, &mut self.diagnostics);
+        let external = addresses.frontends(svc, self.node, index, port, protocol, &mut self.diagnostics);
+        let cluster_ips = addresses.cluster_ip_frontends(svc, index, port, protocol, &mut self.diagnostics);
         let listener = self.node.ingress.as_ref().and_then(|handoff| handoff.listener(svc, port, protocol));
-        let snat = listener.is_none() && spec.external_traffic_policy.as_deref() != Some("Local");
-        if !self.claim_frontends(svc, &name, candidates, snat) {
-            return;
-        }
-        let backends = match listener {
-            Some(listener) => vec![listener],
-            None => {
-                let local_node = (!snat).then_some(self.node.name.as_str());
-                let query = BackendQuery { svc, index, port, protocol, local_node };
-                query.resolve(self.slices.for_service(svc.namespace, svc.name), &mut self.diagnostics)
+        let local = |policy: Option<&str>| listener.is_none() && policy == Some("Local");
+        let external_local = local(spec.external_traffic_policy.as_deref());
+        let internal_local = local(spec.internal_traffic_policy.as_deref());
+        let view =
+            |local: bool| if local { ServiceView::node(name.clone()) } else { ServiceView::cluster(name.clone()) };
+
+        let mut views = Vec::new();
+        let snat = listener.is_none() && !external_local;
+        views.extend(self.claim(Hook::Xdp, svc, &view(external_local), external.iter(), snat));
+        views.extend(self.claim(Hook::Socket, svc, &view(internal_local), cluster_ips.iter(), false));
+        views.extend(self.claim(Hook::Socket, svc, &view(false), external.iter(), false));
+        for view in views {
+            if self.tables.services.contains_key(&view) {
+                continue;
             }
-        };
-        let maglev = self.maglev_row(svc, &field, &backends);
-        self.tables.services.insert(name, ServiceEntry { backends, maglev });
+            let selection = match listener {
+                Some(listener) => Selection { backends: vec![listener], usable_anywhere: true },
+                None => {
+                    let topology = NodeTopology { name: &self.node.name, zone: self.zone.as_deref() };
+                    let scope = match view.scope {
+                        EndpointScope::Cluster => Scope::Cluster(Some(topology)),
+                        EndpointScope::Node => Scope::Node(&self.node.name),
+                    };
+                    let query = BackendQuery { svc, index, port, protocol, scope };
+                    query.select(self.slices.for_service(svc.namespace, svc.name), &mut self.diagnostics)
+                }
+            };
+            let maglev = self.maglev_row(svc, &field, &selection.backends);
+            let drop_when_empty = selection.backends.is_empty() && selection.usable_anywhere;
+            let entry = ServiceEntry { backends: selection.backends, maglev, affinity_timeout_s, drop_when_empty };
+            self.tables.services.insert(view, entry);
+        }
     }
 
     fn protocol(&mut self, svc: &ServiceRef<'_>, field: &str, protocol: Option<&str>) -> Option<Protocol> {
@@ -222,32 +323,36 @@ impl Compiler<'_> {
         }
     }
 
-    /// Claims the frontends not taken yet by an earlier service port;
-    /// returns whether this service port got any.
-    fn claim_frontends(
+    /// Claims for `view` the frontends of `hook` not taken yet by an
+    /// earlier service port; returns the view if it got any.
+    fn claim<'c>(
         &mut self,
+        hook: Hook,
         svc: &ServiceRef<'_>,
-        name: &ServicePortName,
-        candidates: Vec<frontends::Candidate>,
+        view: &ServiceView,
+        candidates: impl Iterator<Item = &'c frontends::Candidate>,
         snat: bool,
-    ) -> bool {
+    ) -> Option<ServiceView> {
+        let frontends = match hook {
+            Hook::Xdp => &mut self.tables.frontends,
+            Hook::Socket => &mut self.tables.socket_frontends,
+        };
         let mut claimed = false;
         for candidate in candidates {
-            match self.tables.frontends.get(&candidate.addr) {
-                Some(owner) if &owner.service == name => {}
+            match frontends.get(&candidate.addr) {
+                Some(owner) if owner.service.port == view.port => {}
                 Some(owner) => {
                     let message =
-                        format!("frontend {} is already used by {}; ignored here", candidate.addr, owner.service);
-                    self.diagnostics.push(svc.diagnostic(candidate.field, message));
+                        format!("frontend {} is already used by {}; ignored here", candidate.addr, owner.service.port);
+                    self.diagnostics.push(svc.diagnostic(candidate.field.clone(), message));
                 }
                 None => {
-                    let entry = FrontendEntry { service: name.clone(), snat };
-                    self.tables.frontends.insert(candidate.addr, entry);
+                    frontends.insert(candidate.addr, FrontendEntry { service: view.clone(), snat });
                     claimed = true;
                 }
             }
         }
-        claimed
+        claimed.then(|| view.clone())
     }
 
     fn maglev_row(&mut self, svc: &ServiceRef<'_>, field: &str, backends: &[BackendAddr]) -> MaglevRow {

@@ -74,9 +74,49 @@ impl fmt::Display for FrontendAddr {
     }
 }
 
+/// Which endpoints of a service port a view uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointScope {
+    /// Every endpoint of the cluster, narrowed by topology hints (traffic
+    /// policy `Cluster`).
+    Cluster,
+    /// Only this node's endpoints (traffic policy `Local`).
+    Node,
+}
+
+/// A service port as one kind of traffic sees it: the unit that owns a set
+/// of backends and a Maglev row in the data path. A service port has one
+/// view per endpoint scope its frontends use: with `externalTrafficPolicy:
+/// Local`, traffic from outside sees the node's endpoints while the
+/// cluster's own sockets see them all.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceView {
+    pub port: ServicePortName,
+    pub scope: EndpointScope,
+}
+
+impl ServiceView {
+    pub fn cluster(port: ServicePortName) -> Self {
+        Self { port, scope: EndpointScope::Cluster }
+    }
+
+    pub fn node(port: ServicePortName) -> Self {
+        Self { port, scope: EndpointScope::Node }
+    }
+}
+
+impl fmt::Display for ServiceView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope {
+            EndpointScope::Cluster => write!(f, "{}", self.port),
+            EndpointScope::Node => write!(f, "{} (node-local)", self.port),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrontendEntry {
-    pub service: ServicePortName,
+    pub service: ServiceView,
     /// Masquerade flows to backends on other nodes (`externalTrafficPolicy:
     /// Cluster`).
     pub snat: bool,
@@ -108,10 +148,21 @@ pub struct ServiceEntry {
     /// [`MaglevRows`](super::l4::MaglevRows), which hands an unchanged
     /// service the same row again.
     pub maglev: MaglevRow,
+    /// `sessionAffinity: ClientIP`: seconds a client keeps its backend; 0
+    /// without affinity.
+    pub affinity_timeout_s: u32,
+    /// No backends here while the Service has endpoints elsewhere (a
+    /// `Local` policy): new flows are dropped rather than rejected.
+    pub drop_when_empty: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DataplaneTables {
+    /// Frontends of traffic arriving on the uplinks (the XDP program).
     pub frontends: BTreeMap<FrontendAddr, FrontendEntry>,
-    pub services: BTreeMap<ServicePortName, ServiceEntry>,
+    /// Frontends of connects and sends of the cgroup's processes (the
+    /// socket programs): cluster IPs, and the frontends above again with
+    /// the cluster's endpoints.
+    pub socket_frontends: BTreeMap<FrontendAddr, FrontendEntry>,
+    pub services: BTreeMap<ServiceView, ServiceEntry>,
 }

@@ -4,8 +4,9 @@
 //!
 //! 1. new backends are inserted;
 //! 2. changed Maglev slots are written;
-//! 3. `SERVICES` (backend counts) is updated;
-//! 4. frontends are added, changed and removed;
+//! 3. `SERVICES` (backend counts, flags, affinity) is updated;
+//! 4. frontends (of both scopes: XDP and sockets) are added, changed and
+//!    removed;
 //! 5. removed backends and services are deleted.
 //!
 //! The in-memory picture of the maps is updated write by write, so after a
@@ -17,11 +18,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
-use lb_common::{Backend, FRONTEND_SNAT, Frontend, FrontendKey, Service, ServiceStats};
+use lb_common::{
+    Backend, FRONTEND_SNAT, Frontend, FrontendKey, SCOPE_SOCKET, SCOPE_XDP, SERVICE_DROP_WHEN_EMPTY, Service,
+    ServiceStats,
+};
 
 use super::DataplaneMaps;
 use super::ids::{BackendIds, ServiceIds};
-use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, MaglevRow, ServiceEntry, ServicePortName};
+use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, MaglevRow, ServiceEntry, ServiceView};
 
 /// What one apply changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,7 +38,7 @@ pub struct ApplyReport {
     pub services_written: usize,
     pub services_deleted: usize,
     /// Service ports left out because every service id is taken.
-    pub services_over_capacity: Vec<ServicePortName>,
+    pub services_over_capacity: Vec<ServiceView>,
 }
 
 /// A service port as it is in the maps.
@@ -46,7 +50,8 @@ struct AppliedService {
     /// (with the same backends): handed the same row again, the apply skips
     /// the slots. Empty while a write of the row is unfinished.
     written_from: MaglevRow,
-    backend_count: u32,
+    /// Its `SERVICES` entry as written.
+    value: Service,
 }
 
 pub struct Applier {
@@ -54,8 +59,9 @@ pub struct Applier {
     maglev_size: u32,
     service_ids: ServiceIds,
     backend_ids: BackendIds,
-    services: BTreeMap<ServicePortName, AppliedService>,
-    frontends: BTreeMap<FrontendAddr, Frontend>,
+    services: BTreeMap<ServiceView, AppliedService>,
+    /// Frontends as written, by scope (`SCOPE_XDP`, `SCOPE_SOCKET`).
+    frontends: BTreeMap<(u8, FrontendAddr), Frontend>,
 }
 
 impl Applier {
@@ -94,17 +100,18 @@ impl Applier {
                         id,
                         backends: BTreeMap::new(),
                         written_from: MaglevRow::default(),
-                        backend_count: 0,
+                        value: Service::default(),
                     },
                 );
             }
             stale_backends.extend(self.update_service(name, entry, &mut report)?);
         }
-        self.update_frontends(tables, &mut report)?;
+        self.update_frontends(SCOPE_XDP, &tables.frontends, &mut report)?;
+        self.update_frontends(SCOPE_SOCKET, &tables.socket_frontends, &mut report)?;
         for id in stale_backends {
             self.delete_backend(id, &mut report)?;
         }
-        let removed: Vec<ServicePortName> =
+        let removed: Vec<ServiceView> =
             self.services.keys().filter(|n| !tables.services.contains_key(*n)).cloned().collect();
         for name in removed {
             self.delete_service(&name, &mut report)?;
@@ -115,7 +122,7 @@ impl Applier {
     /// Steps 1–3 for one service; returns the ids of backends to delete.
     fn update_service(
         &mut self,
-        name: &ServicePortName,
+        name: &ServiceView,
         entry: &ServiceEntry,
         report: &mut ApplyReport,
     ) -> Result<Vec<u32>> {
@@ -156,13 +163,14 @@ impl Applier {
             }
             applied.written_from = entry.maglev.clone();
         }
-        let count = entry.backends.len() as u32;
-        if applied.backend_count != count {
-            self.maps
-                .services
-                .set(applied.id, Service { backend_count: count, flags: 0 }, 0)
-                .with_context(|| format!("{name}: writing SERVICES"))?;
-            applied.backend_count = count;
+        let value = Service {
+            backend_count: entry.backends.len() as u32,
+            flags: if entry.drop_when_empty { SERVICE_DROP_WHEN_EMPTY } else { 0 },
+            affinity_timeout_s: entry.affinity_timeout_s,
+        };
+        if applied.value != value {
+            self.maps.services.set(applied.id, value, 0).with_context(|| format!("{name}: writing SERVICES"))?;
+            applied.value = value;
             report.services_written += 1;
         }
         let gone: Vec<BackendAddr> =
@@ -170,29 +178,35 @@ impl Applier {
         Ok(gone.iter().filter_map(|a| applied.backends.remove(a)).collect())
     }
 
-    /// Step 4.
-    fn update_frontends(&mut self, tables: &DataplaneTables, report: &mut ApplyReport) -> Result<()> {
-        for (addr, entry) in &tables.frontends {
+    /// Step 4, for the frontends of one scope.
+    fn update_frontends(
+        &mut self,
+        scope: u8,
+        frontends: &BTreeMap<FrontendAddr, FrontendEntry>,
+        report: &mut ApplyReport,
+    ) -> Result<()> {
+        for (addr, entry) in frontends {
             let Some(service) = self.services.get(&entry.service) else { continue };
             let value = Frontend { service_id: service.id, flags: if entry.snat { FRONTEND_SNAT } else { 0 } };
-            if self.frontends.get(addr) != Some(&value) {
+            if self.frontends.get(&(scope, *addr)) != Some(&value) {
                 self.maps
                     .frontends
-                    .insert(frontend_key(addr), value, 0)
+                    .insert(frontend_key(scope, addr), value, 0)
                     .with_context(|| format!("writing frontend {addr} of {}", entry.service))?;
-                self.frontends.insert(*addr, value);
+                self.frontends.insert((scope, *addr), value);
                 report.frontends_written += 1;
             }
         }
         let removed: Vec<FrontendAddr> = self
             .frontends
             .keys()
-            .filter(|a| tables.frontends.get(*a).is_none_or(|e| !self.services.contains_key(&e.service)))
-            .copied()
+            .filter(|(s, a)| *s == scope && frontends.get(a).is_none_or(|e| !self.services.contains_key(&e.service)))
+            .map(|(_, a)| *a)
             .collect();
         for addr in removed {
-            self.maps.frontends.remove(&frontend_key(&addr)).with_context(|| format!("deleting frontend {addr}"))?;
-            self.frontends.remove(&addr);
+            let key = frontend_key(scope, &addr);
+            self.maps.frontends.remove(&key).with_context(|| format!("deleting frontend {addr}"))?;
+            self.frontends.remove(&(scope, addr));
             report.frontends_deleted += 1;
         }
         Ok(())
@@ -206,14 +220,14 @@ impl Applier {
 
     /// Step 5 for a service port no longer in the tables (its frontends are
     /// already gone).
-    fn delete_service(&mut self, name: &ServicePortName, report: &mut ApplyReport) -> Result<()> {
+    fn delete_service(&mut self, name: &ServiceView, report: &mut ApplyReport) -> Result<()> {
         let applied = self.services.get_mut(name).expect("listed above");
-        if applied.backend_count != 0 {
+        if applied.value != Service::default() {
             self.maps
                 .services
                 .set(applied.id, Service::default(), 0)
                 .with_context(|| format!("{name}: clearing SERVICES"))?;
-            applied.backend_count = 0;
+            applied.value = Service::default();
         }
         let ids: Vec<u32> = applied.backends.values().copied().collect();
         for id in ids {
@@ -234,6 +248,6 @@ impl Applier {
     }
 }
 
-fn frontend_key(addr: &FrontendAddr) -> FrontendKey {
-    FrontendKey::new(addr.ip, addr.port, addr.protocol.number())
+fn frontend_key(scope: u8, addr: &FrontendAddr) -> FrontendKey {
+    FrontendKey::new(addr.ip, addr.port, addr.protocol.number(), scope)
 }

@@ -3,15 +3,20 @@
 //! XDP and TC programs are attached as BPF links (TCX for TC on Linux ≥
 //! 6.6), owned by this process: when the agent exits, for whatever reason,
 //! the kernel detaches them and the node is back to plain kernel networking.
+//! The socket programs are attached to a cgroup (`--cgroup-root`) the same
+//! way.
 
+use std::fs::File;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS,
-    PROG_TC_INGRESS, PROG_XDP, addr_to_map,
+    INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_SOCK_CONNECT4,
+    PROG_SOCK_GETPEERNAME4, PROG_SOCK_RECVMSG4, PROG_SOCK_SENDMSG4, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    addr_to_map,
 };
 use tracing::{info, warn};
 
@@ -98,6 +103,9 @@ impl Datapath {
         xdp_program(&mut ebpf)?.load().context("verifying the XDP program")?;
         tc_program(&mut ebpf, PROG_TC_EGRESS)?.load().context("verifying the TC egress program")?;
         tc_program(&mut ebpf, PROG_TC_INGRESS)?.load().context("verifying the TC ingress program")?;
+        for name in SOCKET_PROGRAMS {
+            sock_program(&mut ebpf, name)?.load().with_context(|| format!("verifying the socket program {name}"))?;
+        }
         let mut maps = DataplaneMaps::take_from(&mut ebpf)?;
         maps.config.set(0, settings.kernel_config(), 0).context("writing CONFIG")?;
         Ok((Self { ebpf }, maps))
@@ -151,6 +159,21 @@ impl Datapath {
         Ok(())
     }
 
+    /// Attaches the socket programs to the cgroup v2 directory `cgroup`:
+    /// they then apply to every process in it and in the cgroups below,
+    /// whatever network namespace their sockets are in. Attached in
+    /// multi-program mode, beside whatever else the node runs there.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
+        let dir = File::open(cgroup).with_context(|| format!("opening the cgroup {}", cgroup.display()))?;
+        for name in SOCKET_PROGRAMS {
+            sock_program(&mut self.ebpf, name)?
+                .attach(&dir, CgroupAttachMode::AllowMultiple)
+                .with_context(|| format!("attaching {name} to the cgroup {}", cgroup.display()))?;
+        }
+        info!(cgroup = %cgroup.display(), "socket load balancing attached (connect4, sendmsg4, recvmsg4, getpeername4)");
+        Ok(())
+    }
+
     /// Reader of the kernel programs' aya-log records, which it forwards to
     /// `tracing` (through the `log` crate). Call once.
     pub fn take_logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>> {
@@ -181,6 +204,14 @@ mod aya_log_common_level {
 
 fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     let program = ebpf.program_mut(PROG_XDP).with_context(|| format!("no program {PROG_XDP}"))?;
+    Ok(program.try_into()?)
+}
+
+/// The socket programs (cgroup `sock_addr` hooks).
+const SOCKET_PROGRAMS: [&str; 4] = [PROG_SOCK_CONNECT4, PROG_SOCK_SENDMSG4, PROG_SOCK_RECVMSG4, PROG_SOCK_GETPEERNAME4];
+
+fn sock_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
+    let program = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?;
     Ok(program.try_into()?)
 }
 

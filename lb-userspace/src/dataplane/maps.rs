@@ -4,8 +4,9 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK,
-    MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, Service, ServiceStats,
+    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY,
+    MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV,
+    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
 use super::MaglevSlots;
@@ -20,6 +21,8 @@ pub struct DataplaneMaps {
     pub config: Array<MapData, Config>,
     pub service_stats: PerCpuArray<MapData, ServiceStats>,
     pub counters: PerCpuArray<MapData, u64>,
+    pub affinity: HashMap<MapData, AffinityKey, Affinity>,
+    pub socket_revnat: HashMap<MapData, SocketRevNatKey, SocketRevNat>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
@@ -38,6 +41,8 @@ impl DataplaneMaps {
             config: Array::try_from(take(ebpf, MAP_CONFIG)?)?,
             service_stats: PerCpuArray::try_from(take(ebpf, MAP_SERVICE_STATS)?)?,
             counters: PerCpuArray::try_from(take(ebpf, MAP_COUNTERS)?)?,
+            affinity: HashMap::try_from(take(ebpf, MAP_AFFINITY)?)?,
+            socket_revnat: HashMap::try_from(take(ebpf, MAP_SOCKET_REVNAT)?)?,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -47,7 +47,7 @@ pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)
         ingresses: load.ingresses,
         ingress_classes: load.ingress_classes,
         secrets: load.secrets,
-        nodes: Vec::new(),
+        nodes: load.nodes,
     };
     snapshot.sort();
     Ok((snapshot, load.diagnostics))
@@ -119,6 +119,7 @@ struct Load {
     ingresses: Vec<Ingress>,
     ingress_classes: Vec<IngressClass>,
     secrets: Vec<Secret>,
+    nodes: Vec<Node>,
     diagnostics: Vec<Diagnostic>,
     /// Object reference → where it was first defined.
     seen: HashMap<String, String>,
@@ -155,6 +156,7 @@ impl Load {
             ("networking.k8s.io/v1", "Ingress") => self.object(origin, value, |load| &mut load.ingresses),
             ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, |load| &mut load.ingress_classes),
             ("v1", "Secret") => self.object(origin, value, |load| &mut load.secrets),
+            ("v1", "Node") => self.object(origin, value, |load| &mut load.nodes),
             _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),
         }
     }
@@ -217,7 +219,7 @@ fn described_object<K: Resource<Scope: 'static>>(value: &Value) -> Option<String
     Some(object_ref(K::KIND, namespace, name))
 }
 
-/// Whether `K` has no namespace (IngressClass): its objects' namespace is
+/// Whether `K` has no namespace (IngressClass, Node): its objects' namespace is
 /// cleared, and they are named `Kind /name`.
 fn is_cluster_scoped<K: Resource<Scope: 'static>>() -> bool {
     std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>()

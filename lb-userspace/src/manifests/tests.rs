@@ -189,3 +189,18 @@ async fn the_watcher_needs_an_existing_directory() {
     let err = watch_dir(PathBuf::from("/nonexistent/manifests"), tx).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/manifests"));
 }
+
+#[test]
+fn nodes_are_cluster_scoped_and_keep_their_labels() {
+    let node = "apiVersion: v1\nkind: Node\nmetadata:\n  name: node1\n  namespace: ignored\n  labels:\n    topology.kubernetes.io/zone: zone-a\n";
+    let dir = dir_with(&[("nodes.yaml", &format!("{node}---\n{node}"))]);
+    let (snapshot, diagnostics) = load_dir(dir.path());
+    assert_eq!(snapshot.nodes.len(), 1);
+    let meta = &snapshot.nodes[0].metadata;
+    assert_eq!((meta.name.as_deref(), meta.namespace.as_deref()), (Some("node1"), None));
+    assert_eq!(meta.labels.as_ref().unwrap()["topology.kubernetes.io/zone"], "zone-a");
+    let shown: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].starts_with("Node /node1 ("), "{}", shown[0]);
+    assert!(shown[0].contains("duplicate"), "{}", shown[0]);
+}

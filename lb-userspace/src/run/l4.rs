@@ -1,19 +1,25 @@
 //! The eBPF side of `lb run`: the data path, its maps and their sync with
 //! the snapshots.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
-use crate::compile::{BackendAddr, CompileOptions, IngressHandoff, MaglevRows, NodeContext, compile_l4_reusing};
+use crate::compile::{
+    BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol,
+    compile_l4_reusing,
+};
 use crate::dataplane::{
     Applier, Attachment, Datapath, DataplaneSettings, VETH_DRIVER, XdpAttachMode, XdpTransmit, default_snat_ports,
 };
 use crate::diagnostics::Diagnostic;
-use crate::node;
 use crate::snapshot::Snapshot;
+use crate::health_check::{HealthCheckServer, compile_health_checks};
+use crate::{cgroup, node, sockets};
 
 /// The loaded data path, not yet attached until [`L4::attach`].
 pub struct L4 {
@@ -27,6 +33,14 @@ pub struct L4 {
     rows: MaglevRows,
     xdp_mode: XdpAttachMode,
     xdp_transmit: XdpTransmit,
+    /// Where the socket programs go.
+    cgroup_root: PathBuf,
+    /// The UDP backends the cgroup's sockets could be connected to, as
+    /// last applied: a backend that leaves this set has its connected
+    /// sockets destroyed.
+    udp_backends: HashSet<SocketAddrV4>,
+    /// kube-proxy's `healthCheckNodePort` server.
+    health_checks: HealthCheckServer,
 }
 
 impl L4 {
@@ -66,11 +80,15 @@ impl L4 {
             rows: MaglevRows::new(),
             xdp_mode: args.xdp_mode.unwrap_or_default(),
             xdp_transmit: args.xdp_transmit.unwrap_or_default(),
+            cgroup_root: cgroup::resolve_root(args.cgroup_root.as_deref())?,
+            udp_backends: HashSet::new(),
+            health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
         })
     }
 
-    /// Attaches the programs to the uplinks (after the first [`L4::sync`],
-    /// so no packet sees empty maps).
+    /// Attaches the programs to the uplinks and the socket programs to the
+    /// cgroup (after the first [`L4::sync`], so no packet or connect sees
+    /// empty maps).
     pub fn attach(&mut self) -> Result<()> {
         let (mode, transmit) = (self.xdp_mode, self.xdp_transmit);
         let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver));
@@ -86,13 +104,16 @@ impl L4 {
             }
             self.datapath.attach(self.applier.maps_mut(), uplink, mode, transmit, tc_ingress)?;
         }
-        Ok(())
+        self.datapath.attach_cgroup(&self.cgroup_root)
     }
 
-    /// Compiles a snapshot and applies the result; problems are logged (and
-    /// returned), and whatever compiled keeps being served.
-    pub fn sync(&mut self, snapshot: &Snapshot) -> Vec<Diagnostic> {
-        let (tables, diagnostics) = compile_l4_reusing(snapshot, &self.node, &self.options, &mut self.rows);
+    /// Compiles a snapshot and applies the result, and serves its health
+    /// check node ports; problems are logged (and returned), and whatever
+    /// compiled keeps being served.
+    pub async fn sync(&mut self, snapshot: &Snapshot) -> Vec<Diagnostic> {
+        let (tables, mut diagnostics) = compile_l4_reusing(snapshot, &self.node, &self.options, &mut self.rows);
+        let (checks, check_diagnostics) = compile_health_checks(snapshot, &self.node.name);
+        diagnostics.extend(check_diagnostics);
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }
@@ -103,6 +124,7 @@ impl L4 {
                 }
                 info!(
                     frontends = tables.frontends.len(),
+                    socket_frontends = tables.socket_frontends.len(),
                     services = tables.services.len(),
                     frontends_written = report.frontends_written,
                     frontends_deleted = report.frontends_deleted,
@@ -112,11 +134,63 @@ impl L4 {
                     maglev_rows_built = self.rows.built(),
                     "applied"
                 );
+                let udp_backends = udp_backends(&tables);
+                let gone: HashSet<SocketAddrV4> = self.udp_backends.difference(&udp_backends).copied().collect();
+                self.udp_backends = udp_backends;
+                if !gone.is_empty() {
+                    destroy_stuck_udp_sockets(self.cgroup_root.clone(), gone);
+                }
             }
             Err(e) => error!("applying to the BPF maps failed (will retry on the next change): {e:#}"),
         }
+        diagnostics.extend(self.health_checks.update(checks).await);
         diagnostics
     }
+}
+
+/// The backends of UDP service views that the socket programs use.
+fn udp_backends(tables: &DataplaneTables) -> HashSet<SocketAddrV4> {
+    let views: HashSet<_> = tables.socket_frontends.values().map(|f| &f.service).collect();
+    views
+        .into_iter()
+        .filter(|view| view.port.protocol == Protocol::Udp)
+        .filter_map(|view| tables.services.get(view))
+        .flat_map(|entry| entry.backends.iter().map(|b| SocketAddrV4::new(b.ip, b.port)))
+        .collect()
+}
+
+/// Destroys, in the background, the connected UDP sockets of the cgroup's
+/// processes whose peer is one of `gone` (backends already out of the
+/// maps, so the reconnect gets a live one). See [`crate::sockets`].
+fn destroy_stuck_udp_sockets(cgroup_root: PathBuf, gone: HashSet<SocketAddrV4>) {
+    tokio::task::spawn_blocking(move || {
+        let (destroyed, failures) = destroy_in_cgroup(&cgroup_root, &gone);
+        let gone: Vec<String> = gone.iter().map(ToString::to_string).collect();
+        if destroyed > 0 || failures > 0 {
+            info!(backends = ?gone, destroyed, failures, "destroyed connected UDP sockets of removed backends");
+        }
+    });
+}
+
+fn destroy_in_cgroup(cgroup_root: &Path, gone: &HashSet<SocketAddrV4>) -> (usize, usize) {
+    let namespaces = match sockets::namespaces_in_cgroup(cgroup_root) {
+        Ok(namespaces) => namespaces,
+        Err(e) => {
+            warn!("finding the network namespaces of {}: {e:#}", cgroup_root.display());
+            return (0, 1);
+        }
+    };
+    let (mut destroyed, mut failures) = (0, 0);
+    for netns in &namespaces {
+        match sockets::destroy_udp_connected_to(netns, gone) {
+            Ok(n) => destroyed += n,
+            Err(e) => {
+                warn!(?netns, "destroying connected UDP sockets: {e:#}");
+                failures += 1;
+            }
+        }
+    }
+    (destroyed, failures)
 }
 
 /// The ingress hand-off targets: the proxy listeners, at the node's first

@@ -1,4 +1,5 @@
-//! The addresses on which a Service is offered to the outside.
+//! The addresses on which a Service is offered: to the outside, and to the
+//! cluster's own sockets.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -21,6 +22,8 @@ pub(super) struct ServiceAddresses {
     /// `spec.externalIPs` and the load balancer's addresses, with the
     /// field each one comes from.
     external: Vec<(Ipv4Addr, String)>,
+    /// The IPv4 cluster IPs (`spec.clusterIPs`, else `spec.clusterIP`).
+    cluster_ips: Vec<(Ipv4Addr, String)>,
 }
 
 impl ServiceAddresses {
@@ -44,7 +47,45 @@ impl ServiceAddresses {
                 push_ipv4(svc, &mut external, ip, "spec.loadBalancerIP".into(), diagnostics);
             }
         }
-        Self { node_ports: matches!(service_type, "NodePort" | "LoadBalancer"), external }
+        let mut cluster_ips = Vec::new();
+        let listed = spec.and_then(|s| s.cluster_ips.as_deref()).filter(|ips| !ips.is_empty());
+        match (listed, spec.and_then(|s| s.cluster_ip.as_deref())) {
+            (Some(ips), _) => {
+                for (i, ip) in ips.iter().enumerate().filter(|(_, ip)| !ip.is_empty()) {
+                    push_ipv4(svc, &mut cluster_ips, ip, format!("spec.clusterIPs[{i}]"), diagnostics);
+                }
+            }
+            (None, Some(ip)) if !ip.is_empty() => {
+                push_ipv4(svc, &mut cluster_ips, ip, "spec.clusterIP".into(), diagnostics)
+            }
+            _ => {}
+        }
+        Self { node_ports: matches!(service_type, "NodePort" | "LoadBalancer"), external, cluster_ips }
+    }
+
+    /// The cluster IP frontends of `spec.ports[index]` (for sockets only).
+    pub fn cluster_ip_frontends(
+        &self,
+        svc: &ServiceRef<'_>,
+        index: usize,
+        port: &ServicePort,
+        protocol: Protocol,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Vec<Candidate> {
+        let Some(service_port) = valid_port(svc, port.port, format!("spec.ports[{index}].port"), diagnostics) else {
+            return Vec::new();
+        };
+        let mut candidates: Vec<Candidate> = self
+            .cluster_ips
+            .iter()
+            .map(|(ip, field)| Candidate {
+                addr: FrontendAddr { ip: *ip, port: service_port, protocol },
+                field: field.clone(),
+            })
+            .collect();
+        candidates.sort_by_key(|c| c.addr);
+        candidates.dedup_by_key(|c| c.addr);
+        candidates
     }
 
     /// The frontends of `spec.ports[index]`, without duplicates, in a

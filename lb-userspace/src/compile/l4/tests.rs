@@ -17,8 +17,19 @@ fn compile(yaml: &str) -> (DataplaneTables, Vec<Diagnostic>) {
     compile_l4(&snapshot(yaml), &node(), &CompileOptions::default())
 }
 
-fn port_name(name: &str, port: &str, protocol: Protocol) -> ServicePortName {
-    ServicePortName { namespace: "default".into(), name: name.into(), port: port.into(), protocol }
+/// The cluster-wide view of a service port of namespace `default`.
+fn port_name(name: &str, port: &str, protocol: Protocol) -> ServiceView {
+    ServiceView::cluster(ServicePortName {
+        namespace: "default".into(),
+        name: name.into(),
+        port: port.into(),
+        protocol,
+    })
+}
+
+/// The node-local view of the same.
+fn local_view(name: &str, port: &str, protocol: Protocol) -> ServiceView {
+    ServiceView { scope: EndpointScope::Node, ..port_name(name, port, protocol) }
 }
 
 fn frontend(ip: [u8; 4], port: u16, protocol: Protocol) -> FrontendAddr {
@@ -29,7 +40,7 @@ fn backend(ip: [u8; 4], port: u16) -> BackendAddr {
     BackendAddr { ip: ip.into(), port }
 }
 
-fn backends(tables: &DataplaneTables, name: &ServicePortName) -> Vec<BackendAddr> {
+fn backends(tables: &DataplaneTables, name: &ServiceView) -> Vec<BackendAddr> {
     tables.services[name].backends.clone()
 }
 
@@ -175,9 +186,15 @@ fn local_policy_keeps_this_nodes_endpoints_and_does_not_snat() {
         .replace("  nodeName: node-a\n  nodeName", "  nodeName");
     let (tables, diagnostics) = compile(&format!("{service}{slice}"));
     assert_eq!(diagnostics, []);
-    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
-    assert_eq!(backends(&tables, &name), [backend([10, 244, 1, 1], 80)]);
-    assert!(tables.frontends.values().all(|f| !f.snat));
+    let local = local_view("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(backends(&tables, &local), [backend([10, 244, 1, 1], 80)]);
+    assert!(tables.frontends.values().all(|f| !f.snat && f.service == local));
+    // The cluster's own sockets reach the node port on every endpoint
+    // (kube-proxy's short-circuit of local traffic to external addresses).
+    let cluster = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert!(tables.socket_frontends.values().all(|f| f.service == cluster));
+    assert_eq!(backends(&tables, &cluster).len(), 3);
+    assert!(!tables.services[&local].drop_when_empty);
 }
 
 #[test]
@@ -412,11 +429,13 @@ status:
     });
     let (tables, diagnostics) = compile_l4(&snapshot(&yaml), &node, &CompileOptions::default());
     assert_eq!(diagnostics, []);
-    let port = |name: &str| ServicePortName {
-        namespace: "lb-system".into(),
-        name: "lb-ingress".into(),
-        port: name.into(),
-        protocol: Protocol::Tcp,
+    let port = |name: &str| {
+        ServiceView::cluster(ServicePortName {
+            namespace: "lb-system".into(),
+            name: "lb-ingress".into(),
+            port: name.into(),
+            protocol: Protocol::Tcp,
+        })
     };
     assert_eq!(backends(&tables, &port("http")), [backend([192, 168, 1, 10], 8080)]);
     assert_eq!(backends(&tables, &port("https")), [backend([192, 168, 1, 10], 8443)]);

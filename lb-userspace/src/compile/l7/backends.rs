@@ -26,7 +26,7 @@ use k8s_openapi::api::networking::v1::IngressBackend;
 use lb_routes::{Backend, BackendTarget, ObjectName, ServicePortRef, UpstreamProtocol};
 
 use super::IngressRef;
-use crate::compile::endpoints::{BackendQuery, ServiceRef, SliceIndex};
+use crate::compile::endpoints::{BackendQuery, Scope, ServiceRef, SliceIndex};
 use crate::compile::tables::Protocol;
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Snapshot, object_key};
@@ -194,8 +194,13 @@ impl<'a> BackendResolver<'a> {
             return unavailable(port.field(), message);
         }
         let svc = ServiceRef { namespace, name };
-        let query =
-            BackendQuery { svc: &svc, index, port: service_port_spec, protocol: Protocol::Tcp, local_node: None };
+        let query = BackendQuery {
+            svc: &svc,
+            index,
+            port: service_port_spec,
+            protocol: Protocol::Tcp,
+            scope: Scope::Cluster(None),
+        };
         let addresses = query.resolve(self.slices.for_service(namespace, name), diagnostics);
         let endpoints = addresses.into_iter().map(|a| SocketAddr::from((a.ip, a.port))).collect();
         backend(BackendTarget::Endpoints(endpoints))

@@ -1,0 +1,126 @@
+//! The socket programs: load balancing at `connect()`/`sendmsg()` for the
+//! processes of the cgroup the agent attaches them to (pods, and the
+//! node's host-network processes).
+//!
+//! * `connect4` (TCP and UDP) and `sendmsg4` (unconnected UDP): a
+//!   destination that is a socket-scope frontend (cluster IP × port, and
+//!   the node port, LoadBalancer and external addresses, so in-cluster
+//!   clients of those do not hairpin through the uplink) is replaced by a
+//!   backend. The socket then talks to the pod directly: no packet is ever
+//!   translated, so replies need nothing. The choice is remembered in
+//!   `SOCKET_REVNAT` under (socket cookie, backend).
+//! * `recvmsg4` (UDP) and `getpeername4`: an address found in
+//!   `SOCKET_REVNAT` for this socket is shown as the frontend it stands
+//!   for, so the application sees the Service it asked for.
+//!
+//! A service without endpoints refuses the connect or send with
+//! `ECONNREFUSED` (what kube-proxy's REJECT gives); a `Local`-policy
+//! service whose endpoints are all elsewhere fails it with `ETIMEDOUT`,
+//! what a client of a dropped flow ends with. The errno is set with
+//! `bpf_set_retval`, so the application does not see `EPERM`.
+
+use aya_ebpf::bindings::bpf_sock_addr;
+use aya_ebpf::helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval};
+use aya_ebpf::programs::SockAddrContext;
+use aya_ebpf::EbpfContext;
+use lb_common::{
+    Counter, FrontendKey, PROTO_TCP, PROTO_UDP, SCOPE_SOCKET, SERVICE_DROP_WHEN_EMPTY, SocketRevNat, SocketRevNatKey,
+};
+
+use crate::maps::{FRONTENDS, SERVICES, SOCKET_REVNAT, config};
+use crate::select::{Client, pick};
+use crate::stats::count;
+
+/// Return values of sock_addr programs.
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+const ETIMEDOUT: i32 = 110;
+const ECONNREFUSED: i32 = 111;
+const EHOSTUNREACH: i32 = 113;
+
+/// `connect4`: TCP and UDP.
+#[inline(always)]
+pub fn connect4(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: the kernel hands the program a valid context.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    match sa.protocol as u8 {
+        PROTO_TCP | PROTO_UDP => translate(ctx, sa),
+        _ => ALLOW,
+    }
+}
+
+/// `sendmsg4`: unconnected UDP (`sendto()`, `sendmsg()` with an address).
+#[inline(always)]
+pub fn sendmsg4(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: as above.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.protocol as u8 != PROTO_UDP {
+        return ALLOW;
+    }
+    translate(ctx, sa)
+}
+
+/// `recvmsg4` and `getpeername4`: show the frontend instead of the backend.
+/// Both hooks must allow.
+#[inline(always)]
+pub fn reverse(ctx: &SockAddrContext) -> i32 {
+    // SAFETY: as above.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    // SAFETY: the helper takes this program type's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = SocketRevNatKey { cookie, addr: sa.user_ip4, port: sa.user_port as u16, _pad: 0 };
+    // SAFETY: copied out at once.
+    if let Some(frontend) = unsafe { SOCKET_REVNAT.get(&key) }.copied() {
+        sa.user_ip4 = frontend.addr;
+        sa.user_port = frontend.port as u32;
+        count(Counter::SockRevNat);
+    }
+    ALLOW
+}
+
+#[inline(always)]
+fn translate(ctx: &SockAddrContext, sa: &mut bpf_sock_addr) -> i32 {
+    let frontend =
+        FrontendKey { addr: sa.user_ip4, port: sa.user_port as u16, protocol: sa.protocol as u8, scope: SCOPE_SOCKET };
+    // SAFETY: copied out at once.
+    let Some(fe) = (unsafe { FRONTENDS.get(&frontend) }).copied() else {
+        return ALLOW;
+    };
+    let Some(service) = SERVICES.get(fe.service_id).copied() else {
+        return ALLOW;
+    };
+    if service.backend_count == 0 {
+        return if service.flags & SERVICE_DROP_WHEN_EMPTY != 0 {
+            count(Counter::SockDropped);
+            fail(ETIMEDOUT)
+        } else {
+            count(Counter::SockRefused);
+            fail(ECONNREFUSED)
+        };
+    }
+    let Some(cfg) = config() else { return ALLOW };
+    // SAFETY: helpers that take this program type's context or nothing.
+    let (hash, netns, cookie) =
+        unsafe { (bpf_get_prandom_u32(), bpf_get_netns_cookie(ctx.as_ptr()), bpf_get_socket_cookie(ctx.as_ptr())) };
+    let client = Client { key: netns, scope: SCOPE_SOCKET as u32 };
+    let Some((_, backend)) = pick(fe.service_id, &service, hash, client, cfg) else {
+        count(Counter::DropNoBackend);
+        return fail(EHOSTUNREACH);
+    };
+    let key = SocketRevNatKey { cookie, addr: backend.addr, port: backend.port, _pad: 0 };
+    let shown = SocketRevNat { addr: frontend.addr, port: frontend.port, _pad: 0 };
+    let _ = SOCKET_REVNAT.insert(&key, &shown, 0);
+    sa.user_ip4 = backend.addr;
+    sa.user_port = backend.port as u32;
+    count(Counter::SockTranslated);
+    ALLOW
+}
+
+/// Fails the system call with `errno`.
+#[inline(always)]
+fn fail(errno: i32) -> i32 {
+    // SAFETY: allowed in connect and sendmsg hooks.
+    unsafe { bpf_set_retval(-errno) };
+    DENY
+}
