@@ -16,8 +16,7 @@ pub fn resolve_root(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = flag {
         return Ok(path.to_path_buf());
     }
-    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
-    if let Some(path) = first_cgroup2_mount(&mounts) {
+    if let Some(path) = machine_mount()? {
         return Ok(path);
     }
     let own = Path::new(OWN_MOUNT);
@@ -26,6 +25,12 @@ pub fn resolve_root(flag: Option<&Path>) -> Result<PathBuf> {
         .with_context(|| format!("mounting cgroup2 at {OWN_MOUNT}"))?;
     info!(path = OWN_MOUNT, "no cgroup2 mount found; mounted one");
     Ok(own.to_path_buf())
+}
+
+/// The first cgroup2 mount of the machine, if any (`/proc/mounts`).
+pub fn machine_mount() -> Result<Option<PathBuf>> {
+    let mounts = std::fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    Ok(first_cgroup2_mount(&mounts))
 }
 
 /// The mount point of the first `cgroup2` line of `/proc/mounts` text.

@@ -3,15 +3,17 @@
 
 use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{self, ProcessHandle};
-use crate::resources::{CleanupHandle, Resources, cleanup_stale};
+use crate::lb_run::LbRun;
+use crate::probe::{Exchange, parse_exchanges};
+use crate::process::{Process, ProcessHandle, STOP_GRACE};
+use crate::resources::{CleanupHandle, Resources, cleanup_stale, cleanup_stale_cgroups};
 use crate::{ECHO_HTTP_ALT_PORT, ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
 
 mod topology;
@@ -55,6 +57,9 @@ pub struct Node {
     pub pod_cidr: Ipv4Addr,
     /// The bridge-side veth in the LAN namespace (`n1` / `n2`).
     pub lan_port: String,
+    /// The cgroup v2 directory of its pods (and of host-network clients the
+    /// tests start on it): its agent's `--cgroup-root`.
+    pub cgroup: PathBuf,
 }
 
 /// A pod of the bed.
@@ -131,14 +136,18 @@ impl TestBedBuilder {
         crate::require_root()?;
         netns::require_tool("ip", "iproute2")?;
         netns::require_tool("ethtool", "ethtool")?;
+        let cgroup_mount = lb_userspace::cgroup::machine_mount()?
+            .context("the bed needs a cgroup2 mount (for the nodes' pods and the agents' socket programs)")?;
         if self.remove_stale {
             cleanup_stale(NAMESPACE_SCHEME_PREFIX)?;
+            cleanup_stale_cgroups(NAMESPACE_SCHEME_PREFIX, &cgroup_mount);
         }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let prefix =
             format!("{NAMESPACE_SCHEME_PREFIX}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let log_dir = std::env::temp_dir().join("lb-testbed").join(prefix.trim_end_matches('-'));
-        let nodes = topology::nodes(&prefix);
+        let cgroup_dir = cgroup_mount.join(prefix.trim_end_matches('-'));
+        let nodes = topology::nodes(&prefix, &cgroup_dir);
         let pods = topology::pods(&prefix, &nodes, &self.pods)?;
         std::fs::create_dir_all(&log_dir).with_context(|| format!("creating log dir {}", log_dir.display()))?;
         let bed = TestBed {
@@ -152,6 +161,10 @@ impl TestBedBuilder {
         };
         // `bed` owns everything from here on: an error drops it, which cleans up.
         let mut bed = bed;
+        bed.resources.add_cgroup(&cgroup_dir)?;
+        for node in &bed.nodes {
+            bed.resources.add_cgroup(&node.cgroup)?;
+        }
         topology::create(&bed, self.rp_filter, self.wire_checksums).context("building the test bed")?;
         if self.lan_peer_xdp {
             bed.lan_xdp = Some(bed.lan_peer_xdp()?);
@@ -178,6 +191,9 @@ pub struct TestBed {
 pub struct LanPeerXdp {
     _program: aya::Ebpf,
 }
+
+/// The agents' admin port (`lb run`'s default `--admin-addr`).
+pub const ADMIN_PORT: u16 = 10254;
 
 /// How long [`TestBed::start_echo_pods`] waits for every pod to answer.
 pub const ECHO_READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -256,8 +272,10 @@ impl TestBed {
         CleanupHandle(self.resources.clone())
     }
 
-    /// Starts `program args` inside namespace `ns` (`ip netns exec`), output
-    /// captured under [`log_dir`](Self::log_dir). The bed stops it on drop.
+    /// Starts `program args` inside namespace `ns` (`nsenter --net`, see
+    /// [`Process::spawn_in`]: the program keeps the machine's mounts), output
+    /// captured under [`log_dir`](Self::log_dir) as `NN-program@ns.stdout|.stderr`.
+    /// The bed stops it on drop (SIGTERM, then SIGKILL after [`STOP_GRACE`]).
     pub fn spawn_in<I, S>(&self, ns: &str, program: &Path, args: I) -> Result<ProcessHandle>
     where
         I: IntoIterator<Item = S>,
@@ -268,14 +286,16 @@ impl TestBed {
         }
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let seq = self.resources.process_count();
-        let entry = process::spawn(self.log_dir(), seq, ns, program, &args)?;
-        self.resources.add_process(entry.clone());
-        Ok(ProcessHandle(entry))
+        let base = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "proc".into());
+        let label = format!("{seq:02}-{base}@{ns}");
+        let process = Arc::new(Process::spawn_in(Some(ns), self.log_dir(), &label, program, &args, STOP_GRACE)?);
+        self.resources.add_process(process.clone());
+        Ok(ProcessHandle(process))
     }
 
     /// Logs of every process started so far (last `max_bytes` of each stream).
     pub fn logs(&self, max_bytes: usize) -> String {
-        self.resources.processes().into_iter().map(|p| ProcessHandle(p).logs(max_bytes)).collect::<Vec<_>>().join("\n")
+        self.resources.processes().iter().map(|p| p.logs(max_bytes)).collect::<Vec<_>>().join("\n")
     }
 
     /// Prints every process's logs to stderr.
@@ -299,7 +319,13 @@ impl TestBed {
                 "--udp".to_string(),
                 format!("0.0.0.0:{ECHO_UDP_PORT}"),
             ];
-            handles.push(self.spawn_in(&pod.ns, &bin, args)?);
+            let handle = self.spawn_in(&pod.ns, &bin, args)?;
+            // The pod's container runs in its node's cgroup (the pod only
+            // listens, so joining just after the start is soon enough).
+            let cgroup = &self.node(&pod.node)?.cgroup;
+            std::fs::write(cgroup.join("cgroup.procs"), handle.pid().to_string())
+                .with_context(|| format!("moving pod {} into {}", pod.name, cgroup.display()))?;
+            handles.push(handle);
         }
         for (pod, handle) in self.pods.iter().zip(&handles) {
             let node_ns = self.node_ns(&pod.node)?;
@@ -313,19 +339,91 @@ impl TestBed {
         Ok(handles)
     }
 
-    /// Starts `lb run --manifests DIR --interface eth0 --node-name NODE` in
-    /// node `node`'s namespace (arguments from [`crate::lb_run_args`]).
+    /// Starts `lb run --manifests DIR --interface eth0` in node `node`'s
+    /// namespace ([`LbRun::on_bed_node`]).
     pub fn start_lb(&self, node: &str, manifests: &Path) -> Result<ProcessHandle> {
         self.start_lb_with(node, manifests, &[])
     }
 
     /// [`start_lb`](Self::start_lb) with `extra` arguments appended.
     pub fn start_lb_with(&self, node: &str, manifests: &Path, extra: &[&str]) -> Result<ProcessHandle> {
-        let ns = self.node_ns(node)?.to_string();
-        let bin = crate::lb_bin()?;
-        let mut args = crate::lb_run_args(manifests);
-        args.extend(extra.iter().map(OsString::from));
-        self.spawn_in(&ns, &bin, args)
+        self.start_lb_run(node, LbRun::on_bed_node(manifests).args(extra))
+    }
+
+    /// Starts `lb` with the command line `run` (e.g.
+    /// `LbRun::on_bed_node(dir).xdp_mode("skb")`) in node `node`'s namespace,
+    /// told, unless `run` says otherwise, its node name and its pods' cgroup
+    /// (`--node-name`, `--cgroup-root`) as a DaemonSet's pod would be.
+    pub fn start_lb_run(&self, node: &str, run: LbRun) -> Result<ProcessHandle> {
+        let n = self.node(node)?;
+        let has = |run: &LbRun, flag: &str| run.as_args().iter().any(|a| a == flag);
+        let run = match has(&run, "--cgroup-root") {
+            true => run,
+            false => run.flag("--cgroup-root", &n.cgroup),
+        };
+        let run = match has(&run, "--node-name") {
+            true => run,
+            false => run.flag("--node-name", &n.name),
+        };
+        let ns = n.ns.clone();
+        self.spawn_in(&ns, &crate::lb_bin()?, run.into_args())
+    }
+
+    /// Starts `lb-probe ARGS` in namespace `ns`, in node `node`'s cgroup
+    /// (`None`: outside every node's, as a client outside the cluster).
+    pub fn spawn_probe(&self, ns: &str, node: Option<&str>, args: &[&str]) -> Result<ProcessHandle> {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(node) = node {
+            argv.push("--cgroup".into());
+            argv.push(self.node(node)?.cgroup.clone().into_os_string());
+        }
+        argv.extend(args.iter().map(OsString::from));
+        self.spawn_in(ns, &crate::bins::lb_probe_bin()?, argv)
+    }
+
+    /// [`spawn_probe`](Self::spawn_probe) and wait (at most `timeout`) for
+    /// it to end: the exchanges it reports.
+    pub fn run_probe(&self, ns: &str, node: Option<&str>, args: &[&str], timeout: Duration) -> Result<Vec<Exchange>> {
+        let probe = self.spawn_probe(ns, node, args)?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = probe.exit_status() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                probe.stop();
+                bail!("lb-probe {args:?} did not end within {timeout:?}:\n{}", probe.logs(4000));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if !status.success() {
+            bail!("lb-probe {args:?} failed ({status}):\n{}", probe.logs(4000));
+        }
+        Ok(parse_exchanges(&probe.stdout()))
+    }
+
+    /// Polls node `node`'s agent's `/readyz` (admin port 10254 on the node
+    /// address) until it answers 200: its first snapshot is in the maps and
+    /// its programs are attached. Fails at once, with its logs, if `lb`
+    /// exits meanwhile.
+    pub fn wait_for_ready(&self, node: &str, lb: &ProcessHandle, timeout: Duration) -> Result<()> {
+        let n = self.node(node)?;
+        let readyz = SocketAddr::V4(SocketAddrV4::new(n.ip, ADMIN_PORT));
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match client::http_request(&n.ns, readyz, "/readyz", &[], Duration::from_millis(500)) {
+                Ok(resp) if resp.status == 200 => return Ok(()),
+                Ok(resp) => format!("status {}", resp.status),
+                Err(e) => format!("{e:#}"),
+            };
+            if let Some(status) = lb.exit_status() {
+                bail!("lb on {node} exited ({status}) before it was ready\n{}", lb.logs(8 * 1024));
+            }
+            if Instant::now() >= deadline {
+                bail!("lb on {node} not ready within {timeout:?} ({last})\n{}", lb.logs(8 * 1024));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// [`start_lb`](Self::start_lb) on every node, in node order.

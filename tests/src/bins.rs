@@ -1,5 +1,5 @@
-//! Finding the project's binaries and files, and the one place that knows
-//! how `lb run` is invoked.
+//! Finding the project's binaries and files. (`lb run` command lines are
+//! built by [`LbRun`](crate::LbRun).)
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -57,10 +57,17 @@ pub fn lb_echo_bin() -> Result<PathBuf> {
     find_bin("lb-echo", "LB_ECHO_BIN", "lb-testbed")
 }
 
+/// The in-pod client (`target/debug/lb-probe`, or env `LB_PROBE_BIN`).
+pub fn lb_probe_bin() -> Result<PathBuf> {
+    find_bin("lb-probe", "LB_PROBE_BIN", "lb-testbed")
+}
+
 /// Arguments of `lb` to run the data path on a bed node: it is told only its
 /// uplink (`run --manifests DIR --interface eth0`) and finds the rest itself.
+/// Shorthand for [`LbRun::on_bed_node`](crate::LbRun::on_bed_node); use the
+/// builder to add flags.
 pub fn lb_run_args(manifests: &Path) -> Vec<OsString> {
-    vec!["run".into(), "--manifests".into(), manifests.as_os_str().to_owned(), "--interface".into(), "eth0".into()]
+    crate::LbRun::on_bed_node(manifests).into_args()
 }
 
 /// A temporary copy of the example manifests (`*.yaml` of

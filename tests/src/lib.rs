@@ -23,15 +23,18 @@ pub mod echo;
 pub mod fake_api;
 pub mod fixture;
 pub mod l7;
+pub mod lb_run;
 pub mod netns;
+pub mod probe;
 pub mod process;
 mod resources;
 
 pub use bed::{LanPeerXdp, Node, Pod, PodSpec, TestBed, TestBedBuilder, default_pods, wait_for_http};
 pub use bins::{copy_example_manifests, example_manifests_dir, lb_bin, lb_echo_bin, lb_run_args, repo_root};
 pub use client::{HttpResponse, KeepAliveConn, http_get, http_request, udp_echo, udp_request};
+pub use lb_run::LbRun;
 pub use netns::in_netns;
-pub use process::ProcessHandle;
+pub use process::{Process, ProcessHandle};
 pub use resources::{CleanupHandle, cleanup_stale};
 
 use std::net::Ipv4Addr;

@@ -1,19 +1,22 @@
-//! What a bed created and must remove: its namespaces, its processes and its
-//! log directory. Cleanup is idempotent and can run from another thread (a
+//! What a bed created and must remove: its namespaces, its cgroups, its
+//! processes and its log directory. Cleanup is idempotent and can run from another thread (a
 //! signal handler thread in the demo).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::netns;
-use crate::process::{ProcEntry, stop_all};
+use crate::process::{Process, stop_all};
 
 #[derive(Default)]
 struct State {
     namespaces: Vec<String>,
-    processes: Vec<Arc<ProcEntry>>,
+    /// cgroup v2 directories, parents before children.
+    cgroups: Vec<PathBuf>,
+    processes: Vec<Arc<Process>>,
     cleaned: bool,
 }
 
@@ -57,7 +60,14 @@ impl Resources {
         Ok(())
     }
 
-    pub(crate) fn add_process(&self, p: Arc<ProcEntry>) {
+    /// Creates the cgroup directory `path` and records it for removal.
+    pub(crate) fn add_cgroup(&self, path: &Path) -> Result<()> {
+        std::fs::create_dir(path).with_context(|| format!("creating cgroup {}", path.display()))?;
+        self.state().cgroups.push(path.to_path_buf());
+        Ok(())
+    }
+
+    pub(crate) fn add_process(&self, p: Arc<Process>) {
         self.state().processes.push(p);
     }
 
@@ -65,7 +75,7 @@ impl Resources {
         self.state().processes.len()
     }
 
-    pub(crate) fn processes(&self) -> Vec<Arc<ProcEntry>> {
+    pub(crate) fn processes(&self) -> Vec<Arc<Process>> {
         self.state().processes.clone()
     }
 
@@ -73,15 +83,21 @@ impl Resources {
     /// and removes the log directory unless `keep_logs`.
     pub(crate) fn cleanup(&self, keep_logs: bool) {
         let _cleaning = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
-        let (procs, namespaces) = {
+        let (procs, namespaces, cgroups) = {
             let mut st = self.state();
             if st.cleaned {
                 return;
             }
             st.cleaned = true;
-            (std::mem::take(&mut st.processes), std::mem::take(&mut st.namespaces))
+            (std::mem::take(&mut st.processes), std::mem::take(&mut st.namespaces), std::mem::take(&mut st.cgroups))
         };
         stop_all(&procs);
+        // Children first; a cgroup empties as soon as its processes are reaped.
+        for cgroup in cgroups.iter().rev() {
+            if let Err(e) = remove_cgroup(cgroup) {
+                eprintln!("[testbed] warning: could not remove cgroup {}: {e:#}", cgroup.display());
+            }
+        }
         // Pods first, the LAN last: deleting a namespace destroys its veth
         // ends and their peers.
         for ns in namespaces.iter().rev() {
@@ -133,6 +149,48 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>> {
         eprintln!("[testbed] removed {} stale namespaces of crashed runs", deleted.len());
     }
     Ok(deleted)
+}
+
+/// Removes an empty cgroup directory, retrying while the processes that
+/// just left it are still being torn down (`EBUSY`).
+fn remove_cgroup(path: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Removes the bed cgroups (`<cgroup2 mount>/{prefix}{pid}-{n}` and their
+/// node directories) of crashed runs whose owning process is gone. A
+/// cgroup that still holds processes stays (and is reported).
+pub fn cleanup_stale_cgroups(prefix: &str, mount: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(mount) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(prefix, &format!("{name}-cgroup")) else { continue };
+        if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let children: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for cgroup in children.iter().chain([&dir]) {
+            match remove_cgroup(cgroup) {
+                Ok(()) => removed.push(cgroup.clone()),
+                Err(e) => eprintln!("[testbed] warning: stale cgroup {} stays: {e:#}", cgroup.display()),
+            }
+        }
+    }
+    removed
 }
 
 /// The pid in `{prefix}{pid}-{n}-{role}`, if `name` follows the scheme.

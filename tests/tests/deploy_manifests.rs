@@ -735,12 +735,22 @@ fn daemonset_runs_the_agent_privileged_on_every_node() {
     problems.check(bpf_type.as_deref() == Some("DirectoryOrCreate"), || {
         format!("the /sys/fs/bpf hostPath type is {bpf_type:?}, not DirectoryOrCreate")
     });
-    problems.check(host_path("/sys/fs/cgroup") == Some("/sys/fs/cgroup"), || {
-        "/sys/fs/cgroup is not mounted from the hostPath /sys/fs/cgroup".into()
-    });
-    problems.check(mount("/sys/fs/cgroup").and_then(|m| m.read_only) == Some(true), || {
-        "/sys/fs/cgroup should be mounted readOnly".into()
-    });
+    // The socket programs go on the host's cgroup v2 root: --cgroup-root is
+    // a mount of the hostPath /sys/fs/cgroup (the container's own
+    // /sys/fs/cgroup is its cgroup namespace's view: only the pod itself).
+    let cgroup_root = flag_value(&c.args.clone().unwrap_or_default(), "--cgroup-root").map(str::to_string);
+    match cgroup_root.as_deref() {
+        None => problems.push("no --cgroup-root: the socket programs would go on the container's own cgroup".into()),
+        Some(root) => {
+            problems.check(root != "/sys/fs/cgroup", || "--cgroup-root is the container's /sys/fs/cgroup".into());
+            problems.check(host_path(root) == Some("/sys/fs/cgroup"), || {
+                format!("--cgroup-root {root} is not mounted from the hostPath /sys/fs/cgroup")
+            });
+            problems.check(mount(root).and_then(|m| m.read_only) == Some(true), || {
+                format!("{root} should be mounted readOnly")
+            });
+        }
+    }
 
     // The configuration file: --config points into a mount of ConfigMap lb-config, key config.yaml.
     let args = c.args.clone().unwrap_or_default();

@@ -95,7 +95,7 @@ fn echo_udp_and_several_http_listeners_in_one_process() {
     let a1 = SocketAddr::from((ip1, ECHO_PORT));
     let a2 = SocketAddr::from((ip2, ECHO_PORT));
     let args = ["--name", "multi", "--http", &a1.to_string(), "--http", &a2.to_string(), "--udp", &a1.to_string()];
-    let p = lb_testbed::l7::LocalProcess::spawn(logs.path(), "multi", &bin, &args, Duration::ZERO).unwrap();
+    let p = lb_testbed::Process::spawn(logs.path(), "multi", &bin, &args, Duration::ZERO).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for addr in [a1, a2] {
         let resp = rt

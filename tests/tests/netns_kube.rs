@@ -77,13 +77,8 @@ fn the_agent_routes_what_the_api_says_and_follows_an_endpointslice_change() {
     let addr = api.listen_in_netns(&node1).expect("fake API inside node1's namespace");
     let kubeconfig = bed.log_dir().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig(addr)).unwrap();
-    let lb: ProcessHandle = bed
-        .spawn_in(
-            &node1,
-            &lb_testbed::lb_bin().unwrap(),
-            ["run", "--kubeconfig", kubeconfig.to_str().unwrap(), "--interface", "eth0", "--identity", "node1"],
-        )
-        .expect("lb on node1");
+    let run = lb_testbed::LbRun::new().kubeconfig(&kubeconfig).interface("eth0").identity("node1");
+    let lb: ProcessHandle = bed.start_lb_run("node1", run).expect("lb on node1");
     let nodeport = SocketAddr::from((NODE1_IP, 30007));
     lb_testbed::bed::wait_for_http(bed.client_ns(), nodeport, Duration::from_secs(30), Some(&lb))
         .expect("NodePort 30007 on node1 answers");

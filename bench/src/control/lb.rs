@@ -155,19 +155,24 @@ impl Subject for LbMapDiff {
     fn verify(&self, cluster: &Cluster, changed: usize) -> Result<()> {
         let loaded = self.loaded.as_ref().context("lb's maps are not loaded")?;
         let maps = loaded.applier.maps();
-        let frontends = maps.frontends.keys().count();
+        let keys: Vec<lb_common::FrontendKey> = maps.frontends.keys().filter_map(Result::ok).collect();
+        let xdp = keys.iter().filter(|k| k.scope == lb_common::SCOPE_XDP).count();
+        let socket = keys.len() - xdp;
         let stored: HashSet<Backend> = maps.backends.iter().filter_map(Result::ok).map(|(_, b)| b).collect();
         let backends = stored.len();
         let s = &cluster.services[changed];
         for e in &s.endpoints {
             ensure!(stored.contains(&Backend::new(e.ip, s.target_port)), "BACKENDS lacks {}:{}", e.ip, s.target_port);
         }
-        let want_frontends: usize = cluster.services.iter().map(|s| s.external_ips.len()).sum();
+        // Traffic from outside reaches the external IPs (XDP); the
+        // cluster's own sockets reach those and the cluster IP.
+        let want_xdp: usize = cluster.services.iter().map(|s| s.external_ips.len()).sum();
+        let want_socket: usize = cluster.services.iter().map(|s| s.external_ips.len() + 1).sum();
         let want_backends: usize = cluster.services.iter().map(|s| s.endpoints.len()).sum();
         ensure!(
-            (frontends, backends) == (want_frontends, want_backends),
-            "lb's maps hold {frontends} frontends and {backends} backends; the cluster has {want_frontends} and \
-             {want_backends}"
+            (xdp, socket, backends) == (want_xdp, want_socket, want_backends),
+            "lb's maps hold {xdp} XDP and {socket} socket frontends and {backends} backends; the cluster has \
+             {want_xdp}, {want_socket} and {want_backends}"
         );
         Ok(())
     }

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lb_testbed::l7::LocalProcess;
+use lb_testbed::Process;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -25,7 +25,7 @@ pub const HAPROXY: &str = "/usr/sbin/haproxy";
 /// HAProxy cannot raise the open-file limit past 20,000 here.
 pub const MAXCONN: u32 = 4000;
 
-pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> Result<LocalProcess> {
+pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> Result<Process> {
     write_files(set, ip, dir)?;
     let out = Command::new(HAPROXY).args(["-c", "-q", "-f", &cfg(dir)]).output().context("running haproxy -c")?;
     if !out.status.success() {

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use lb_testbed::l7::{EndpointSlice, Ingress, LocalProcess, ManifestDir, Rule, Service, docs, tls_secret};
+use lb_testbed::l7::{EndpointSlice, Ingress, ManifestDir, Rule, Service, docs, tls_secret};
+use lb_testbed::{LbRun, Process};
 
 use super::model::{BACKEND_PORT, IngressSet, PathKind, SERVICE_PORT, slug};
 use super::proxy::{ADMIN_PORT, HTTP_PORT, HTTPS_PORT, Placement};
@@ -55,27 +56,19 @@ pub fn start(
     ip: Ipv4Addr,
     dir: &Path,
     place: &Placement,
-) -> Result<(LocalProcess, BTreeMap<String, String>)> {
+) -> Result<(Process, BTreeMap<String, String>)> {
     let mut written = BTreeMap::new();
     apply(set, dir, &mut written)?;
-    let addr = |port| SocketAddr::from((ip, port)).to_string();
-    let args = [
-        "run".to_string(),
-        "--no-xdp".into(),
-        "--manifests".into(),
-        dir.join("manifests").display().to_string(),
-        "--http-addr".into(),
-        addr(HTTP_PORT),
-        "--https-addr".into(),
-        addr(HTTPS_PORT),
-        "--admin-addr".into(),
-        addr(ADMIN_PORT),
+    let addr = |port| SocketAddr::from((ip, port));
+    let run = LbRun::proxy_only()
+        .manifests(dir.join("manifests"))
+        .http_addr(addr(HTTP_PORT))
+        .https_addr(addr(HTTPS_PORT))
+        .admin_addr(addr(ADMIN_PORT))
         // One worker, as nginx's `worker_processes 1` and HAProxy's `nbthread 1`.
-        "--worker-threads".into(),
-        "1".into(),
-    ];
+        .worker_threads(1);
     let lb = lb_testbed::lb_bin()?;
-    let process = place.spawn(&dir.join("logs"), "lb", &[], &lb, &args, Duration::from_secs(5))?;
+    let process = place.spawn(&dir.join("logs"), "lb", &[], &lb, run.as_args(), Duration::from_secs(5))?;
     Ok((process, written))
 }
 

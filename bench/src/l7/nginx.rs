@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lb_testbed::l7::LocalProcess;
+use lb_testbed::Process;
 
 use super::model::{Host, IngressSet, PathKind, PathRule, Svc};
 use super::proxy::{HTTP_PORT, HTTPS_PORT, Placement, safe, write};
@@ -22,7 +22,7 @@ pub const NGINX: &str = "/usr/sbin/nginx";
 /// ingress-nginx's default `log-format-upstream`.
 const LOG_FORMAT: &str = r#"'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id'"#;
 
-pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> Result<LocalProcess> {
+pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> Result<Process> {
     write_files(set, ip, dir)?;
     test_config(dir)?;
     let args = ["-c".to_string(), conf(dir), "-p".into(), dir.display().to_string()];

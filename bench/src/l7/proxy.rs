@@ -2,12 +2,14 @@
 //! [`IngressSet`] on its own loopback address, pinned to a CPU; how it is
 //! reconfigured, checked and measured (RSS of all its processes).
 
+use std::ffi::{OsStr, OsString};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lb_testbed::l7::{LocalProcess, Req, TlsOpts, send_h1, send_tls, unique_loopback_ip};
+use lb_testbed::Process;
+use lb_testbed::l7::{Req, TlsOpts, send_h1, send_tls, unique_loopback_ip};
 
 use super::model::IngressSet;
 use super::{haproxy, lbagent, nginx};
@@ -56,16 +58,16 @@ impl Placement {
         label: &str,
         env: &[(&str, &str)],
         program: &Path,
-        args: &[String],
+        args: &[impl AsRef<OsStr>],
         grace: Duration,
-    ) -> Result<LocalProcess> {
-        let mut all: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    ) -> Result<Process> {
+        let mut all: Vec<OsString> = env.iter().map(|(k, v)| format!("{k}={v}").into()).collect();
         if let Some(cpu) = self.proxy_cpu {
-            all.extend(["taskset".into(), "-c".into(), cpu.to_string()]);
+            all.extend(["taskset".into(), "-c".into(), cpu.to_string().into()]);
         }
-        all.push(program.display().to_string());
-        all.extend(args.iter().cloned());
-        LocalProcess::spawn(log_dir, label, Path::new("/usr/bin/env"), &all, grace)
+        all.push(program.into());
+        all.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        Process::spawn(log_dir, label, Path::new("/usr/bin/env"), &all, grace)
     }
 }
 
@@ -75,7 +77,7 @@ pub struct Proxy {
     pub ip: Ipv4Addr,
     /// Its configuration, certificates and logs.
     pub dir: PathBuf,
-    pub process: LocalProcess,
+    pub process: Process,
     /// lb's manifests as last written (file → content).
     written: std::collections::BTreeMap<String, String>,
 }

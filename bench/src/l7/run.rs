@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use lb_testbed::Process;
 use lb_testbed::l7::net::wait_for_port;
-use lb_testbed::l7::{LocalProcess, TestCa, unique_loopback_ip};
+use lb_testbed::l7::{TestCa, unique_loopback_ip};
 use serde_json::json;
 
 use super::load::{self, Proto};
@@ -21,7 +22,7 @@ use crate::{Report, RunOptions};
 /// The echo pods every Service's endpoints are taken from.
 struct Pods {
     ips: Vec<Ipv4Addr>,
-    _procs: Vec<LocalProcess>,
+    _procs: Vec<Process>,
 }
 
 fn start_pods(dir: &Path, n: usize) -> Result<Pods> {
@@ -33,7 +34,7 @@ fn start_pods(dir: &Path, n: usize) -> Result<Pods> {
         let name = format!("echo-{i}");
         // No --verbose: a log line per request would cost the backends' CPU.
         let args = ["--name", &name, "--http", &addr, "--udp", &addr];
-        let p = LocalProcess::spawn(dir, &name, &bin, &args, Duration::ZERO)?;
+        let p = Process::spawn(dir, &name, &bin, &args, Duration::ZERO)?;
         wait_for_port(SocketAddr::from((ip, BACKEND_PORT)), Duration::from_secs(10), || p.is_running())
             .with_context(|| format!("echo pod {name}\n{}", p.logs(2048)))?;
         ips.push(ip);

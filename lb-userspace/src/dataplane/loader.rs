@@ -161,13 +161,15 @@ impl Datapath {
 
     /// Attaches the socket programs to the cgroup v2 directory `cgroup`:
     /// they then apply to every process in it and in the cgroups below,
-    /// whatever network namespace their sockets are in. Attached in
-    /// multi-program mode, beside whatever else the node runs there.
+    /// whatever network namespace their sockets are in. Attached as BPF
+    /// links, which always sit beside whatever else the node runs there
+    /// (the kernel refuses attach flags on cgroup links: mode `Single` means
+    /// none).
     pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<()> {
         let dir = File::open(cgroup).with_context(|| format!("opening the cgroup {}", cgroup.display()))?;
         for name in SOCKET_PROGRAMS {
             sock_program(&mut self.ebpf, name)?
-                .attach(&dir, CgroupAttachMode::AllowMultiple)
+                .attach(&dir, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to the cgroup {}", cgroup.display()))?;
         }
         info!(cgroup = %cgroup.display(), "socket load balancing attached (connect4, sendmsg4, recvmsg4, getpeername4)");

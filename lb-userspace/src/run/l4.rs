@@ -10,15 +10,14 @@ use tracing::{error, info, warn};
 
 use crate::cli::RunArgs;
 use crate::compile::{
-    BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol,
-    compile_l4_reusing,
+    BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol, compile_l4_reusing,
 };
 use crate::dataplane::{
     Applier, Attachment, Datapath, DataplaneSettings, VETH_DRIVER, XdpAttachMode, XdpTransmit, default_snat_ports,
 };
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::Snapshot;
 use crate::health_check::{HealthCheckServer, compile_health_checks};
+use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
 
 /// The loaded data path, not yet attached until [`L4::attach`].

@@ -3,7 +3,9 @@
 //! Builds the test bed, starts the echo pods and `lb run` on both nodes with
 //! the example manifests, then sends requests from the client to the
 //! NodePort on both nodes, the LoadBalancer IP and the UDP NodePort, and
-//! shows which pod answered; then the seed Ingresses through the ingress
+//! shows which pod answered; then, from inside pods on both nodes, the seed
+//! `nginx-service` ClusterIP and a DNS-style UDP query to a ClusterIP
+//! (balanced at the socket); then the seed Ingresses through the ingress
 //! controller's LoadBalancer IP and NodePorts (hosts, paths, TLS by SNI,
 //! the default backend). Everything is removed at the end, also on Ctrl-C /
 //! SIGTERM (then the exit code is 130).
@@ -34,6 +36,12 @@ const LOADBALANCER_PORT: u16 = 8088;
 const UDP_NODE_PORT: u16 = 30053;
 /// NodePort of the ingress controller's http port (`lb-system/lb-ingress`).
 const INGRESS_HTTP_NODE_PORT: u16 = 30080;
+/// The seed `nginx-service`'s ClusterIP (`curl 10.103.98.179` in the
+/// users' notes).
+const NGINX_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 103, 98, 179);
+/// `echo-udp`'s DNS-like ClusterIP (port 53 -> pods :5353).
+const DNS_LIKE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 53);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The seed TLS Ingress's host.
 const TLS_HOST: &str = "https-example.foo.com";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -124,7 +132,14 @@ fn run(args: &Args) -> Result<()> {
     println!("    lb on node1: pid {}, lb on node2: pid {}", lb1.pid(), lb2.pid());
 
     // Every node's agent must be ready, not only node1's: node2's NodePort
-    // is asked too.
+    // is asked too, and each node's pods use their own node's agent.
+    for (node, lb) in [("node1", &lb1), ("node2", &lb2)] {
+        println!("==> waiting (at most {LB_READY_TIMEOUT:?}) until lb on {node} is ready (/readyz)");
+        if let Err(e) = bed.wait_for_ready(node, lb, LB_READY_TIMEOUT) {
+            bed.dump_logs();
+            return Err(e);
+        }
+    }
     for (node_ip, lb) in [(NODE1_IP, &lb1), (NODE2_IP, &lb2)] {
         let nodeport = addr(node_ip, HTTP_NODE_PORT);
         println!("==> waiting (at most {LB_READY_TIMEOUT:?}) until {nodeport} answers the client");
@@ -157,6 +172,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
 
+    failures += cluster_ip_round(&bed, args.requests);
     failures += ingress_round(&bed, &ca);
 
     if args.keep {
@@ -169,6 +185,77 @@ fn run(args: &Args) -> Result<()> {
     println!("\n==> all requests answered; removing the test bed");
     drop(bed);
     Ok(())
+}
+
+/// From inside a pod on each node (in its node's cgroup, where lb's socket
+/// programs apply): the seed `nginx-service` ClusterIP, as the users'
+/// `curl 10.103.98.179`, and a DNS-style UDP query to `echo-udp`'s
+/// ClusterIP. Returns the number of failed exchanges.
+fn cluster_ip_round(bed: &TestBed, count: u32) -> u32 {
+    let mut failures = 0;
+    let pods: Vec<_> =
+        ["node1", "node2"].iter().filter_map(|node| bed.pods().iter().find(|p| p.node == *node)).cloned().collect();
+    for pod in &pods {
+        let target = addr(NGINX_SERVICE_IP, 80);
+        println!("\n==> {count} connections from pod {} ({}) to the ClusterIP {target}", pod.name, pod.node);
+        let count_arg = count.to_string();
+        let exchanges = match bed.run_probe(
+            &pod.ns,
+            Some(&pod.node),
+            &["tcp", &target.to_string(), "--count", &count_arg],
+            PROBE_TIMEOUT,
+        ) {
+            Ok(exchanges) => exchanges,
+            Err(e) => {
+                println!("{} -> {target}  FAILED: {e:#}", pod.name);
+                failures += count;
+                continue;
+            }
+        };
+        let mut tally: BTreeMap<String, u32> = BTreeMap::new();
+        for e in &exchanges {
+            match (&e.pod, &e.error) {
+                (Some(answered), None) => {
+                    let peer = e.peer.map(|p| p.to_string()).unwrap_or_default();
+                    println!("{} -> {target}  answered by {answered} (getpeername: {peer})", pod.name);
+                    *tally.entry(answered.clone()).or_default() += 1;
+                }
+                _ => {
+                    failures += 1;
+                    println!("{} -> {target}  FAILED: {:?}", pod.name, e.error);
+                }
+            }
+        }
+        failures += count.saturating_sub(exchanges.len() as u32);
+        println!("tally for {target} from {}:", pod.name);
+        for p in bed.pods() {
+            println!("  {:<28} ({}) {:>4}", p.name, p.node, tally.get(&p.name).copied().unwrap_or(0));
+        }
+    }
+    let dns = addr(DNS_LIKE_IP, 53);
+    for pod in &pods {
+        match bed.run_probe(&pod.ns, Some(&pod.node), &["udp", &dns.to_string(), "--count", "3"], PROBE_TIMEOUT) {
+            Ok(exchanges) => {
+                for e in exchanges {
+                    match (&e.pod, e.from) {
+                        (Some(answered), Some(from)) => {
+                            println!("{} -> {dns}/udp  answered by {answered}, from {from}", pod.name)
+                        }
+                        _ => {
+                            failures += 1;
+                            println!("{} -> {dns}/udp  FAILED: {:?}", pod.name, e.error);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 3;
+                println!("{} -> {dns}/udp  FAILED: {e:#}", pod.name);
+            }
+        }
+    }
+    println!("    (the pods' connects and sends go straight to a pod: lb's socket programs on each node's cgroup)");
+    failures
 }
 
 /// `count` requests to `target`, one line each, then a tally per pod.

@@ -12,8 +12,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::client::{Req, Resp, send_h1};
 use super::manifests::{EndpointSlice, Ingress, ManifestDir, Service, docs};
 use super::net::{unique_loopback_ip, wait_for_port, wait_until};
-use super::proc::LocalProcess;
 use crate::bins::{lb_bin, lb_echo_bin};
+use crate::lb_run::LbRun;
+use crate::process::Process;
 
 /// Port every echo pod listens on (HTTP over TCP, and UDP).
 pub const ECHO_PORT: u16 = 8080;
@@ -66,30 +67,23 @@ impl Default for LbOptions {
 }
 
 impl LbOptions {
-    fn args(&self) -> Vec<String> {
-        let mut a = Vec::new();
-        let mut opt = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(flag.to_string());
-                a.push(v);
-            }
-        };
-        opt("--client-header-timeout", self.client_header_timeout.clone());
-        opt("--upstream-connect-timeout", self.upstream_connect_timeout.clone());
-        opt("--upstream-timeout", self.upstream_timeout.clone());
-        opt("--dns-server", self.dns_server.map(|d| d.to_string()));
-        opt("--ingress-class", self.ingress_class.clone());
-        opt("--controller-name", self.controller_name.clone());
-        opt("--log-level", Some(self.log_level.clone()));
-        a.extend(self.extra_args.iter().cloned());
-        a
+    /// Adds these options to `run`.
+    pub fn apply(&self, run: LbRun) -> LbRun {
+        run.flag_opt("--client-header-timeout", self.client_header_timeout.as_ref())
+            .flag_opt("--upstream-connect-timeout", self.upstream_connect_timeout.as_ref())
+            .flag_opt("--upstream-timeout", self.upstream_timeout.as_ref())
+            .flag_opt("--dns-server", self.dns_server.map(|d| d.to_string()))
+            .flag_opt("--ingress-class", self.ingress_class.as_ref())
+            .flag_opt("--controller-name", self.controller_name.as_ref())
+            .log_level(&self.log_level)
+            .args(&self.extra_args)
     }
 }
 
 struct PodInner {
     name: String,
     ip: Ipv4Addr,
-    process: LocalProcess,
+    process: Process,
 }
 
 /// An `lb-echo` process on its own loopback address (port [`ECHO_PORT`]).
@@ -156,7 +150,7 @@ pub fn start_echo_with(log_dir: &Path, name: &str, ip: Ipv4Addr, port: u16, extr
         "--verbose".into(),
     ];
     args.extend(extra.iter().map(OsString::from));
-    let process = LocalProcess::spawn(log_dir, &format!("echo-{name}"), &lb_echo_bin()?, &args, Duration::ZERO)?;
+    let process = Process::spawn(log_dir, &format!("echo-{name}"), &lb_echo_bin()?, &args, Duration::ZERO)?;
     wait_for_port(addr, Duration::from_secs(10), || process.is_running())
         .with_context(|| format!("echo pod {name} on {addr}\n{}", process.logs(2048)))?;
     Ok(EchoPod(Arc::new(PodInner { name: name.to_string(), ip, process })))
@@ -166,7 +160,7 @@ pub fn start_echo_with(log_dir: &Path, name: &str, ip: Ipv4Addr, port: u16, extr
 /// manifests directory it watches. Everything is stopped and removed on drop.
 pub struct L7Bed {
     // Field order is drop order: lb first, then the pods, then the files.
-    lb: Option<LocalProcess>,
+    lb: Option<Process>,
     pods: Vec<EchoPod>,
     manifests: ManifestDir,
     log_dir: PathBuf,
@@ -263,24 +257,14 @@ impl L7Bed {
         if self.lb.is_some() {
             bail!("lb already runs");
         }
-        let source = match &opts.kubeconfig {
-            Some(file) => ["--kubeconfig".to_string(), file.display().to_string()],
-            None => ["--manifests".to_string(), self.manifests.path().display().to_string()],
+        let run = LbRun::proxy_only();
+        let run = match &opts.kubeconfig {
+            Some(file) => run.kubeconfig(file),
+            None => run.manifests(self.manifests.path()),
         };
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--no-xdp".into(),
-            source[0].clone(),
-            source[1].clone(),
-            "--http-addr".into(),
-            self.http_addr().to_string(),
-            "--https-addr".into(),
-            self.https_addr().to_string(),
-            "--admin-addr".into(),
-            self.admin_addr().to_string(),
-        ];
-        args.extend(opts.args());
-        let lb = LocalProcess::spawn(&self.log_dir, "lb", &lb_bin()?, &args, LB_STOP_GRACE)?;
+        let run =
+            opts.apply(run.http_addr(self.http_addr()).https_addr(self.https_addr()).admin_addr(self.admin_addr()));
+        let lb = Process::spawn(&self.log_dir, "lb", &lb_bin()?, run.as_args(), LB_STOP_GRACE)?;
         self.lb = Some(lb);
         let admin = self.admin_addr();
         let ready = wait_until("lb /readyz to answer 200", LB_READY_TIMEOUT, || async {
@@ -295,19 +279,19 @@ impl L7Bed {
         })
         .await
         .and_then(|r| r);
-        ready.map_err(|e| anyhow!("{e:#}\nlb {}\n{}", args.join(" "), self.logs()))
+        ready.map_err(|e| anyhow!("{e:#}\nlb {run}\n{}", self.logs()))
     }
 
     /// Stops lb (SIGTERM, then SIGKILL after [`LB_STOP_GRACE`]); returns
     /// whether it exited by itself with success.
     pub fn stop_lb(&mut self) -> bool {
-        let status = self.lb.as_ref().and_then(LocalProcess::stop);
+        let status = self.lb.as_ref().and_then(Process::stop);
         status.is_some_and(|s| s.success())
     }
 
     /// Whether lb is running.
     pub fn lb_running(&self) -> bool {
-        self.lb.as_ref().is_some_and(LocalProcess::is_running)
+        self.lb.as_ref().is_some_and(Process::is_running)
     }
 
     /// lb's logs (tails), for failure messages.

@@ -22,7 +22,6 @@ pub mod client;
 pub mod dns;
 pub mod manifests;
 pub mod net;
-pub mod proc;
 pub mod upstream;
 
 pub use bed::{
@@ -39,4 +38,3 @@ pub use manifests::{
     EndpointSlice, Ingress, ManifestDir, PortRef, Rule, Service, docs, ingress_class, tls_secret, tls_secret_raw,
 };
 pub use net::{unique_loopback_ip, wait_until};
-pub use proc::LocalProcess;
