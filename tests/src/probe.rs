@@ -14,6 +14,9 @@ pub struct Exchange {
     pub peer: Option<SocketAddr>,
     /// The source address `recvfrom()` gave the answer (UDP).
     pub from: Option<SocketAddr>,
+    /// The address the pod saw the connection come from (`x-remote-addr`, TCP).
+    #[serde(default)]
+    pub seen_from: Option<SocketAddr>,
     /// The failure, if any: `ECONNREFUSED`, `ETIMEDOUT`, `ECONNABORTED`,
     /// `timeout` (no answer in time), or an I/O error's text.
     pub error: Option<String>,

@@ -190,12 +190,19 @@ fn pods_and_nodes_reach_cluster_ips_on_both_nodes() {
     let exchanges = probe(&bed, &node1_ns, "node1", &["tcp", &service, "--count", "60"]);
     assert_spread("TCP from node1's host network", &per_pod("from node1's host network", &exchanges), 60);
 
-    // A pod reaches the other node's NodePort (the socket goes straight to
-    // a pod; nothing hairpins through the uplink).
+    // A pod reaches the other node's NodePort: its socket goes straight to
+    // a pod (the pods see the client pod's own address, not node2's, which
+    // a hairpin through node2's uplink would masquerade to).
     let node2_port = addr(NODE2_IP, 30007);
     let exchanges = probe(&bed, pod_ns(&bed, POD_A), "node1", &["tcp", &node2_port.to_string(), "--count", "60"]);
-    per_pod("TCP from a node1 pod to node2's NodePort", &exchanges);
+    assert_spread("TCP from a node1 pod to node2's NodePort", &per_pod("to node2's NodePort", &exchanges), 60);
     assert!(exchanges.iter().all(|e| e.peer == Some(node2_port)));
+    let pod_a_ip = bed.pod(POD_A).unwrap().ip;
+    assert!(
+        exchanges.iter().all(|e| e.seen_from.is_some_and(|a| a.ip() == pod_a_ip)),
+        "no hairpin: {:?}",
+        exchanges.iter().map(|e| e.seen_from).collect::<Vec<_>>()
+    );
     let node1_port = addr(NODE1_IP, 30007);
     per_pod(
         "TCP from a node2 pod to node1's NodePort",

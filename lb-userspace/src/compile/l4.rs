@@ -17,7 +17,9 @@
 //!   `internalTrafficPolicy: Local`, else the cluster's; and every frontend
 //!   above again with the cluster's endpoints (kube-proxy sends pods'
 //!   traffic to external addresses to every endpoint, whatever
-//!   `externalTrafficPolicy` says).
+//!   `externalTrafficPolicy` says), node ports on every Node's addresses
+//!   (`InternalIP`, `ExternalIP`) too, so a pod reaching another node's
+//!   node port goes straight to an endpoint.
 //! - IPv6 addresses are skipped. A frontend claimed twice goes to the first
 //!   Service (by namespace, then name) and the other one is diagnosed.
 //! - Each (service port, endpoint scope) that some frontend uses is a
@@ -136,6 +138,7 @@ pub fn compile_l4_reusing(
     let mut compiler = Compiler {
         node,
         zone: node_zone(snapshot, &node.name),
+        cluster_node_addresses: cluster_node_addresses(snapshot, node),
         rows,
         maglev_size: Some(options.maglev_table_size),
         slices: SliceIndex::new(&snapshot.endpoint_slices),
@@ -173,11 +176,31 @@ fn node_zone(snapshot: &Snapshot, name: &str) -> Option<String> {
     node.metadata.labels.as_ref()?.get(ZONE_LABEL).filter(|z| !z.is_empty()).cloned()
 }
 
+/// This node's addresses and every Node's IPv4 `InternalIP` and
+/// `ExternalIP` addresses: where the cluster's sockets reach node ports.
+fn cluster_node_addresses(snapshot: &Snapshot, node: &NodeContext) -> Vec<Ipv4Addr> {
+    let mut addresses = node.addresses.clone();
+    for n in &snapshot.nodes {
+        let listed = n.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
+        addresses.extend(
+            listed
+                .iter()
+                .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+                .filter_map(|a| a.address.parse::<Ipv4Addr>().ok()),
+        );
+    }
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
 /// The compile of one node's tables.
 struct Compiler<'a> {
     node: &'a NodeContext,
     /// The node's zone, for topology hints.
     zone: Option<String>,
+    /// Where the cluster's sockets reach node ports.
+    cluster_node_addresses: Vec<Ipv4Addr>,
     rows: &'a mut MaglevRows,
     /// `None` when the configured size is unusable.
     maglev_size: Option<u32>,
@@ -274,7 +297,9 @@ impl Compiler<'_> {
             let message = format!("another port of this Service is also named {:?} for {protocol}; ignored", name.port);
             return self.diagnostics.push(svc.diagnostic(format!("{field}.name"), message));
         }
-        let external = addresses.frontends(svc, self.node, index, port, protocol, &mut self.diagnostics);
+        let external = addresses.frontends(svc, &self.node.addresses, index, port, protocol, &mut self.diagnostics);
+        let nodes = &self.cluster_node_addresses;
+        let socket_external = addresses.frontends(svc, nodes, index, port, protocol, &mut self.diagnostics);
         let cluster_ips = addresses.cluster_ip_frontends(svc, index, port, protocol, &mut self.diagnostics);
         let listener = self.node.ingress.as_ref().and_then(|handoff| handoff.listener(svc, port, protocol));
         let local = |policy: Option<&str>| listener.is_none() && policy == Some("Local");
@@ -287,7 +312,7 @@ impl Compiler<'_> {
         let snat = listener.is_none() && !external_local;
         views.extend(self.claim(Hook::Xdp, svc, &view(external_local), external.iter(), snat));
         views.extend(self.claim(Hook::Socket, svc, &view(internal_local), cluster_ips.iter(), false));
-        views.extend(self.claim(Hook::Socket, svc, &view(false), external.iter(), false));
+        views.extend(self.claim(Hook::Socket, svc, &view(false), socket_external.iter(), false));
         for view in views {
             if self.tables.services.contains_key(&view) {
                 continue;

@@ -99,7 +99,8 @@ struct Probe {
 
 impl Probe {
     fn exchange(&self) -> Exchange {
-        Exchange { pod: None, peer: None, from: None, error: None, at_ms: self.start.elapsed().as_millis() as u64 }
+        let at_ms = self.start.elapsed().as_millis() as u64;
+        Exchange { pod: None, peer: None, from: None, seen_from: None, error: None, at_ms }
     }
 
     fn failed(&self, e: &std::io::Error) -> Exchange {
@@ -118,13 +119,13 @@ impl Probe {
         };
         let peer = stream.peer_addr().ok();
         match self.get(&mut stream, "close") {
-            Ok(pod) => Exchange { pod, peer, ..self.exchange() },
+            Ok((pod, seen_from)) => Exchange { pod, peer, seen_from, ..self.exchange() },
             Err(e) => Exchange { peer, ..self.failed(&e) },
         }
     }
 
-    /// `GET /` on `stream`; the answering pod.
-    fn get(&self, stream: &mut TcpStream, connection: &str) -> std::io::Result<Option<String>> {
+    /// `GET /` on `stream`; the answering pod and the address it saw.
+    fn get(&self, stream: &mut TcpStream, connection: &str) -> std::io::Result<(Option<String>, Option<SocketAddr>)> {
         stream.set_read_timeout(Some(self.timeout))?;
         write!(stream, "GET / HTTP/1.1\r\nHost: probe\r\nConnection: {connection}\r\n\r\n")?;
         let mut head = Vec::new();
@@ -142,7 +143,7 @@ impl Probe {
         let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0u8; length];
         stream.read_exact(&mut body)?;
-        Ok(header("x-pod-name"))
+        Ok((header("x-pod-name"), header("x-remote-addr").and_then(|a| a.parse().ok())))
     }
 
     fn udp(&self, addr: SocketAddr, count: u32, connected: bool) {
@@ -216,7 +217,7 @@ impl Probe {
         let peer = stream.peer_addr().ok();
         while self.start.elapsed() < duration {
             let exchange = match self.get(&mut stream, "keep-alive") {
-                Ok(pod) => Exchange { pod, peer, ..self.exchange() },
+                Ok((pod, seen_from)) => Exchange { pod, peer, seen_from, ..self.exchange() },
                 Err(e) => Exchange { peer, ..self.failed(&e) },
             };
             let failed = exchange.error.is_some();

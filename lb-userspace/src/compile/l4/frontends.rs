@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 
-use super::{NodeContext, ServiceRef};
+use super::ServiceRef;
 use crate::compile::tables::{FrontendAddr, Protocol};
 use crate::diagnostics::Diagnostic;
 
@@ -88,12 +88,12 @@ impl ServiceAddresses {
         candidates
     }
 
-    /// The frontends of `spec.ports[index]`, without duplicates, in a
-    /// canonical order.
+    /// The frontends of `spec.ports[index]` with node ports on
+    /// `node_addresses`, without duplicates, in a canonical order.
     pub fn frontends(
         &self,
         svc: &ServiceRef<'_>,
-        node: &NodeContext,
+        node_addresses: &[Ipv4Addr],
         index: usize,
         port: &ServicePort,
         protocol: Protocol,
@@ -107,7 +107,7 @@ impl ServiceAddresses {
         {
             let field = format!("{field}.nodePort");
             candidates.extend(
-                node.addresses.iter().map(|&ip| Candidate {
+                node_addresses.iter().map(|&ip| Candidate {
                     addr: FrontendAddr { ip, port: node_port, protocol },
                     field: field.clone(),
                 }),

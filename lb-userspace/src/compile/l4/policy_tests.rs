@@ -341,3 +341,29 @@ fn a_cluster_ip_claimed_twice_goes_to_the_first_service() {
         ]
     );
 }
+
+#[test]
+fn the_clusters_sockets_reach_every_nodes_node_port() {
+    let nodes = "
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b}
+status:
+  addresses:
+  - {type: InternalIP, address: 192.168.1.12}
+  - {type: ExternalIP, address: 203.0.113.12}
+  - {type: Hostname, address: node-b}
+  - {type: InternalIP, address: 'fd00::12'}
+";
+    let yaml = format!("{}{nodes}", cluster("", &[ep("10.244.1.1", "node-a")], None));
+    let (tables, diagnostics) = compile(&yaml);
+    assert_eq!(diagnostics, []);
+    let node_ports = |frontends: &BTreeMap<FrontendAddr, FrontendEntry>| -> Vec<String> {
+        frontends.keys().filter(|a| a.port == 30010).map(|a| a.ip.to_string()).collect()
+    };
+    // Traffic from outside reaches this node's own addresses only …
+    assert_eq!(node_ports(&tables.frontends), ["192.168.1.10"]);
+    // … while a pod connecting to any node's node port is balanced at once.
+    assert_eq!(node_ports(&tables.socket_frontends), ["192.168.1.10", "192.168.1.12", "203.0.113.12"]);
+}
