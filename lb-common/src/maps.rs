@@ -38,6 +38,11 @@ pub const PROG_SOCK_CONNECT4: &str = "lb_sock_connect4";
 pub const PROG_SOCK_SENDMSG4: &str = "lb_sock_sendmsg4";
 pub const PROG_SOCK_RECVMSG4: &str = "lb_sock_recvmsg4";
 pub const PROG_SOCK_GETPEERNAME4: &str = "lb_sock_getpeername4";
+/// The same hooks for IPv6 sockets (IPv4-mapped addresses only).
+pub const PROG_SOCK_CONNECT6: &str = "lb_sock_connect6";
+pub const PROG_SOCK_SENDMSG6: &str = "lb_sock_sendmsg6";
+pub const PROG_SOCK_RECVMSG6: &str = "lb_sock_recvmsg6";
+pub const PROG_SOCK_GETPEERNAME6: &str = "lb_sock_getpeername6";
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

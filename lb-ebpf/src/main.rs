@@ -13,7 +13,8 @@
 //! * `lb_sock_*` (cgroup `sock_addr` hooks, `--cgroup-root`): load
 //!   balancing at the socket for pods and host processes: cluster IPs (and
 //!   every other frontend) are replaced by a backend at `connect()` and
-//!   `sendmsg()`, and shown again at `recvmsg()` and `getpeername()`.
+//!   `sendmsg()`, and shown again at `recvmsg()` and `getpeername()`; IPv4
+//!   sockets, and IPv6 sockets talking to IPv4-mapped addresses.
 //!
 //! The packet path and the map layout are described in ARCHITECTURE.md.
 #![no_std]
@@ -57,22 +58,42 @@ pub fn lb_tc_ingress(ctx: TcContext) -> i32 {
 
 #[cgroup_sock_addr(connect4)]
 pub fn lb_sock_connect4(ctx: SockAddrContext) -> i32 {
-    sock::connect4(&ctx)
+    sock::connect(&ctx, sock::Family::V4)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn lb_sock_connect6(ctx: SockAddrContext) -> i32 {
+    sock::connect(&ctx, sock::Family::V6Mapped)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn lb_sock_sendmsg4(ctx: SockAddrContext) -> i32 {
-    sock::sendmsg4(&ctx)
+    sock::sendmsg(&ctx, sock::Family::V4)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn lb_sock_sendmsg6(ctx: SockAddrContext) -> i32 {
+    sock::sendmsg(&ctx, sock::Family::V6Mapped)
 }
 
 #[cgroup_sock_addr(recvmsg4)]
 pub fn lb_sock_recvmsg4(ctx: SockAddrContext) -> i32 {
-    sock::reverse(&ctx)
+    sock::reverse(&ctx, sock::Family::V4)
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn lb_sock_recvmsg6(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx, sock::Family::V6Mapped)
 }
 
 #[cgroup_sock_addr(getpeername4)]
 pub fn lb_sock_getpeername4(ctx: SockAddrContext) -> i32 {
-    sock::reverse(&ctx)
+    sock::reverse(&ctx, sock::Family::V4)
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn lb_sock_getpeername6(ctx: SockAddrContext) -> i32 {
+    sock::reverse(&ctx, sock::Family::V6Mapped)
 }
 
 #[cfg(not(test))]

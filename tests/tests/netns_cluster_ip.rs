@@ -219,6 +219,19 @@ fn pods_and_nodes_reach_cluster_ips_on_both_nodes() {
     assert_eq!(per_pod("connected UDP", &exchanges).len(), 1, "a connected socket keeps its pod");
     assert!(exchanges.iter().all(|e| e.from == Some(DNS_LIKE) && e.peer == Some(DNS_LIKE)));
 
+    // Dual-stack sockets (the JVM's default) reach the IPv4 ClusterIP as
+    // ::ffff:10.103.98.179, and see it as their peer and their answers' source.
+    let mapped = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    };
+    let exchanges = probe(&bed, pod_ns(&bed, POD_B), "node1", &["--mapped", "tcp", &service, "--count", "60"]);
+    assert_spread("TCP from an IPv6 socket", &per_pod("TCP from an IPv6 socket", &exchanges), 60);
+    assert!(exchanges.iter().all(|e| e.peer == Some(mapped(NGINX_SERVICE))), "{:?}", &exchanges[..2]);
+    let exchanges = probe(&bed, pod_ns(&bed, POD_C), "node2", &["--mapped", "udp", &dns, "--count", "30"]);
+    per_pod("UDP from an IPv6 socket", &exchanges);
+    assert!(exchanges.iter().all(|e| e.from == Some(mapped(DNS_LIKE))), "{:?}", &exchanges[..2]);
+
     // A process outside the cgroups (the client, outside the cluster) is
     // not load-balanced at the socket: the cluster IP is not routed there.
     let outside = probe(&bed, bed.client_ns(), "", &["tcp", &service]);

@@ -15,8 +15,8 @@ use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachT
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
     INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_SOCK_CONNECT4,
-    PROG_SOCK_GETPEERNAME4, PROG_SOCK_RECVMSG4, PROG_SOCK_SENDMSG4, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
-    addr_to_map,
+    PROG_SOCK_CONNECT6, PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6,
+    PROG_SOCK_SENDMSG4, PROG_SOCK_SENDMSG6, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, addr_to_map,
 };
 use tracing::{info, warn};
 
@@ -172,7 +172,7 @@ impl Datapath {
                 .attach(&dir, CgroupAttachMode::Single)
                 .with_context(|| format!("attaching {name} to the cgroup {}", cgroup.display()))?;
         }
-        info!(cgroup = %cgroup.display(), "socket load balancing attached (connect4, sendmsg4, recvmsg4, getpeername4)");
+        info!(cgroup = %cgroup.display(), "socket load balancing attached (connect, sendmsg, recvmsg, getpeername; 4 and 6)");
         Ok(())
     }
 
@@ -210,7 +210,16 @@ fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
 }
 
 /// The socket programs (cgroup `sock_addr` hooks).
-const SOCKET_PROGRAMS: [&str; 4] = [PROG_SOCK_CONNECT4, PROG_SOCK_SENDMSG4, PROG_SOCK_RECVMSG4, PROG_SOCK_GETPEERNAME4];
+const SOCKET_PROGRAMS: [&str; 8] = [
+    PROG_SOCK_CONNECT4,
+    PROG_SOCK_SENDMSG4,
+    PROG_SOCK_RECVMSG4,
+    PROG_SOCK_GETPEERNAME4,
+    PROG_SOCK_CONNECT6,
+    PROG_SOCK_SENDMSG6,
+    PROG_SOCK_RECVMSG6,
+    PROG_SOCK_GETPEERNAME6,
+];
 
 fn sock_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
     let program = ebpf.program_mut(name).with_context(|| format!("no program {name}"))?;

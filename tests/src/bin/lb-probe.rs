@@ -34,6 +34,10 @@ struct Args {
     /// How long one exchange may take.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Talk to the IPv4 address from an IPv6 socket, as `::ffff:a.b.c.d`
+    /// (what dual-stack clients such as the JVM do).
+    #[arg(long)]
+    mapped: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +72,24 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The same command with its address IPv4-mapped.
+    fn mapped(self) -> Self {
+        let map = |addr: SocketAddr| match addr {
+            SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            v6 => v6,
+        };
+        match self {
+            Command::Tcp { addr, count } => Command::Tcp { addr: map(addr), count },
+            Command::Udp { addr, count, connected } => Command::Udp { addr: map(addr), count, connected },
+            Command::Resolver { addr, seconds, interval_ms } => {
+                Command::Resolver { addr: map(addr), seconds, interval_ms }
+            }
+            Command::Hold { addr, seconds, interval_ms } => Command::Hold { addr: map(addr), seconds, interval_ms },
+        }
+    }
+}
+
 const MAX_COUNT: u32 = 10_000;
 const MAX_SECONDS: u64 = 120;
 
@@ -78,8 +100,12 @@ fn main() -> Result<()> {
         std::fs::write(&procs, std::process::id().to_string())
             .with_context(|| format!("joining the cgroup {}", cgroup.display()))?;
     }
-    let probe = Probe { start: Instant::now(), timeout: Duration::from_millis(args.timeout_ms) };
-    match args.command {
+    let probe = Probe { start: Instant::now(), timeout: Duration::from_millis(args.timeout_ms), mapped: args.mapped };
+    let command = match args.mapped {
+        true => args.command.mapped(),
+        false => args.command,
+    };
+    match command {
         Command::Tcp { addr, count } => (0..count.min(MAX_COUNT)).for_each(|_| probe.report(probe.tcp(addr))),
         Command::Udp { addr, count, connected } => probe.udp(addr, count.min(MAX_COUNT), connected),
         Command::Resolver { addr, seconds, interval_ms } => {
@@ -95,6 +121,8 @@ fn main() -> Result<()> {
 struct Probe {
     start: Instant,
     timeout: Duration,
+    /// IPv6 sockets (`--mapped`).
+    mapped: bool,
 }
 
 impl Probe {
@@ -157,7 +185,7 @@ impl Probe {
     }
 
     fn udp_socket(&self, connect: Option<SocketAddr>) -> std::io::Result<UdpSocket> {
-        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        let socket = UdpSocket::bind(if self.mapped { "[::]:0" } else { "0.0.0.0:0" })?;
         socket.set_read_timeout(Some(self.timeout))?;
         if let Some(addr) = connect {
             socket.connect(addr)?;
