@@ -347,6 +347,14 @@ fn removed_endpoints_new_connections_move_established_stay_and_resolvers_recover
             &["resolver", &DNS_LIKE.to_string(), "--seconds", "12", "--interval-ms", "100"],
         )
         .expect("resolver");
+    // The same from a dual-stack (IPv6) socket, as a JVM's resolver.
+    let resolver6 = bed
+        .spawn_probe(
+            &a_ns,
+            Some("node1"),
+            &["--mapped", "resolver", &DNS_LIKE.to_string(), "--seconds", "12", "--interval-ms", "100"],
+        )
+        .expect("resolver over IPv6");
     let first_pod = |handle: &ProcessHandle| {
         let mut found = None;
         wait_until(Duration::from_secs(5), || {
@@ -357,13 +365,18 @@ fn removed_endpoints_new_connections_move_established_stay_and_resolvers_recover
     };
     let held = first_pod(&hold);
     let resolved = first_pod(&resolver);
+    let resolved6 = first_pod(&resolver6);
     // Remove another pod than the held one from nginx-service, and the
-    // resolver's pod from echo-udp (the pod itself keeps running: without
-    // lb destroying its socket, the resolver would go on asking it).
+    // resolvers' pods from echo-udp (the pods themselves keep running:
+    // without lb destroying their sockets, the resolvers would go on asking
+    // them).
     let other = [POD_A, POD_B, POD_C].into_iter().find(|p| *p != held).unwrap();
     let removed_at = Instant::now();
     remove_endpoint(manifests.path(), "nginx-service", &pod_ip(&bed, other));
     remove_endpoint(manifests.path(), "echo-udp", &pod_ip(&bed, &resolved));
+    if resolved6 != resolved {
+        remove_endpoint(manifests.path(), "echo-udp", &pod_ip(&bed, &resolved6));
+    }
 
     // New connections avoid the removed pod (once the agents have the change).
     wait_until(Duration::from_secs(10), || {
@@ -373,7 +386,7 @@ fn removed_endpoints_new_connections_move_established_stay_and_resolvers_recover
     .unwrap_or_else(|| panic!("new connections still reach {other}"));
     eprintln!("new connections avoid {other} {:?} after the change", removed_at.elapsed());
 
-    for handle in [&hold, &resolver] {
+    for handle in [&hold, &resolver, &resolver6] {
         wait_until(Duration::from_secs(20), || !handle.process().is_running()).expect("the probes end");
     }
     // The established connection to another pod kept working throughout.
@@ -382,20 +395,23 @@ fn removed_endpoints_new_connections_move_established_stay_and_resolvers_recover
     let pods = per_pod("the held connection", &held_exchanges);
     assert_eq!(pods.keys().collect::<Vec<_>>(), [&held]);
 
-    // The resolver was moved off the removed endpoint: its socket was
-    // destroyed, it opened a new one, and from then on other pods answer.
-    let answers = lb_testbed::probe::parse_exchanges(&resolver.process().stdout());
-    let start_ms = answers.first().map_or(0, |e| e.at_ms);
-    let errors: Vec<&Exchange> = answers.iter().filter(|e| !e.ok()).collect();
-    assert!(errors.len() <= 3, "the resolver recovers at once: {errors:?}");
-    assert!(
-        errors.iter().all(|e| matches!(e.error.as_deref(), Some("ECONNABORTED") | Some("EDESTADDRREQ"))),
-        "only the destroyed socket's error: {errors:?}"
-    );
-    let last: Vec<&Exchange> = answers.iter().rev().take(30).collect();
-    assert!(
-        last.iter().all(|e| e.ok() && e.pod.as_deref() != Some(resolved.as_str())),
-        "the resolver's last answers come from another pod than the removed {resolved} (started at {start_ms} ms): {:?}",
-        last.iter().map(|e| (&e.pod, &e.error)).collect::<Vec<_>>()
-    );
+    // The resolvers were moved off the removed endpoints: their sockets
+    // were destroyed, they opened new ones, and from then on a pod still in
+    // the Service answers.
+    let removed = [resolved.as_str(), resolved6.as_str()];
+    for (what, handle) in [("resolver", &resolver), ("IPv6 resolver", &resolver6)] {
+        let answers = lb_testbed::probe::parse_exchanges(&handle.process().stdout());
+        let errors: Vec<&Exchange> = answers.iter().filter(|e| !e.ok()).collect();
+        assert!(errors.len() <= 3, "the {what} recovers at once: {errors:?}");
+        assert!(
+            errors.iter().all(|e| matches!(e.error.as_deref(), Some("ECONNABORTED") | Some("EDESTADDRREQ"))),
+            "{what}: only the destroyed socket's error: {errors:?}"
+        );
+        let last: Vec<&Exchange> = answers.iter().rev().take(30).collect();
+        assert!(
+            last.iter().all(|e| e.ok() && e.pod.as_deref().is_some_and(|p| !removed.contains(&p))),
+            "the {what}'s last answers come from a pod still in the Service (not {removed:?}): {:?}",
+            last.iter().map(|e| (&e.pod, &e.error)).collect::<Vec<_>>()
+        );
+    }
 }

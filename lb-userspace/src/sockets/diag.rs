@@ -7,14 +7,17 @@ use std::net::{IpAddr, SocketAddrV4};
 
 use anyhow::{Result, bail};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
-use netlink_packet_sock_diag::constants::{AF_INET, IPPROTO_UDP};
+use netlink_packet_sock_diag::constants::IPPROTO_UDP;
+pub(super) use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::{SockDiagDestroy, SockDiagMessage};
 
-/// A dump of the IPv4 UDP sockets in state ESTABLISHED: connected UDP
-/// sockets report `TCP_ESTABLISHED`, unconnected ones `TCP_CLOSE`.
-pub(super) fn udp4_connected_dump_request(seq: u32) -> Vec<u8> {
-    let request = udp4_request(SocketId::new_v4());
+/// A dump of the UDP sockets of `family` (`AF_INET`, `AF_INET6`) in state
+/// ESTABLISHED: connected UDP sockets report `TCP_ESTABLISHED`,
+/// unconnected ones `TCP_CLOSE`.
+pub(super) fn udp_connected_dump_request(seq: u32, family: u8) -> Vec<u8> {
+    let id = if family == AF_INET6 { SocketId::new_v6() } else { SocketId::new_v4() };
+    let request = udp_request(family, id);
     serialize(NetlinkMessage::new(
         header(seq, NLM_F_REQUEST | NLM_F_DUMP),
         SockDiagMessage::InetRequest(request).into(),
@@ -23,14 +26,14 @@ pub(super) fn udp4_connected_dump_request(seq: u32) -> Vec<u8> {
 
 /// A `SOCK_DESTROY` of the socket `id` (copied whole from the dump,
 /// cookie and interface included), asking for an acknowledgement.
-pub(super) fn udp4_destroy_request(seq: u32, id: &SocketId) -> Vec<u8> {
-    let request = SockDiagDestroy::new(SockDiagMessage::InetRequest(udp4_request(id.clone())));
+pub(super) fn udp_destroy_request(seq: u32, family: u8, id: &SocketId) -> Vec<u8> {
+    let request = SockDiagDestroy::new(SockDiagMessage::InetRequest(udp_request(family, id.clone())));
     serialize(NetlinkMessage::new(header(seq, NLM_F_REQUEST | NLM_F_ACK), request.into()))
 }
 
-fn udp4_request(socket_id: SocketId) -> InetRequest {
+fn udp_request(family: u8, socket_id: SocketId) -> InetRequest {
     InetRequest {
-        family: AF_INET,
+        family,
         protocol: IPPROTO_UDP,
         extensions: ExtensionFlags::empty(),
         states: StateFlags::ESTABLISHED,
@@ -103,11 +106,13 @@ fn errno(code: i32) -> Result<(), i32> {
     if code == 0 { Ok(()) } else { Err(code.saturating_abs()) }
 }
 
-/// The peer of a connected IPv4 socket.
+/// The IPv4 peer of a connected socket: an IPv4 socket's, or an IPv6
+/// socket's IPv4-mapped one (`::ffff:a.b.c.d`, which the socket programs
+/// balance too).
 pub(super) fn peer_v4(id: &SocketId) -> Option<SocketAddrV4> {
     match id.destination_address {
         IpAddr::V4(ip) => Some(SocketAddrV4::new(ip, id.destination_port)),
-        IpAddr::V6(_) => None,
+        IpAddr::V6(ip) => ip.to_ipv4_mapped().map(|ip| SocketAddrV4::new(ip, id.destination_port)),
     }
 }
 
@@ -186,7 +191,7 @@ mod tests {
 
     #[test]
     fn dump_request_is_an_inet_diag_req_v2_for_established_udp() {
-        let got = udp4_connected_dump_request(7);
+        let got = udp_connected_dump_request(7, AF_INET);
         // nlmsghdr: len 72, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq 7, pid 0.
         let mut want = nlmsghdr(72, 20, 0x301, 7);
         want[12..16].copy_from_slice(&0u32.to_ne_bytes());
@@ -207,7 +212,7 @@ mod tests {
         let replies = parse_replies(&dump).unwrap();
         let [(_, Reply::Socket(id))] = replies.as_slice() else { panic!("{replies:?}") };
 
-        let got = udp4_destroy_request(9, id);
+        let got = udp_destroy_request(9, AF_INET, id);
         let mut want = nlmsghdr(72, 21, 0x5, 9);
         want[12..16].copy_from_slice(&0u32.to_ne_bytes());
         want.extend_from_slice(&[2, 17, 0, 0]);
@@ -266,5 +271,17 @@ mod tests {
         short.extend([2, 1, 0, 0, 0, 0, 0, 0]);
         assert!(parse_replies(&short).is_err());
         assert!(parse_replies(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_of_ipv6_sockets_count() {
+        let mut id = SocketId::new_v6();
+        id.destination_address = "::ffff:10.244.1.10".parse().unwrap();
+        id.destination_port = 5353;
+        assert_eq!(peer_v4(&id), Some(addr([10, 244, 1, 10], 5353)));
+        id.destination_address = "fd00::10".parse().unwrap();
+        assert_eq!(peer_v4(&id), None);
+        // The AF_INET6 dump asks for IPv6 sockets.
+        assert_eq!(udp_connected_dump_request(3, AF_INET6)[16], AF_INET6);
     }
 }

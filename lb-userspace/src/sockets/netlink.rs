@@ -23,15 +23,24 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// How long one reply may take before the kernel is deemed stuck.
 const RECV_TIMEOUT_SECS: i64 = 5;
 
-/// Destroys the IPv4 UDP sockets of the calling thread's network
-/// namespace whose peer is in `peers`; returns how many.
+/// Destroys the UDP sockets of the calling thread's network namespace
+/// whose IPv4 peer (IPv4-mapped for IPv6 sockets) is in `peers`; returns
+/// how many.
 pub(super) fn destroy_udp4_connected_to(peers: &HashSet<SocketAddrV4>) -> Result<usize> {
     let mut diag = DiagSocket::open()?;
-    let doomed: Vec<SocketId> =
-        diag.udp4_connected()?.into_iter().filter(|id| diag::peer_v4(id).is_some_and(|p| peers.contains(&p))).collect();
+    let mut doomed: Vec<(u8, SocketId)> = Vec::new();
+    for family in [diag::AF_INET, diag::AF_INET6] {
+        let connected = diag.udp_connected(family)?;
+        doomed.extend(
+            connected
+                .into_iter()
+                .filter(|id| diag::peer_v4(id).is_some_and(|p| peers.contains(&p)))
+                .map(|id| (family, id)),
+        );
+    }
     let mut destroyed = 0;
-    for id in &doomed {
-        match diag.destroy(id) {
+    for (family, id) in &doomed {
+        match diag.destroy(*family, id) {
             Ok(true) => destroyed += 1,
             Ok(false) => tracing::debug!(?id, "UDP socket closed before it could be destroyed"),
             Err(e) => return Err(e.context(format!("destroyed {destroyed} of {} sockets before this", doomed.len()))),
@@ -89,10 +98,10 @@ impl DiagSocket {
         Ok(replies.into_iter().filter(|(s, _)| *s == seq).map(|(_, r)| r).collect())
     }
 
-    /// The IPv4 UDP sockets in state ESTABLISHED (connected).
-    fn udp4_connected(&mut self) -> Result<Vec<SocketId>> {
+    /// The UDP sockets of `family` in state ESTABLISHED (connected).
+    fn udp_connected(&mut self, family: u8) -> Result<Vec<SocketId>> {
         let seq = self.next_seq();
-        self.send(&diag::udp4_connected_dump_request(seq))?;
+        self.send(&diag::udp_connected_dump_request(seq, family))?;
         let mut sockets = Vec::new();
         loop {
             for reply in self.recv(seq)? {
@@ -110,9 +119,9 @@ impl DiagSocket {
 
     /// Destroys one socket: `Ok(true)` when destroyed, `Ok(false)` when it
     /// no longer exists (closed since the dump: `ENOENT`).
-    fn destroy(&mut self, id: &SocketId) -> Result<bool> {
+    fn destroy(&mut self, family: u8, id: &SocketId) -> Result<bool> {
         let seq = self.next_seq();
-        self.send(&diag::udp4_destroy_request(seq, id))?;
+        self.send(&diag::udp_destroy_request(seq, family, id))?;
         // The answer is one NLMSG_ERROR (0 or an errno) with our sequence number.
         let reply = loop {
             if let Some(reply) = self.recv(seq)?.into_iter().next() {
