@@ -4,6 +4,8 @@
 //! finishing frames), kube-proxy's iptables layout and its nftables layout, with
 //! 1, 1,000 and 10,000 idle Services present. Rounds interleave the
 //! subjects; every subject serves the same [`Cluster`](crate::cluster::Cluster).
+//! Then [`cluster_ip`]: east-west, a pod connecting to a ClusterIP (its own
+//! bed and report; `--only nodeport|cluster-ip` runs one part).
 //!
 //! - [`bed`]: the topology, the pods' servers, the measured Services.
 //! - [`subject`]: starting and stopping each subject on node1.
@@ -12,6 +14,7 @@
 //! - [`results`]: samples → comparisons.
 
 pub mod bed;
+pub mod cluster_ip;
 pub mod cpu;
 pub mod measure;
 mod notes;
@@ -42,7 +45,10 @@ const QUIET_LIMIT: Duration = Duration::from_secs(120);
 pub fn run(opts: &RunOptions) -> Result<Report> {
     lb_testbed::require_root()?;
     subject::require_tools()?;
-    let params = Params::for_profile(opts.profile);
+    let mut params = Params::for_profile(opts.profile);
+    if let Some(services) = &opts.services {
+        params.service_counts.clone_from(services);
+    }
     let meta = meta()?;
     let bed = L4Bed::start(params.acceptors_per_pod())?;
     measure::warm_up(&bed, &params)?;

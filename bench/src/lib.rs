@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub profile: Profile,
     /// Where the report is written (the bench may keep work files under it).
     pub out_dir: PathBuf,
+    /// l4: the idle Service counts to measure at, instead of the profile's.
+    pub services: Option<Vec<usize>>,
 }
 
 /// `bench/results/{profile}` in the repository.

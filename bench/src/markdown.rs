@@ -11,7 +11,12 @@ use crate::report::{Better, Report};
 /// The whole report as Markdown, charts linked beside it.
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "_{} run of `lb-bench {}`: {}._\n", r.profile, r.bench, r.meta.summary());
+    // A report of one part of a bench is named `{bench}-{part}`.
+    let command = match r.bench.split_once('-') {
+        Some((bench, part)) => format!("{bench} --only {part}"),
+        None => r.bench.clone(),
+    };
+    let _ = writeln!(out, "_{} run of `lb-bench {command}`: {}._\n", r.profile, r.meta.summary());
     out.push_str(&tables(r, ""));
     out
 }

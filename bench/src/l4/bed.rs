@@ -78,7 +78,7 @@ pub fn node() -> cluster::Node {
 /// later run an XDP program (a veth with one refuses a peer more transmit
 /// queues than it has receive queues); the LAN port is taken down and up so
 /// its new queues are used.
-fn uplink_queues(bed: &TestBed, node: &lb_testbed::Node) -> Result<()> {
+pub(super) fn uplink_queues(bed: &TestBed, node: &lb_testbed::Node) -> Result<()> {
     let queues = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string();
     let lan = bed.lan_ns();
     exec_in(lan, "ethtool", &["-L", &node.lan_port, "rx", &queues, "tx", &queues])?;

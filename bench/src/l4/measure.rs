@@ -110,8 +110,9 @@ pub fn subject(bed: &L4Bed, params: &Params, lb_pid: Option<u32>) -> Result<Subj
         threads: params.cps_threads,
         duration: Duration::from_secs_f64(params.cps_duration_s),
         request_bytes: params.tcp_request_bytes,
+        rate: None,
     };
-    let conns = cps_load.connections(bed.client_ns(), bed.tcp_frontend())?;
+    let conns = cps_load.connections(bed.client_ns(), &[bed.tcp_frontend()])?;
     if conns.completed == 0 {
         bail!("no TCP connection completed through {} ({conns:?})", bed.tcp_frontend());
     }
@@ -121,8 +122,9 @@ pub fn subject(bed: &L4Bed, params: &Params, lb_pid: Option<u32>) -> Result<Subj
         threads: params.rr_threads,
         duration: Duration::from_secs_f64(params.rr_duration_s),
         request_bytes: params.tcp_request_bytes,
+        rate: None,
     };
-    let rr = rr_load.round_trips(bed.client_ns(), bed.tcp_frontend(), params.rr_connections_per_thread)?;
+    let rr = rr_load.round_trips(bed.client_ns(), &[bed.tcp_frontend()], params.rr_connections_per_thread)?;
     if rr.micros.is_empty() {
         bail!("no TCP round trip completed through {} ({} failed)", bed.tcp_frontend(), rr.failed);
     }

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lb_testbed::ProcessHandle;
 use lb_testbed::netns::exec_in;
+use lb_testbed::{LbRun, ProcessHandle};
 
-use super::bed::{L4Bed, node};
+use super::bed::{L4Bed, NODE, node};
 use super::tcp::exchange_once;
 use crate::cluster::Cluster;
 use crate::kube_proxy;
@@ -48,13 +48,12 @@ impl Subject {
         }
     }
 
-    /// `lb run` flags of the lb subjects.
-    fn lb_flags(self) -> Option<&'static [&'static str]> {
+    /// `run` with the flags of the lb subjects.
+    fn lb_flags(self, run: LbRun) -> LbRun {
         match self {
-            Subject::Lb => Some(&[]),
-            Subject::LbXdpTx => Some(&["--xdp-mode", "driver", "--xdp-transmit", "xdp"]),
-            Subject::LbGeneric => Some(&["--xdp-mode", "skb"]),
-            Subject::Iptables | Subject::Nftables => None,
+            Subject::Lb | Subject::Iptables | Subject::Nftables => run,
+            Subject::LbXdpTx => run.xdp_mode("driver").xdp_transmit("xdp"),
+            Subject::LbGeneric => run.xdp_mode("skb"),
         }
     }
 }
@@ -69,7 +68,7 @@ pub struct LbOptions {
 }
 
 /// lb's admin listener (`/readyz`), inside node1's namespace.
-const LB_ADMIN: &str = "127.0.0.1:10254";
+pub(super) const LB_ADMIN: &str = "127.0.0.1:10254";
 /// How long a subject may take, once configured, to answer the probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,29 +103,29 @@ pub fn start(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -
 
 fn start_lb(bed: &L4Bed, subject: Subject, cluster: &Cluster, lb: &LbOptions) -> Result<Serving> {
     let peer_xdp = (subject == Subject::LbXdpTx).then(|| bed.bed.lan_peer_xdp()).transpose()?;
-    let dir = tempfile::tempdir().context("manifests directory")?;
-    for (file, body) in cluster.manifest_files() {
-        std::fs::write(dir.path().join(&file), body).with_context(|| format!("writing {file}"))?;
-    }
-    let mut args = lb_testbed::lb_run_args(dir.path());
-    for (flag, value) in [
-        ("--max-services", lb.max_services.to_string()),
-        ("--maglev-table-size", lb.maglev_table_size.to_string()),
-        ("--admin-addr", LB_ADMIN.to_string()),
-        ("--log-level", "warn".to_string()),
-    ] {
-        args.push(flag.into());
-        args.push(value.into());
-    }
-    args.extend(subject.lb_flags().unwrap_or_default().iter().map(Into::into));
+    let dir = write_manifests(cluster)?;
+    let run = LbRun::on_bed_node(dir.path())
+        .max_services(lb.max_services)
+        .maglev_table_size(lb.maglev_table_size)
+        .admin_addr(LB_ADMIN)
+        .log_level("warn");
+    let process = bed.bed.start_lb_run(NODE, subject.lb_flags(run))?;
     let ns = bed.node_ns()?;
-    let process = bed.bed.spawn_in(ns, &lb_testbed::lb_bin()?, args)?;
     wait_ready(ns, &process, lb.ready_timeout)?;
     Ok(Serving::Lb { process, _manifests: dir, _peer_xdp: peer_xdp })
 }
 
+/// `cluster` as one manifest file per Service in a new temporary directory.
+pub(super) fn write_manifests(cluster: &Cluster) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir().context("manifests directory")?;
+    for (file, body) in cluster.manifest_files() {
+        std::fs::write(dir.path().join(&file), body).with_context(|| format!("writing {file}"))?;
+    }
+    Ok(dir)
+}
+
 /// Polls lb's `/readyz` until 200 (the first snapshot is in the maps).
-fn wait_ready(ns: &str, process: &ProcessHandle, timeout: Duration) -> Result<()> {
+pub(super) fn wait_ready(ns: &str, process: &ProcessHandle, timeout: Duration) -> Result<()> {
     let admin: SocketAddr = LB_ADMIN.parse()?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -184,13 +183,20 @@ impl Serving {
             Serving::Iptables => kube_proxy::iptables::flush(ns)?,
             Serving::Nftables => kube_proxy::nftables::flush(ns)?,
         }
-        exec_in(ns, "nft", &["flush", "ruleset"]).context("clearing node1's nftables")?;
-        let left = exec_in(ns, "nft", &["list", "ruleset"])?;
-        if !left.stdout.is_empty() {
-            bail!("node1 still has rules: {}", String::from_utf8_lossy(&left.stdout));
-        }
-        Ok(())
+        clear_rules(ns)
     }
+}
+
+/// Removes every nftables table of node namespace `ns` (iptables-nft
+/// leaves empty `filter`/`nat` tables whose hooks would keep conntrack
+/// running for the next subject) and checks that nothing is left.
+pub(super) fn clear_rules(ns: &str) -> Result<()> {
+    exec_in(ns, "nft", &["flush", "ruleset"]).context("clearing node1's nftables")?;
+    let left = exec_in(ns, "nft", &["list", "ruleset"])?;
+    if !left.stdout.is_empty() {
+        bail!("node1 still has rules: {}", String::from_utf8_lossy(&left.stdout));
+    }
+    Ok(())
 }
 
 /// Whether the tools the peers need are installed.

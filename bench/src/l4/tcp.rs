@@ -1,16 +1,18 @@
 //! TCP: the pods' echo servers, and the client's two loads — short
 //! connections (connect, one request/response, close: connections per
-//! second) and request/response on open connections (latency).
+//! second, as fast as possible or at a fixed rate) and request/response on
+//! open connections (latency). A load goes to one address (a Service's) or
+//! spreads over several (the pods', for a baseline without a Service).
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use lb_testbed::in_netns;
 
 use super::sys::{enter_netns, set_recv_timeout};
@@ -29,6 +31,8 @@ const MAX_REQUESTS_PER_THREAD: usize = 5_000_000;
 pub struct EchoServers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Connections each pod accepted so far, in the order of the namespaces.
+    accepted: Vec<Arc<AtomicU64>>,
 }
 
 impl EchoServers {
@@ -36,29 +40,39 @@ impl EchoServers {
     /// `acceptors` threads per pod.
     pub fn start(pod_namespaces: &[String], port: u16, acceptors: usize) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut servers = Self { stop: stop.clone(), threads: Vec::new() };
+        let mut servers = Self { stop: stop.clone(), threads: Vec::new(), accepted: Vec::new() };
         for ns in pod_namespaces {
             let listener = in_netns(ns, || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
                 .with_context(|| format!("listening on TCP :{port} in {ns}"))?;
             set_recv_timeout(&listener, ACCEPT_POLL).context("accept timeout")?;
             let listener = Arc::new(listener);
+            let accepted = Arc::new(AtomicU64::new(0));
             for _ in 0..acceptors {
-                let (l, s) = (listener.clone(), stop.clone());
+                let (l, s, a) = (listener.clone(), stop.clone(), accepted.clone());
                 let thread = std::thread::Builder::new()
                     .name("tcp-echo".into())
-                    .spawn(move || accept_loop(&l, &s))
+                    .spawn(move || accept_loop(&l, &s, &a))
                     .context("starting an echo server thread")?;
                 servers.threads.push(thread);
             }
+            servers.accepted.push(accepted);
         }
         Ok(servers)
     }
+
+    /// Connections each pod accepted so far (in the order the pods were given).
+    pub fn accepted(&self) -> Vec<u64> {
+        self.accepted.iter().map(|a| a.load(Ordering::Relaxed)).collect()
+    }
 }
 
-fn accept_loop(listener: &TcpListener, stop: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, accepted: &AtomicU64) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => serve(stream, stop),
+            Ok((stream, _)) => {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                serve(stream, stop);
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => std::thread::sleep(ACCEPT_POLL),
         }
@@ -98,6 +112,9 @@ pub struct TcpLoad {
     pub threads: usize,
     pub duration: Duration,
     pub request_bytes: usize,
+    /// Short connections per second over all threads, each thread keeping
+    /// its share on a fixed schedule; `None`: as fast as possible.
+    pub rate: Option<f64>,
 }
 
 /// Short connections: how many completed and how many failed (and why).
@@ -124,14 +141,34 @@ pub struct RoundTrips {
 }
 
 impl TcpLoad {
-    /// Each thread: connect, one exchange, close — again until the end.
-    pub fn connections(&self, ns: &str, to: SocketAddr) -> Result<Connections> {
+    /// Each thread: connect, one exchange, close — again until the end (at
+    /// [`rate`](Self::rate) if set). Connection `i` of a thread goes to
+    /// `targets[(thread + i) % len]`.
+    pub fn connections(&self, ns: &str, targets: &[SocketAddr]) -> Result<Connections> {
+        if targets.is_empty() {
+            bail!("no address to connect to");
+        }
+        let targets: Arc<[SocketAddr]> = targets.into();
         let started = Instant::now();
-        let per_thread = self.spawn(ns, "tcp-crr", move |load, deadline| {
+        let per_thread = self.spawn(ns, "tcp-crr", move |load, thread, deadline| {
             let mut c = Connections::default();
             let request = vec![0x42u8; load.request_bytes];
             let mut reply = vec![0u8; load.request_bytes];
+            // Each thread's share of the rate; threads start staggered.
+            let interval = load.rate.map(|r| Duration::from_secs_f64(load.threads as f64 / r.max(1.0)));
+            let mut next =
+                Instant::now() + interval.map_or(Duration::ZERO, |i| i * thread as u32 / load.threads as u32);
+            let mut i = thread;
             while Instant::now() < deadline && ((c.completed + c.failed) as usize) < MAX_REQUESTS_PER_THREAD {
+                if let Some(interval) = interval {
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    }
+                    next += interval;
+                }
+                let to = targets[i % targets.len()];
+                i += 1;
                 match exchange_once(to, &request, &mut reply) {
                     Ok(()) => c.completed += 1,
                     Err(e) => {
@@ -155,14 +192,19 @@ impl TcpLoad {
 
     /// Each thread: `connections` open connections, one request/response
     /// at a time on each in turn until the end, timing every round trip.
-    pub fn round_trips(&self, ns: &str, to: SocketAddr, connections: usize) -> Result<RoundTrips> {
-        let per_thread = self.spawn(ns, "tcp-rr", move |load, deadline| {
+    /// Connection `i` of a thread goes to `targets[(thread + i) % len]`.
+    pub fn round_trips(&self, ns: &str, targets: &[SocketAddr], connections: usize) -> Result<RoundTrips> {
+        if targets.is_empty() {
+            bail!("no address to connect to");
+        }
+        let targets: Arc<[SocketAddr]> = targets.into();
+        let per_thread = self.spawn(ns, "tcp-rr", move |load, thread, deadline| {
             let mut rt = RoundTrips::default();
             let request = vec![0x42u8; load.request_bytes];
             let mut reply = vec![0u8; load.request_bytes];
             let mut streams = Vec::new();
-            for _ in 0..connections {
-                match connect(to) {
+            for i in 0..connections {
+                match connect(targets[(thread + i) % targets.len()]) {
                     Ok(s) => streams.push(s),
                     Err(_) => rt.failed += 1,
                 }
@@ -187,21 +229,22 @@ impl TcpLoad {
         Ok(total)
     }
 
-    /// Runs `work` on `threads` threads that joined `ns`; their results.
+    /// Runs `work` on `threads` threads that joined `ns` (given the load,
+    /// the thread's index and the deadline); their results.
     fn spawn<T, F>(&self, ns: &str, name: &str, work: F) -> Result<Vec<T>>
     where
         T: Send + 'static,
-        F: Fn(&TcpLoad, Instant) -> T + Send + Clone + 'static,
+        F: Fn(&TcpLoad, usize, Instant) -> T + Send + Clone + 'static,
     {
         let deadline = Instant::now() + self.duration;
         let workers: Vec<JoinHandle<Result<T>>> = (0..self.threads)
-            .map(|_| {
+            .map(|thread| {
                 let (ns, load, work) = (ns.to_string(), self.clone(), work.clone());
                 std::thread::Builder::new()
                     .name(name.into())
                     .spawn(move || -> Result<T> {
                         enter_netns(&ns)?;
-                        Ok(work(&load, deadline))
+                        Ok(work(&load, thread, deadline))
                     })
                     .with_context(|| format!("starting a {name} thread"))
             })
