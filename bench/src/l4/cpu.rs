@@ -78,6 +78,12 @@ pub fn wait_until_quiet(limit: Duration) -> Duration {
     started.elapsed()
 }
 
+/// CPU time (user + system) process `pid` has used so far, if it exists.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let tick = Duration::from_secs(1) / clock_ticks() as u32;
+    Some(tick * u32::try_from(process_ticks(pid)?).ok()?)
+}
+
 fn ksoftirqd_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries

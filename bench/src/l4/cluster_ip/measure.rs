@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 
 use super::bed::CipBed;
 use super::params::Params;
-use crate::l4::cpu::CpuSnapshot;
+use crate::l4::cpu::{CpuSnapshot, process_cpu};
 use crate::stats::percentile;
 
 /// Everything measured for one subject in one round.
@@ -42,8 +42,10 @@ pub struct ConnCost {
     pub elapsed: Duration,
     /// The bed's CPU (this process, ksoftirqd, lb) per completed connection.
     pub bed_us: f64,
-    /// Machine-wide busy CPU (/proc/stat) per completed connection.
-    pub machine_us: f64,
+    /// Of which the lb agent's own process, when there is one (user and
+    /// system time; the kernel's work in its programs is charged to the
+    /// tasks whose sockets ran them).
+    pub agent_us: Option<f64>,
 }
 
 impl ConnCost {
@@ -92,9 +94,10 @@ pub fn subject(bed: &CipBed, params: &Params, targets: &[SocketAddr], lb_pid: Op
 /// The paced short connections, with the bed's CPU counted over them.
 fn cpu_cost(bed: &CipBed, params: &Params, targets: &[SocketAddr], lb_pid: Option<u32>) -> Result<ConnCost> {
     let pids: Vec<u32> = lb_pid.into_iter().collect();
-    let start = CpuSnapshot::take(&pids);
+    let agent = || lb_pid.and_then(process_cpu).unwrap_or_default();
+    let (start, agent_start) = (CpuSnapshot::take(&pids), agent());
     let conns = params.paced_load().connections(bed.client_ns()?, targets)?;
-    let spent = start.until(&CpuSnapshot::take(&pids));
+    let (spent, agent_spent) = (start.until(&CpuSnapshot::take(&pids)), agent().saturating_sub(agent_start));
     if conns.completed == 0 {
         bail!("no connection completed during the CPU measurement ({conns:?})");
     }
@@ -105,6 +108,6 @@ fn cpu_cost(bed: &CipBed, params: &Params, targets: &[SocketAddr], lb_pid: Optio
         failed: conns.failed,
         elapsed: conns.elapsed,
         bed_us: per(spent.bed),
-        machine_us: per(spent.machine),
+        agent_us: lb_pid.map(|_| per(agent_spent)),
     })
 }

@@ -72,8 +72,9 @@ pub fn add(report: &mut Report, params: &Params, results: &Results) {
         "CPU per connection: {} threads open short connections at {:.0} connections/s in total (below every \
          subject's limit; completed_cps in extras), and the CPU time of lb-bench (generator, echo servers and \
          the softirq work they carry), ksoftirqd/* and the lb agent over the run is divided by the completed \
-         connections. machine_wide_us is the same from /proc/stat's busy time (it also counts other programs \
-         on the machine).",
+         connections (the kernel's exact run time of those tasks; /proc/stat's tick-sampled busy time misses \
+         most of these short bursts, so no machine-wide figure is given). lb_agent_us is the agent's own \
+         process's share.",
         params.cpu_threads, params.cpu_rate_cps
     ));
     report.note(format!(

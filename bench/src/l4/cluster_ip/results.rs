@@ -121,11 +121,16 @@ impl Results {
             "tcp_rr_p50_us" | "tcp_rr_p99_us" | "tcp_rr_p999_us" => m
                 .with_extra("round_trips", sum(|r| r.rr_count as f64))
                 .with_extra("failed_connections", sum(|r| r.rr_failed as f64)),
-            "cpu_us_per_connection" => m
-                .with_extra("machine_wide_us", med(|r| r.cpu.machine_us))
-                .with_extra("offered_cps", med(|r| r.cpu.offered_cps))
-                .with_extra("completed_cps", med(|r| r.cpu.completed_cps()))
-                .with_extra("failed_connections", sum(|r| r.cpu.failed as f64)),
+            "cpu_us_per_connection" => {
+                let m = m
+                    .with_extra("offered_cps", med(|r| r.cpu.offered_cps))
+                    .with_extra("completed_cps", med(|r| r.cpu.completed_cps()))
+                    .with_extra("failed_connections", sum(|r| r.cpu.failed as f64));
+                match runs.iter().all(|r| r.cpu.agent_us.is_some()) {
+                    true => m.with_extra("lb_agent_us", med(|r| r.cpu.agent_us.unwrap_or_default())),
+                    false => m,
+                }
+            }
             _ => m,
         }
     }
@@ -185,7 +190,7 @@ mod tests {
                 failed: 0,
                 elapsed: Duration::from_secs(1),
                 bed_us: cpu_us,
-                machine_us: cpu_us * 1.1,
+                agent_us: None,
             },
         }
     }
