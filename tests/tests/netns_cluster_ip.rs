@@ -158,11 +158,14 @@ fn per_pod(what: &str, exchanges: &[Exchange]) -> BTreeMap<String, usize> {
     pods
 }
 
+/// All three pods answer, each with a share a uniform random choice gives
+/// with overwhelming probability: between n/10 and 3n/5 (for n = 60, a
+/// binomial(60, 1/3) leaves that range about once in 100,000 tries).
 #[track_caller]
 fn assert_spread(what: &str, pods: &BTreeMap<String, usize>, n: usize) {
     assert_eq!(pods.len(), 3, "{what}: all three pods answer: {pods:?}");
     for (pod, got) in pods {
-        assert!((n / 6..=n / 2).contains(got), "{what}: {pod} got {got} of {n}: {pods:?}");
+        assert!((n / 10..=n * 3 / 5).contains(got), "{what}: {pod} got {got} of {n}: {pods:?}");
     }
 }
 
