@@ -44,6 +44,22 @@ fn l4_smoke_measures_every_metric_for_every_subject() {
     }
     assert!(report.meta.tools.contains_key("iptables") && report.meta.tools.contains_key("nft"));
     assert!(out.path().join("l4.md").is_file());
+
+    // The east-west part: a pod to a ClusterIP, lb's socket programs
+    // against kube-proxy's layouts and the direct path.
+    let report = lb_bench::Report::read(&out.path().join("l4-cluster-ip.json")).expect("l4-cluster-ip.json");
+    report.validate().expect("a valid ClusterIP report");
+    for metric in ["tcp_cps", "tcp_rr_p50_us"] {
+        let comparisons: Vec<_> = report.of_metric(metric).collect();
+        assert!(!comparisons.is_empty(), "ClusterIP: no comparison for {metric}");
+        for c in comparisons {
+            assert_eq!(c.ours, "lb");
+            for subject in ["lb", "iptables", "nftables"] {
+                let m = c.get(subject).unwrap_or_else(|| panic!("ClusterIP {metric}: no measurement of {subject}"));
+                assert!(m.value > 0.0 && m.value.is_finite(), "ClusterIP {metric}: {subject} has {}", m.value);
+            }
+        }
+    }
 }
 
 fn is_svg(path: &Path) -> bool {
