@@ -157,6 +157,15 @@ fn probe(bed: &L4Bed, to: SocketAddr) -> Result<()> {
     }
 }
 
+/// Stops an lb subject (its links to the uplink and the cgroup go with
+/// it), warning when it did not exit cleanly.
+pub(super) fn stop_lb(process: &ProcessHandle) {
+    let status = process.stop();
+    if !status.is_some_and(|s| s.success()) {
+        eprintln!("[l4] warning: lb did not exit cleanly ({status:?})\n{}", process.logs(4 * 1024));
+    }
+}
+
 impl Serving {
     /// The subject's own process (lb), whose CPU time is the node's too.
     pub fn pid(&self) -> Option<u32> {
@@ -174,12 +183,7 @@ impl Serving {
     pub fn stop(self, bed: &L4Bed) -> Result<()> {
         let ns = bed.node_ns()?;
         match self {
-            Serving::Lb { process, .. } => {
-                let status = process.stop();
-                if !status.is_some_and(|s| s.success()) {
-                    eprintln!("[l4] warning: lb did not exit cleanly ({status:?})\n{}", process.logs(4 * 1024));
-                }
-            }
+            Serving::Lb { process, .. } => stop_lb(&process),
             Serving::Iptables => kube_proxy::iptables::flush(ns)?,
             Serving::Nftables => kube_proxy::nftables::flush(ns)?,
         }

@@ -145,12 +145,7 @@ impl Serving {
     pub fn stop(self, bed: &CipBed) -> Result<()> {
         let ns = bed.node_ns()?;
         match self {
-            Serving::Lb { process, .. } => {
-                let status = process.stop();
-                if !status.is_some_and(|s| s.success()) {
-                    eprintln!("[l4] warning: lb did not exit cleanly ({status:?})\n{}", process.logs(4 * 1024));
-                }
-            }
+            Serving::Lb { process, .. } => super::super::subject::stop_lb(&process),
             Serving::Iptables => kube_proxy::iptables::flush(ns)?,
             Serving::Nftables => kube_proxy::nftables::flush(ns)?,
             Serving::Direct => {}
