@@ -148,16 +148,7 @@ impl Results {
     pub fn troubles(&self) -> Vec<String> {
         let mut out = Vec::new();
         for ((n, subject), rounds) in &self.subjects {
-            let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-            for run in &rounds.runs {
-                for (e, count) in &run.cps_errors {
-                    *errors.entry(e).or_default() += count;
-                }
-            }
-            if !errors.is_empty() {
-                let total: u64 = errors.values().sum();
-                out.push(format!("{subject} at {n} services: {total} short connections failed ({errors:?})"));
-            }
+            out.extend(failed_short_connections(*n, subject, rounds.runs.iter().map(|r| &r.cps_errors)));
             let loss = median(&rounds.runs.iter().map(|r| r.udp.loss()).collect::<Vec<_>>());
             if loss > 0.005 {
                 out.push(format!(
@@ -174,4 +165,22 @@ impl Results {
         let r = self.reference.get(&n)?;
         Some(median(&r.iter().map(|(u, _)| u.received_pps()).collect::<Vec<_>>()))
     }
+}
+
+/// The line [`troubles`](Results::troubles) reports for a subject whose
+/// short connections failed at `n` services: how many, by error, over
+/// every round. Shared with the ClusterIP part.
+pub(super) fn failed_short_connections<'a>(
+    n: usize,
+    subject: impl std::fmt::Display,
+    rounds: impl Iterator<Item = &'a BTreeMap<String, u64>>,
+) -> Option<String> {
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    for round in rounds {
+        for (e, count) in round {
+            *errors.entry(e).or_default() += count;
+        }
+    }
+    let total: u64 = errors.values().sum();
+    (total > 0).then(|| format!("{subject} at {n} services: {total} short connections failed ({errors:?})"))
 }

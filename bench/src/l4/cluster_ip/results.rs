@@ -140,16 +140,11 @@ impl Results {
     pub fn troubles(&self) -> Vec<String> {
         let mut out = Vec::new();
         for ((n, subject), rounds) in &self.subjects {
-            let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-            for run in &rounds.runs {
-                for (e, count) in &run.cps_errors {
-                    *errors.entry(e).or_default() += count;
-                }
-            }
-            if !errors.is_empty() {
-                let total: u64 = errors.values().sum();
-                out.push(format!("{subject} at {n} services: {total} short connections failed ({errors:?})"));
-            }
+            out.extend(crate::l4::results::failed_short_connections(
+                *n,
+                subject,
+                rounds.runs.iter().map(|r| &r.cps_errors),
+            ));
             let failed: u64 = rounds.runs.iter().map(|r| r.rr_failed + r.cpu.failed).sum();
             if failed > 0 {
                 out.push(format!("{subject} at {n} services: {failed} failures in the latency and CPU runs"));
