@@ -39,8 +39,8 @@ pub enum Subject {
 
 /// Every subject, in the order of the first round.
 pub const ALL: [Subject; 5] = [Subject::Lb, Subject::LbGeneric, Subject::Iptables, Subject::Nftables, Subject::Direct];
-/// The subject that is us.
-pub const OURS: &str = "lb";
+/// The subject that is us, named as in the NodePort part.
+pub use crate::l4::subject::OURS;
 
 impl Subject {
     pub fn name(self) -> &'static str {
