@@ -15,6 +15,7 @@
 //! | `COUNTERS`       | per-CPU array   | [`Counter`]    | `u64`            |
 //! | `AFFINITY`       | LRU hash        | [`AffinityKey`]| [`Affinity`]     |
 //! | `SOCKET_REVNAT`  | LRU hash        | [`SocketRevNatKey`] | [`SocketRevNat`] |
+//! | `AGENT_STATE`    | array           | [`AgentState`] | `u64`            |
 
 pub const MAP_FRONTENDS: &str = "FRONTENDS";
 pub const MAP_SERVICES: &str = "SERVICES";
@@ -27,6 +28,37 @@ pub const MAP_SERVICE_STATS: &str = "SERVICE_STATS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_AFFINITY: &str = "AFFINITY";
 pub const MAP_SOCKET_REVNAT: &str = "SOCKET_REVNAT";
+pub const MAP_AGENT_STATE: &str = "AGENT_STATE";
+
+/// Every map the agent pins (`--bpf-pin-dir`): the data path's whole state.
+pub const PINNED_MAPS: [&str; 12] = [
+    MAP_FRONTENDS,
+    MAP_SERVICES,
+    MAP_BACKENDS,
+    MAP_MAGLEV,
+    MAP_CONNTRACK,
+    MAP_INTERFACES,
+    MAP_CONFIG,
+    MAP_SERVICE_STATS,
+    MAP_COUNTERS,
+    MAP_AFFINITY,
+    MAP_SOCKET_REVNAT,
+    MAP_AGENT_STATE,
+];
+
+/// Indexes of `AGENT_STATE`: what the agent keeps beside the maps so a
+/// restarted agent continues where the last one stopped. No kernel program
+/// reads it.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    /// The highest backend id ever handed out: ids are never reused, also
+    /// across restarts (a conntrack entry naming a removed backend's id must
+    /// not find another backend under it).
+    BackendIdHighWater = 0,
+}
+
+pub const AGENT_STATE_ENTRIES: u32 = 4;
 
 /// Names of the kernel programs in the object file.
 pub const PROG_XDP: &str = "lb_xdp";
@@ -484,9 +516,29 @@ mod ctors {
         port.to_be()
     }
 
+    /// An address as read from a map.
+    pub fn addr_from_map(addr: u32) -> Ipv4Addr {
+        Ipv4Addr::from(addr.to_ne_bytes())
+    }
+
     impl FrontendKey {
         pub fn new(addr: Ipv4Addr, port: u16, protocol: u8, scope: u8) -> Self {
             Self { addr: addr_to_map(addr), port: port_to_map(port), protocol, scope }
+        }
+    }
+
+    /// `10.96.0.10:53/17 (socket)`.
+    impl core::fmt::Display for FrontendKey {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let scope = if self.scope == SCOPE_SOCKET { "socket" } else { "xdp" };
+            write!(f, "{}:{}/{} ({scope})", addr_from_map(self.addr), u16::from_be(self.port), self.protocol)
+        }
+    }
+
+    /// `10.244.1.5:8080`.
+    impl core::fmt::Display for Backend {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            write!(f, "{}:{}", addr_from_map(self.addr), u16::from_be(self.port))
         }
     }
 

@@ -8,7 +8,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES, DEFAULT_CONNTRACK_ENTRIES,
-    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey,
+    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, DEFAULT_SOCKET_REVNAT_ENTRIES, Flow,
+    AGENT_STATE_ENTRIES, FlowKey,
     Frontend, FrontendKey, Interface, MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
@@ -57,3 +58,9 @@ pub static AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::with_max_en
 #[map]
 pub static SOCKET_REVNAT: LruHashMap<SocketRevNatKey, SocketRevNat> =
     LruHashMap::with_max_entries(DEFAULT_SOCKET_REVNAT_ENTRIES, 0);
+
+/// The agent's own state across restarts (`lb_common::AgentState`); no
+/// program reads it, it is here so that it is created, sized and pinned
+/// with the rest.
+#[map]
+pub static AGENT_STATE: Array<u64> = Array::with_max_entries(AGENT_STATE_ENTRIES, 0);

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY,
+    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY, MAP_AGENT_STATE,
     MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV,
     MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
@@ -23,6 +23,7 @@ pub struct DataplaneMaps {
     pub counters: PerCpuArray<MapData, u64>,
     pub affinity: HashMap<MapData, AffinityKey, Affinity>,
     pub socket_revnat: HashMap<MapData, SocketRevNatKey, SocketRevNat>,
+    pub agent_state: Array<MapData, u64>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
@@ -43,6 +44,7 @@ impl DataplaneMaps {
             counters: PerCpuArray::try_from(take(ebpf, MAP_COUNTERS)?)?,
             affinity: HashMap::try_from(take(ebpf, MAP_AFFINITY)?)?,
             socket_revnat: HashMap::try_from(take(ebpf, MAP_SOCKET_REVNAT)?)?,
+            agent_state: Array::try_from(take(ebpf, MAP_AGENT_STATE)?)?,
         })
     }
 }

@@ -2,17 +2,22 @@
 //! apply compiled tables to their maps by difference.
 
 mod applier;
+mod fake_maps;
 mod ids;
 mod loader;
 mod maglev_slots;
 mod maps;
 pub mod object;
+pub mod plan;
 mod settings;
 mod stats;
+mod store;
 
 pub use applier::{Applier, ApplyReport};
+pub use fake_maps::FakeMaps;
 pub use loader::{Attachment, Datapath, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use settings::{DataplaneSettings, PortRange, default_snat_ports};
 pub use stats::{CounterSnapshot, read_counters};
+pub use store::MapStore;
