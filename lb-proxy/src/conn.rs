@@ -42,6 +42,8 @@ pub(crate) struct ConnState {
     /// Milliseconds from `start` to the first byte read since the head
     /// timer was last armed ([`NONE`]: none yet).
     head_first_byte: AtomicU64,
+    /// Woken when a request begins (a draining connection waits for it).
+    begun: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -52,7 +54,19 @@ impl ConnState {
             served: AtomicU64::new(0),
             last_active: AtomicU64::new(0),
             head_first_byte: AtomicU64::new(NONE),
+            begun: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Whether a request is in flight (its response not yet sent).
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Completes when a request begins; possibly at once for one that
+    /// began earlier, so check [`busy`](Self::busy) after it.
+    pub(crate) async fn request_begun(&self) {
+        self.begun.notified().await;
     }
 
     fn now_ms(&self) -> u64 {
@@ -102,6 +116,7 @@ impl ActiveRequest {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         state.served.fetch_add(1, Ordering::Relaxed);
         state.touch();
+        state.begun.notify_one();
         Self { state: state.clone() }
     }
 }

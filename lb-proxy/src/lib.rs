@@ -12,6 +12,9 @@
 //!   endpoint, the endpoint chosen per request, retries on connection
 //!   failures, `ExternalName` backends resolved through DNS.
 //! - Upgrades (WebSocket...) are spliced in their own tasks.
+//! - Listeners are shared ([`sockets`](crate::sockets)): `SO_REUSEPORT`,
+//!   so a new proxy can listen beside an old one, which then closes its
+//!   listeners and drains ([`Proxy::run`]).
 //!
 //! ```no_run
 //! # async fn demo(table: lb_routes::RouteTable, next: lb_routes::RouteTable) -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ mod limits;
 mod listener;
 mod request;
 mod resolve;
+pub mod sockets;
 mod tls;
 mod upgrade;
 mod upstream;
@@ -53,7 +57,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use lb_routes::RouteTable;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -102,6 +106,19 @@ pub struct ProxyConfig {
     /// How long [`Proxy::run`] drains after its shutdown signal before it
     /// closes what is left (upgraded connections included). Default 10 s.
     pub shutdown_grace: Duration,
+    /// While draining, how long a connection with no request in flight is
+    /// kept open for its next request (answered, then the connection
+    /// closed: `Connection: close` on HTTP/1.1, GOAWAY on HTTP/2) before it
+    /// is closed idle. Closing a kept-alive connection at once races with a
+    /// request the client is sending; busy clients send within this time.
+    /// At most `shutdown_grace`. Default 1 s.
+    pub drain_idle: Duration,
+    /// Listen only once a route table was given with
+    /// [`RouteHandle::update`] (the sockets are bound by [`Proxy::bind`]
+    /// either way, so a taken port still fails there). A proxy started
+    /// beside another one on the same ports (`SO_REUSEPORT`) then takes no
+    /// connection before it can route it. Default `false`: listen at once.
+    pub listen_when_routed: bool,
 }
 
 impl Default for ProxyConfig {
@@ -118,6 +135,8 @@ impl Default for ProxyConfig {
             max_request_header_bytes: 32 * 1024,
             dns_servers: Vec::new(),
             shutdown_grace: Duration::from_secs(10),
+            drain_idle: Duration::from_secs(1),
+            listen_when_routed: false,
         }
     }
 }
@@ -126,6 +145,8 @@ impl Default for ProxyConfig {
 #[derive(Clone, Debug)]
 pub struct RouteHandle {
     table: Arc<ArcSwap<RouteTable>>,
+    /// `true` after the first [`update`](Self::update).
+    routed: Arc<watch::Sender<bool>>,
 }
 
 impl RouteHandle {
@@ -135,6 +156,7 @@ impl RouteHandle {
     /// included) are not touched.
     pub fn update(&self, table: RouteTable) {
         self.table.store(Arc::new(table));
+        self.routed.send_replace(true);
     }
 
     /// The table in use now.
@@ -146,12 +168,44 @@ impl RouteHandle {
 /// A bound proxy, ready to [run](Proxy::run).
 pub struct Proxy {
     config: ProxyConfig,
-    http: TcpListener,
-    https: TcpListener,
+    http: Listener,
+    https: Listener,
     http_addr: SocketAddr,
     https_addr: SocketAddr,
-    routes: Arc<ArcSwap<RouteTable>>,
+    routes: RouteHandle,
     acceptor: TlsAcceptor,
+}
+
+/// A proxy's socket: bound, and listening at once or once routed.
+enum Listener {
+    Bound(TcpSocket),
+    Listening(TcpListener),
+}
+
+impl Listener {
+    fn bind(addr: SocketAddr, listen: bool, what: &str) -> anyhow::Result<Self> {
+        let error = || format!("cannot listen on {addr} ({what})");
+        let socket = sockets::bind_shared(addr).with_context(error)?;
+        Ok(if listen {
+            Listener::Listening(socket.listen(sockets::BACKLOG).with_context(error)?)
+        } else {
+            Listener::Bound(socket)
+        })
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Listener::Bound(socket) => socket.local_addr(),
+            Listener::Listening(listener) => listener.local_addr(),
+        }
+    }
+
+    fn listen(self) -> std::io::Result<TcpListener> {
+        match self {
+            Listener::Bound(socket) => socket.listen(sockets::BACKLOG),
+            Listener::Listening(listener) => Ok(listener),
+        }
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -164,20 +218,20 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// Binds both listeners (errors here, e.g. address in use, are returned
-    /// before serving) and generates the default self-signed certificate.
+    /// Binds both listeners, shared with `SO_REUSEPORT` (errors here, e.g.
+    /// a port taken by another program, are returned before serving), and
+    /// generates the default self-signed certificate. They listen now, or
+    /// with [`ProxyConfig::listen_when_routed`] once routed.
     pub async fn bind(config: ProxyConfig, routes: RouteTable) -> anyhow::Result<Proxy> {
-        let http = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("cannot listen on {} (HTTP)", config.http_addr))?;
-        let https = TcpListener::bind(config.https_addr)
-            .await
-            .with_context(|| format!("cannot listen on {} (HTTPS)", config.https_addr))?;
+        let now = !config.listen_when_routed;
+        let http = Listener::bind(config.http_addr, now, "HTTP")?;
+        let https = Listener::bind(config.https_addr, now, "HTTPS")?;
         let http_addr = http.local_addr()?;
         let https_addr = https.local_addr()?;
-        let routes = Arc::new(ArcSwap::from_pointee(routes));
+        let table = Arc::new(ArcSwap::from_pointee(routes));
         let default_cert = tls::default_certificate().context("cannot generate the default certificate")?;
-        let tls_config = tls::server_config(tls::SniResolver::new(routes.clone(), default_cert))?;
+        let tls_config = tls::server_config(tls::SniResolver::new(table.clone(), default_cert))?;
+        let routes = RouteHandle { table, routed: Arc::new(watch::Sender::new(false)) };
         Ok(Proxy { config, http, https, http_addr, https_addr, routes, acceptor: TlsAcceptor::from(tls_config) })
     }
 
@@ -193,16 +247,35 @@ impl Proxy {
 
     /// The handle that swaps the route table.
     pub fn routes(&self) -> RouteHandle {
-        RouteHandle { table: self.routes.clone() }
+        self.routes.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains:
-    /// open connections get a graceful shutdown (HTTP/1.1: close after the
-    /// current response; HTTP/2: GOAWAY) and the call returns when they and
-    /// the upgraded connections are done, or after `shutdown_grace`, when
-    /// whatever is left is closed.
+    /// Serves until `shutdown` completes, then closes its listeners at once
+    /// (connections still in their accept queues go to another listener of
+    /// the port if the kernel migrates them: `net.ipv4.tcp_migrate_req`)
+    /// and drains: a connection with a request in flight is closed after
+    /// its response (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), an idle
+    /// one after its next request or [`ProxyConfig::drain_idle`]; the call
+    /// returns when they and the upgraded connections are done, or after
+    /// `shutdown_grace`, when whatever is left is closed.
+    ///
+    /// With [`ProxyConfig::listen_when_routed`] it listens only once the
+    /// first route table is given.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Proxy { config, http, https, https_addr, routes, acceptor, .. } = self;
+        let Proxy { config, http, https, http_addr, https_addr, routes, acceptor } = self;
+        tokio::pin!(shutdown);
+        if config.listen_when_routed {
+            let mut routed = routes.routed.subscribe();
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                // The sender lives in `routes`: this cannot fail.
+                _ = routed.wait_for(|routed| *routed) => {}
+            }
+        }
+        let http = http.listen().with_context(|| format!("cannot listen on {http_addr} (HTTP)"))?;
+        let https = https.listen().with_context(|| format!("cannot listen on {https_addr} (HTTPS)"))?;
+        tracing::debug!(%http_addr, %https_addr, "L7 proxy accepting");
+        let routes = routes.table;
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         // Every connection task and splice holds a sender: `recv` returns
@@ -224,9 +297,9 @@ impl Proxy {
             idle_timeout: config.client_idle_timeout,
             tls_handshake_timeout: config.tls_handshake_timeout,
             max_header_bytes: config.max_request_header_bytes,
+            drain_idle: config.drain_idle.min(config.shutdown_grace),
         };
         let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -246,8 +319,10 @@ impl Proxy {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
+        // Closed at once: new connections go to the other listeners of the
+        // ports (a new agent's), if any.
         drop((http, https));
-        tracing::info!(connections = connections.len(), "L7 proxy draining");
+        tracing::info!(connections = connections.len(), "L7 proxy listeners closed, draining");
         let _ = drain_tx.send(true);
         drop(shared);
         let drained = tokio::time::timeout(config.shutdown_grace, async {

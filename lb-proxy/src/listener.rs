@@ -8,6 +8,17 @@
 //! `GracefulShutdown::watch` because the same per-connection hook also
 //! closes idle connections, and `GracefulConnection` cannot wrap a
 //! connection with its own idle timer (the trait is sealed).
+//!
+//! When the drain starts, a connection with a request in flight is shut
+//! down gracefully at once (hyper then ends an HTTP/1.1 response with
+//! `Connection: close`, and sends GOAWAY on HTTP/2). A connection with no
+//! request in flight is not closed at once: hyper would close an idle
+//! HTTP/1.1 connection on the spot, and a request the client is sending
+//! at that moment (on a kept-alive connection, or as the first request of
+//! a connection accepted just before the drain) would meet a reset. It
+//! gets up to `drain_idle` for its next request, which is answered and
+//! then closes it as above; only a connection that sends nothing in that
+//! time is closed idle (HAProxy's `idle-close-on-response` does the same).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,6 +52,8 @@ pub(crate) struct ClientLimits {
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub max_header_bytes: usize,
+    /// While draining, how long an idle connection waits for its next request.
+    pub drain_idle: Duration,
 }
 
 /// Which protocol the client will speak.
@@ -124,6 +137,8 @@ async fn serve<I>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut closing = false;
+    // Set when the drain starts: the latest time to close an idle connection.
+    let mut draining: Option<tokio::time::Instant> = None;
     loop {
         let idle_deadline = state.idle_deadline(limits.idle_timeout, limits.header_timeout);
         let idle = async {
@@ -131,6 +146,18 @@ async fn serve<I>(
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
                 // A request is in flight: look again later.
                 None => tokio::time::sleep(limits.idle_timeout).await,
+            }
+        };
+        // While draining: a request began, or the idle wait is over.
+        let drain_now = async {
+            match draining {
+                Some(deadline) => {
+                    tokio::select! {
+                        () = state.request_begun() => {}
+                        () = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+                None => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -147,9 +174,21 @@ async fn serve<I>(
                     closing = true;
                 }
             }
-            _ = drain.wait_for(|drain| *drain), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
+            _ = drain.wait_for(|drain| *drain), if !closing && draining.is_none() => {
+                if state.busy() {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                } else {
+                    draining = Some(tokio::time::Instant::now() + limits.drain_idle);
+                }
+            }
+            () = drain_now, if !closing => {
+                // An old wake-up (a request that already ended) leaves the
+                // connection idle: wait on, until the deadline.
+                if state.busy() || draining.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         }
     }

@@ -1,6 +1,11 @@
 //! The admin listener (`--admin-addr`): `/healthz` answers 200 while the
 //! process runs; `/readyz` answers 200 once the first snapshot is applied
 //! (the data path and the route table are filled), 503 before.
+//!
+//! The port is shared (`SO_REUSEPORT`) with a new agent started beside
+//! this one during an upgrade, so either may answer a request: every
+//! answer names the agent's process in `X-Lb-Pid`. On SIGTERM the agent
+//! closes the listener (`lb run` ends the [`serve`] task).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,9 +23,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
 
-/// Binds the admin listener; serving starts with [`serve`].
+/// Response header naming the process that answered.
+pub const PID_HEADER: &str = "x-lb-pid";
+
+/// Binds the admin listener (shared with `SO_REUSEPORT`); serving starts
+/// with [`serve`].
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("--admin-addr {addr}: cannot listen"))
+    lb_proxy::sockets::listen_shared(addr).with_context(|| format!("--admin-addr {addr}: cannot listen"))
 }
 
 /// Serves `/healthz` and `/readyz` forever; `ready` says whether the agent
@@ -63,5 +72,6 @@ fn answer(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(PID_HEADER, HeaderValue::from(std::process::id()));
     response
 }

@@ -226,6 +226,14 @@ pub struct IngressArgs {
     /// annotation overrides it per Ingress.
     #[arg(long, default_value = "1m", value_parser = lb_routes::policy::BodySize::parse, value_name = "SIZE")]
     pub proxy_body_size: lb_routes::policy::BodySize,
+
+    /// On SIGTERM the proxy closes its listeners and finishes the requests
+    /// in flight (kept-alive connections close after their next answer);
+    /// upgraded connections (WebSockets) and whatever else is still open
+    /// after this long are closed. Keep it below the pod's
+    /// terminationGracePeriodSeconds.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
 }
 
 /// `namespace/name` of a Service.

@@ -27,7 +27,7 @@ use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 use crate::{cluster, manifests};
 use l4::L4;
-use l7::{L7, proxy_config};
+use l7::{L7, enable_request_migration, proxy_config};
 use writers::Writers;
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -50,8 +50,9 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin_listener = admin::bind(args.admin_addr).await?;
     info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz)");
-    tokio::spawn(admin::serve(admin_listener, ready_rx));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx));
 
+    enable_request_migration();
     let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
     let (http, https) = (proxy.http_addr(), proxy.https_addr());
     info!(%http, %https, "ingress proxy listening");
@@ -110,10 +111,13 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
     info!("shutting down: draining the proxy; the kernel detaches the programs");
     ready_tx.send_replace(false);
+    // Listeners close at once (a new agent beside this one takes over
+    // their ports), then the proxy drains.
+    admin_task.abort();
+    let _ = stop_proxy.send(());
     if let Some(writers) = writers {
         writers.stop().await;
     }
-    let _ = stop_proxy.send(());
     let drained = proxy_task.await;
     drop(l4);
     match drained {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
@@ -130,11 +130,7 @@ impl Drop for OpenPort {
 /// A listening socket on `addr`, sharable with another agent (handing
 /// listeners over between two agents) through `SO_REUSEPORT`.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
+    lb_proxy::sockets::listen_shared(addr)
 }
 
 /// Accepts and serves connections until the task is aborted; the

@@ -51,6 +51,41 @@ pub fn proxy_config(args: &IngressArgs) -> ProxyConfig {
         upstream_response_timeout: args.upstream_timeout,
         proxy_body_size: args.proxy_body_size.limit(),
         dns_servers: args.dns_servers.clone(),
+        shutdown_grace: args.shutdown_grace,
+        // Beside an old agent on the same ports, take no connection before
+        // the routes are loaded.
+        listen_when_routed: true,
         ..ProxyConfig::default()
+    }
+}
+
+/// The sysctl that moves connections queued on a closed `SO_REUSEPORT`
+/// listener (established ones not yet accepted, and handshakes in
+/// progress) to another listener of the port instead of resetting them.
+const TCP_MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// Sets `net.ipv4.tcp_migrate_req` to 1 in the agent's network namespace,
+/// so that when this agent (or an older one beside it) closes its
+/// listeners, their accept queues move to the other agent's listeners
+/// instead of being reset (ARCHITECTURE.md, *Listener handover*). Warns
+/// and goes on when it cannot (no root, a read-only `/proc/sys`, a kernel
+/// before 5.14): a handover then resets the connections queued at that
+/// moment.
+pub fn enable_request_migration() {
+    match std::fs::read_to_string(TCP_MIGRATE_REQ) {
+        Ok(value) if value.trim() == "1" => {
+            info!("net.ipv4.tcp_migrate_req is 1: queued connections move to a new agent's listeners on handover")
+        }
+        Ok(_) => match std::fs::write(TCP_MIGRATE_REQ, "1") {
+            Ok(()) => info!(
+                "set net.ipv4.tcp_migrate_req to 1: queued connections move to a new agent's listeners on handover"
+            ),
+            Err(e) => warn!(
+                "cannot set net.ipv4.tcp_migrate_req to 1 ({e}): on a handover to a new agent, connections queued on this agent's listeners are reset"
+            ),
+        },
+        Err(e) => warn!(
+            "cannot read net.ipv4.tcp_migrate_req ({e}; kernel before 5.14?): on a handover to a new agent, connections queued on this agent's listeners are reset"
+        ),
     }
 }
