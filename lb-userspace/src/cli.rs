@@ -25,6 +25,18 @@ pub enum Command {
     /// maps in sync with the Services and EndpointSlices, and serve the
     /// Ingress routes on the HTTP and HTTPS listeners.
     Run(RunArgs),
+    /// Uninstall the data path: detach every program pinned under the pin
+    /// directory and remove the pins (maps included). Run it after the
+    /// DaemonSet is deleted; it refuses while an agent runs on the
+    /// directory.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The agent's --bpf-pin-dir.
+    #[arg(long, default_value = crate::dataplane::pins::DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub bpf_pin_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -53,8 +65,16 @@ pub struct RunArgs {
 
     /// Run without the eBPF data path (no root or BPF needed): only the
     /// Ingress proxy, on --http-addr and --https-addr.
-    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode", "xdp_transmit", "cgroup_root"])]
+    #[arg(long, conflicts_with_all = ["interfaces", "node_ips", "xdp_mode", "xdp_transmit", "cgroup_root", "bpf_pin_dir"])]
     pub no_xdp: bool,
+
+    /// Directory on bpffs where the data path's maps and program links are
+    /// pinned, so that it keeps serving when the agent stops or restarts;
+    /// an agent starting on it adopts what is there. lb mounts bpffs at
+    /// /sys/fs/bpf when nothing is mounted there. One agent at a time
+    /// writes to a directory: another waits for it ("standby").
+    #[arg(long, default_value = crate::dataplane::pins::DEFAULT_PIN_DIR, value_name = "DIR")]
+    pub bpf_pin_dir: PathBuf,
 
     /// The cgroup v2 directory whose processes (pods, and the node's
     /// host-network processes) get socket-level load balancing: their

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod cgroup;
+pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod compile;

@@ -5,6 +5,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => lb_userspace::run::run(args),
+        Command::Cleanup(args) => lb_userspace::cleanup::cleanup(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,26 +8,29 @@
 
 mod l4;
 mod l7;
+mod settings;
 mod writers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lb_proxy::Proxy;
 use lb_routes::RouteTable;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::admin;
 use crate::cli::RunArgs;
-use crate::config::AgentConfig;
+use crate::dataplane::{PinDir, PinLock};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 use crate::{cluster, manifests};
 use l4::L4;
 use l7::{L7, enable_request_migration, proxy_config};
+use settings::AgentSettings;
 use writers::Writers;
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -47,6 +50,7 @@ fn init_tracing(default_filter: &str) {
 }
 
 async fn run_agent(args: RunArgs) -> Result<()> {
+    let settings = AgentSettings::from_args(&args)?;
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin_listener = admin::bind(args.admin_addr).await?;
     info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz)");
@@ -61,9 +65,24 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     let mut proxy_task = tokio::spawn(proxy.run(async {
         let _ = proxy_stopped.await;
     }));
-    let mut l4 = if args.no_xdp { None } else { Some(L4::load(&args, http, https)?) };
-
-    let config = agent_config(&args)?;
+    // The data path is this agent's unless another agent holds its pin
+    // directory (an upgrade starts the new agent beside the old one): then
+    // this one stands by, serving Ingress, until the other stops.
+    let mut l4 = None;
+    let mut standby = None;
+    if let Some(data_path) = &settings.data_path {
+        data_path.pin_dir.prepare()?;
+        match data_path.pin_dir.try_lock()? {
+            Some(lock) => l4 = Some(L4::load(&args, &settings, data_path, lock, http, https)?),
+            None => {
+                warn!(
+                    pin_dir = %data_path.pin_dir.root().display(),
+                    "another agent holds the data path: standing by until it stops (the proxy serves meanwhile)"
+                );
+                standby = Some(data_path.pin_dir.clone());
+            }
+        }
+    }
     let (tx, mut snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (diagnostics_tx, diagnostics) = watch::channel(Arc::new(Vec::new()));
     let mut writers = None;
@@ -73,7 +92,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             let client = cluster::connect(args.cluster.kubeconfig.as_deref()).await?;
             if !args.cluster.no_status {
                 let (snapshots, options) = (snapshots.clone(), l7.options());
-                writers = Some(Writers::start(client.clone(), &args, &config, options, snapshots, diagnostics));
+                writers = Some(Writers::start(client.clone(), &args, &settings, options, snapshots, diagnostics));
             }
             tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), tx))
         }
@@ -90,7 +109,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         l4.attach()?;
     }
     ready_tx.send_replace(true);
-    info!(source = %source_name(&args), xdp = l4.is_some(), "ready");
+    info!(source = %source_name(&args), xdp = l4.is_some(), standby = standby.is_some(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -105,11 +124,21 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
+            lock = take_over(standby.as_ref()) => {
+                standby = None;
+                let data_path = settings.data_path.as_ref().expect("standing by only with a data path");
+                let mut loaded = L4::load(&args, &settings, data_path, lock?, http, https)?;
+                let snapshot = snapshots.borrow().clone();
+                diagnostics_tx.send_replace(Arc::new(sync(&l7, Some(&mut loaded), &snapshot).await));
+                loaded.attach()?;
+                info!("took over the data path");
+                l4 = Some(loaded);
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
     }
-    info!("shutting down: draining the proxy; the kernel detaches the programs");
+    info!("shutting down: draining the proxy; the pinned data path keeps serving with the last tables");
     ready_tx.send_replace(false);
     // Listeners close at once (a new agent beside this one takes over
     // their ports), then the proxy drains.
@@ -138,11 +167,18 @@ async fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Snapshot) -> Vec<Diagnost
     diagnostics
 }
 
-/// `--config`, else the defaults.
-fn agent_config(args: &RunArgs) -> Result<AgentConfig> {
-    match &args.cluster.config {
-        Some(path) => Ok(AgentConfig::load(path)?),
-        None => Ok(AgentConfig::default()),
+/// How often a standing-by agent looks whether the pin directory is free.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
+
+/// Resolves with the pin directory's lock once the agent holding it is
+/// gone; never without a directory to wait for.
+async fn take_over(standby: Option<&PinDir>) -> Result<PinLock> {
+    let Some(dir) = standby else { return std::future::pending().await };
+    loop {
+        if let Some(lock) = dir.try_lock()? {
+            return Ok(lock);
+        }
+        tokio::time::sleep(STANDBY_POLL).await;
     }
 }
 

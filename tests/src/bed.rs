@@ -13,7 +13,8 @@ use anyhow::{Context, Result, bail};
 use crate::lb_run::LbRun;
 use crate::probe::{Exchange, parse_exchanges};
 use crate::process::{Process, ProcessHandle, STOP_GRACE};
-use crate::resources::{CleanupHandle, Resources, cleanup_stale, cleanup_stale_cgroups};
+use crate::resources::{CleanupHandle, Resources, cleanup_stale, cleanup_stale_cgroups, cleanup_stale_pins};
+use lb_userspace::dataplane::pins::BPFFS;
 use crate::{ECHO_HTTP_ALT_PORT, ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
 
 mod topology;
@@ -60,6 +61,9 @@ pub struct Node {
     /// The cgroup v2 directory of its pods (and of host-network clients the
     /// tests start on it): its agent's `--cgroup-root`.
     pub cgroup: PathBuf,
+    /// Its agent's `--bpf-pin-dir` (the bed's nodes share one kernel and one
+    /// bpffs, so each has its own directory).
+    pub pin_dir: PathBuf,
 }
 
 /// A pod of the bed.
@@ -141,13 +145,15 @@ impl TestBedBuilder {
         if self.remove_stale {
             cleanup_stale(NAMESPACE_SCHEME_PREFIX)?;
             cleanup_stale_cgroups(NAMESPACE_SCHEME_PREFIX, &cgroup_mount);
+            cleanup_stale_pins(NAMESPACE_SCHEME_PREFIX, Path::new(BPFFS));
         }
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let prefix =
             format!("{NAMESPACE_SCHEME_PREFIX}{}-{}-", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let log_dir = std::env::temp_dir().join("lb-testbed").join(prefix.trim_end_matches('-'));
         let cgroup_dir = cgroup_mount.join(prefix.trim_end_matches('-'));
-        let nodes = topology::nodes(&prefix, &cgroup_dir);
+        let pin_root = Path::new(BPFFS).join(prefix.trim_end_matches('-'));
+        let nodes = topology::nodes(&prefix, &cgroup_dir, &pin_root);
         let pods = topology::pods(&prefix, &nodes, &self.pods)?;
         std::fs::create_dir_all(&log_dir).with_context(|| format!("creating log dir {}", log_dir.display()))?;
         let bed = TestBed {
@@ -161,6 +167,7 @@ impl TestBedBuilder {
         };
         // `bed` owns everything from here on: an error drops it, which cleans up.
         let mut bed = bed;
+        bed.resources.add_pin_root(&pin_root);
         bed.resources.add_cgroup(&cgroup_dir)?;
         for node in &bed.nodes {
             bed.resources.add_cgroup(&node.cgroup)?;
@@ -352,14 +359,19 @@ impl TestBed {
 
     /// Starts `lb` with the command line `run` (e.g.
     /// `LbRun::on_bed_node(dir).xdp_mode("skb")`) in node `node`'s namespace,
-    /// told, unless `run` says otherwise, its node name and its pods' cgroup
-    /// (`--node-name`, `--cgroup-root`) as a DaemonSet's pod would be.
+    /// told, unless `run` says otherwise, its node name, its pods' cgroup
+    /// and its pin directory (`--node-name`, `--cgroup-root`,
+    /// `--bpf-pin-dir`) as a DaemonSet's pod would be.
     pub fn start_lb_run(&self, node: &str, run: LbRun) -> Result<ProcessHandle> {
         let n = self.node(node)?;
         let has = |run: &LbRun, flag: &str| run.as_args().iter().any(|a| a == flag);
         let run = match has(&run, "--cgroup-root") {
             true => run,
             false => run.flag("--cgroup-root", &n.cgroup),
+        };
+        let run = match has(&run, "--bpf-pin-dir") || has(&run, "--no-xdp") {
+            true => run,
+            false => run.flag("--bpf-pin-dir", &n.pin_dir),
         };
         let run = match has(&run, "--node-name") {
             true => run,

@@ -1,5 +1,5 @@
 //! What a bed created and must remove: its namespaces, its cgroups, its
-//! processes and its log directory. Cleanup is idempotent and can run from another thread (a
+//! agents' bpffs pin directories, its processes and its log directory. Cleanup is idempotent and can run from another thread (a
 //! signal handler thread in the demo).
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ struct State {
     namespaces: Vec<String>,
     /// cgroup v2 directories, parents before children.
     cgroups: Vec<PathBuf>,
+    /// Directories on bpffs its agents pin under (removing them detaches
+    /// what the agents left attached).
+    pin_roots: Vec<PathBuf>,
     processes: Vec<Arc<Process>>,
     cleaned: bool,
 }
@@ -67,6 +70,11 @@ impl Resources {
         Ok(())
     }
 
+    /// Records `path` (which agents create) for removal.
+    pub(crate) fn add_pin_root(&self, path: &Path) {
+        self.state().pin_roots.push(path.to_path_buf());
+    }
+
     pub(crate) fn add_process(&self, p: Arc<Process>) {
         self.state().processes.push(p);
     }
@@ -83,15 +91,25 @@ impl Resources {
     /// and removes the log directory unless `keep_logs`.
     pub(crate) fn cleanup(&self, keep_logs: bool) {
         let _cleaning = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
-        let (procs, namespaces, cgroups) = {
+        let (procs, namespaces, cgroups, pin_roots) = {
             let mut st = self.state();
             if st.cleaned {
                 return;
             }
             st.cleaned = true;
-            (std::mem::take(&mut st.processes), std::mem::take(&mut st.namespaces), std::mem::take(&mut st.cgroups))
+            (
+                std::mem::take(&mut st.processes),
+                std::mem::take(&mut st.namespaces),
+                std::mem::take(&mut st.cgroups),
+                std::mem::take(&mut st.pin_roots),
+            )
         };
         stop_all(&procs);
+        for root in &pin_roots {
+            if let Err(e) = remove_pins(root) {
+                eprintln!("[testbed] warning: could not remove pins {}: {e:#}", root.display());
+            }
+        }
         // Children first; a cgroup empties as soon as its processes are reaped.
         for cgroup in cgroups.iter().rev() {
             if let Err(e) = remove_cgroup(cgroup) {
@@ -149,6 +167,35 @@ pub fn cleanup_stale(prefix: &str) -> Result<Vec<String>> {
         eprintln!("[testbed] removed {} stale namespaces of crashed runs", deleted.len());
     }
     Ok(deleted)
+}
+
+/// Removes a pin directory tree (unpinning detaches the programs whose
+/// links were pinned there).
+fn remove_pins(root: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the pin directories (`/sys/fs/bpf/{prefix}{pid}-{n}`) of
+/// crashed runs whose owning process is gone.
+pub fn cleanup_stale_pins(prefix: &str, bpffs: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(bpffs) else { return removed };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = owner_pid(prefix, &format!("{name}-pins")) else { continue };
+        if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match remove_pins(&entry.path()) {
+            Ok(()) => removed.push(entry.path()),
+            Err(e) => eprintln!("[testbed] warning: stale pins {} stay: {e:#}", entry.path().display()),
+        }
+    }
+    removed
 }
 
 /// Removes an empty cgroup directory, retrying while the processes that

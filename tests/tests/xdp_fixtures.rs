@@ -94,7 +94,7 @@ fn load(net: &FixtureNet) -> Loaded {
 }
 
 fn load_with(net: &FixtureNet, settings: DataplaneSettings, transmit: XdpTransmit) -> Loaded {
-    let (mut datapath, maps) = Datapath::load(&settings).expect("load eBPF (root and BPF are required)");
+    let (mut datapath, maps, _) = Datapath::load(&settings, None).expect("load eBPF (root and BPF are required)");
     let mut applier = Applier::new(maps, MAGLEV_SIZE, 16);
     let uplink = net.uplink();
     datapath

@@ -28,7 +28,7 @@ pub enum Programs {
 /// backends.
 pub fn load(settings: &DataplaneSettings, backends: u32) -> Result<(Programs, DataplaneMaps)> {
     if backends <= DEFAULT_MAX_BACKENDS {
-        let (datapath, maps) = Datapath::load(settings)?;
+        let (datapath, maps, _) = Datapath::load(settings, None)?;
         return Ok((Programs::Lb { _datapath: datapath }, maps));
     }
     settings.validate()?;

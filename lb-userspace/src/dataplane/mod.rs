@@ -4,10 +4,12 @@
 mod applier;
 mod fake_maps;
 mod ids;
+pub mod layout;
 mod loader;
 mod maglev_slots;
 mod maps;
 pub mod object;
+pub mod pins;
 pub mod plan;
 mod settings;
 mod stats;
@@ -15,7 +17,8 @@ mod store;
 
 pub use applier::{Applier, ApplyReport};
 pub use fake_maps::FakeMaps;
-pub use loader::{Attachment, Datapath, VETH_DRIVER, XdpAttachMode, XdpTransmit};
+pub use loader::{Attachment, Datapath, PinReport, VETH_DRIVER, XdpAttachMode, XdpTransmit};
+pub use pins::{PinDir, PinLock};
 pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use settings::{DataplaneSettings, PortRange, default_snat_ports};

@@ -12,9 +12,8 @@ use crate::cli::RunArgs;
 use crate::compile::{
     BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol, compile_l4_reusing,
 };
-use crate::dataplane::{
-    Applier, Attachment, Datapath, DataplaneSettings, VETH_DRIVER, XdpAttachMode, XdpTransmit, default_snat_ports,
-};
+use super::settings::{AgentSettings, DataPathSettings};
+use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
 use crate::health_check::{HealthCheckServer, compile_health_checks};
 use crate::snapshot::Snapshot;
@@ -40,54 +39,54 @@ pub struct L4 {
     udp_backends: HashSet<SocketAddrV4>,
     /// kube-proxy's `healthCheckNodePort` server.
     health_checks: HealthCheckServer,
+    /// This agent's right to the pinned data path, for as long as it runs.
+    _pins: PinLock,
 }
 
 impl L4 {
-    /// Loads the programs and creates the maps. `http` and `https` are the
-    /// proxy's bound listeners, the targets of the ingress hand-off.
-    pub fn load(args: &RunArgs, http: SocketAddr, https: SocketAddr) -> Result<Self> {
+    /// Loads the programs on the pinned maps (adopting them). `http` and
+    /// `https` are the proxy's bound listeners, the targets of the ingress
+    /// hand-off.
+    pub fn load(
+        args: &RunArgs,
+        agent: &AgentSettings,
+        settings: &DataPathSettings,
+        pins: PinLock,
+        http: SocketAddr,
+        https: SocketAddr,
+    ) -> Result<Self> {
         let interfaces = node::resolve_interfaces(&args.interfaces, args.host_ip)?;
         let uplinks = interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
         let addresses = node_addresses(args, &interfaces)?;
         let ingress = handoff(args, &addresses, http, https);
-        let node =
-            NodeContext { name: args.node_name.clone().unwrap_or_else(node::default_node_name), addresses, ingress };
+        let node = NodeContext { name: agent.node_name.clone(), addresses, ingress };
         info!(node = %node.name, addresses = ?node.addresses, "node");
-        let snat_ports = args.snat_port_range.unwrap_or_else(|| {
-            let (range, problem) = default_snat_ports();
-            if let Some(problem) = problem {
-                warn!(%range, "{problem}; masquerading with the fallback range (set --snat-port-range)");
-            }
-            range
-        });
-        info!(%snat_ports, "masquerade ports");
-        let settings = DataplaneSettings {
-            maglev_table_size: args.maglev_table_size,
-            max_services: args.max_services,
-            conntrack_entries: args.conntrack_entries,
-            snat_ports,
-            ..DataplaneSettings::default()
-        };
-        let (mut datapath, maps) = Datapath::load(&settings)?;
+        let maps = &settings.maps;
+        let (mut datapath, tables, report) = Datapath::load(maps, Some(&pins))?;
+        info!(
+            pin_dir = %pins.dir().root().display(), adopted = ?report.adopted, created = ?report.created,
+            replaced = ?report.replaced, "maps loaded"
+        );
         spawn_kernel_log_reader(&mut datapath)?;
         Ok(Self {
             datapath,
-            applier: Applier::new(maps, settings.maglev_table_size, settings.max_services),
+            applier: Applier::new(tables, maps.maglev_table_size, maps.max_services),
             uplinks,
             node,
-            options: CompileOptions { maglev_table_size: settings.maglev_table_size },
+            options: CompileOptions { maglev_table_size: maps.maglev_table_size },
             rows: MaglevRows::new(),
-            xdp_mode: args.xdp_mode.unwrap_or_default(),
-            xdp_transmit: args.xdp_transmit.unwrap_or_default(),
+            xdp_mode: settings.xdp_mode,
+            xdp_transmit: settings.xdp_transmit,
             cgroup_root: cgroup::resolve_root(args.cgroup_root.as_deref())?,
             udp_backends: HashSet::new(),
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
+            _pins: pins,
         })
     }
 
     /// Attaches the programs to the uplinks and the socket programs to the
     /// cgroup (after the first [`L4::sync`], so no packet or connect sees
-    /// empty maps).
+    /// empty maps), or swaps them into the links a previous agent pinned.
     pub fn attach(&mut self) -> Result<()> {
         let (mode, transmit) = (self.xdp_mode, self.xdp_transmit);
         let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver));
@@ -103,7 +102,14 @@ impl L4 {
             }
             self.datapath.attach(self.applier.maps_mut(), uplink, mode, transmit, tc_ingress)?;
         }
-        self.datapath.attach_cgroup(&self.cgroup_root)
+        self.datapath.attach_cgroup(&self.cgroup_root)?;
+        let ifindexes: HashSet<u32> = self.uplinks.iter().map(|uplink| uplink.ifindex).collect();
+        let interfaces = &mut self.applier.maps_mut().interfaces;
+        let stale: Vec<u32> = interfaces.keys().filter_map(|key| key.ok()).filter(|i| !ifindexes.contains(i)).collect();
+        for ifindex in stale {
+            interfaces.remove(&ifindex).context("removing an interface no longer attached")?;
+        }
+        self.datapath.commit_pins()
     }
 
     /// Compiles a snapshot and applies the result, and serves its health
@@ -118,6 +124,12 @@ impl L4 {
         }
         match self.applier.apply(&tables) {
             Ok(report) => {
+                if let Some(adopted) = &report.adopted {
+                    info!(
+                        services = adopted.services, frontends = adopted.frontends, backends = adopted.backends,
+                        orphan_services = adopted.orphan_services, "adopted the maps' contents"
+                    );
+                }
                 for name in &report.services_over_capacity {
                     error!(service = %name, "no free service id (raise --max-services); not served");
                 }

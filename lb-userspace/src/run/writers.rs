@@ -8,12 +8,11 @@ use kube::Client;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::settings::AgentSettings;
 use crate::cli::RunArgs;
 use crate::cluster::{LeaseSettings, elect};
 use crate::compile::l7::L7Options;
-use crate::config::AgentConfig;
 use crate::diagnostics::Diagnostic;
-use crate::node;
 use crate::snapshot::Snapshot;
 use crate::status::ipam::IpamOptions;
 use crate::status::{StatusInputs, StatusSettings, write_status};
@@ -31,14 +30,14 @@ impl Writers {
     pub fn start(
         client: Client,
         args: &RunArgs,
-        config: &AgentConfig,
+        settings: &AgentSettings,
         ingress: &L7Options,
         snapshots: watch::Receiver<Arc<Snapshot>>,
         diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
     ) -> Self {
         let cluster = &args.cluster;
-        let node_name = args.node_name.clone().unwrap_or_else(node::default_node_name);
-        let identity = cluster.identity.clone().unwrap_or(node_name);
+        let config = &settings.config;
+        let identity = cluster.identity.clone().unwrap_or_else(|| settings.node_name.clone());
         let lease = LeaseSettings::new(
             cluster.leader_election_namespace.clone(),
             cluster.leader_election_lease.clone(),

@@ -14,7 +14,7 @@ const POD_PREFIX: u8 = 24;
 const CLIENT_LAN_PORT: &str = "c";
 
 /// The bed's nodes; each node's pods go in `cgroup_dir/nodeN`.
-pub(super) fn nodes(prefix: &str, cgroup_dir: &std::path::Path) -> Vec<Node> {
+pub(super) fn nodes(prefix: &str, cgroup_dir: &std::path::Path, pin_root: &std::path::Path) -> Vec<Node> {
     [(1u8, NODE1_IP), (2u8, NODE2_IP)]
         .into_iter()
         .map(|(i, ip)| Node {
@@ -25,6 +25,7 @@ pub(super) fn nodes(prefix: &str, cgroup_dir: &std::path::Path) -> Vec<Node> {
             pod_cidr: Ipv4Addr::new(10, 244, i, 0),
             lan_port: format!("n{i}"),
             cgroup: cgroup_dir.join(format!("node{i}")),
+            pin_dir: pin_root.join(format!("node{i}")),
         })
         .collect()
 }
