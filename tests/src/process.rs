@@ -175,6 +175,13 @@ impl Process {
         self.exit_status()
     }
 
+    /// Kills it with SIGKILL at once (no chance to clean up, as a crash or
+    /// an OOM kill) and returns its exit status.
+    pub fn kill(&self) -> Option<ExitStatus> {
+        self.kill_and_reap();
+        self.exit_status()
+    }
+
     fn signal(&self, sig: Signal) {
         // Only while the child is not reaped: its PID cannot have been
         // reused by another process before we wait for it.
