@@ -11,7 +11,8 @@ use crate::cmd::{self, Step};
 use crate::ebpf::EBPF_TOOLCHAIN;
 
 /// Debian packages: LLVM 22 for bpf-linker, the tools the netns test bed
-/// uses, and the benchmarks' peers and load generators (kube-proxy's
+/// uses (and bpftool, which makes maps of other layouts in the pinned-map
+/// test), and the benchmarks' peers and load generators (kube-proxy's
 /// iptables and nftables back ends, nginx, HAProxy, wrk, h2load), which the
 /// test suite's bench smoke tests run too.
 pub const APT_PACKAGES: &[&str] = &[
@@ -29,6 +30,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "haproxy",
     "wrk",
     "nghttp2-client",
+    "bpftool",
 ];
 
 /// bpf-linker release line we build with (0.13 supports LLVM 22; newer
