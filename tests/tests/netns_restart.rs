@@ -2,8 +2,9 @@
 //! bed, node1's agent pins its maps and links under its own
 //! `--bpf-pin-dir`; it is killed with SIGKILL while long TCP connections
 //! run through its NodePort to pods on both nodes; new TCP and UDP flows
-//! are tried while no agent runs; a new agent adopts the pins; `lb
-//! cleanup` removes everything.
+//! are tried while no agent runs; a new agent adopts the pins; a third
+//! agent started beside it stands by and takes over when it stops (an
+//! upgrade); `lb cleanup` removes everything.
 //!
 //! The first test counts the machine's lb program links: no other test of
 //! this binary attaches any.
@@ -54,6 +55,16 @@ fn start_agent(bed: &TestBed, manifests: &std::path::Path) -> ProcessHandle {
     let lb = bed.start_lb("node1", manifests).expect("start lb");
     bed.wait_for_ready("node1", &lb, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e:#}"));
     lb
+}
+
+/// Waits until `lb` logs `what`; fails with its logs if it exits or takes
+/// longer than `timeout`.
+fn wait_for_log(lb: &ProcessHandle, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !lb.logs(256 * 1024).contains(what) {
+        assert!(Instant::now() < deadline && lb.is_running(), "lb logs {what:?}:\n{}", lb.logs(16 * 1024));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// New connections from the client: answers per pod; panics on a failure.
@@ -142,9 +153,24 @@ fn the_pinned_data_path_outlives_the_agent_and_a_new_agent_adopts_it() {
     let pods = new_flows(&bed, &["tcp", &port, "--count", "60"], "new TCP flows after the restart");
     assert_eq!(pods.len(), 3, "new flows spread over the three pods: {pods:?}");
 
-    // Uninstall: stop the agent, `lb cleanup` takes everything away.
+    // An upgrade: a third agent starts beside the second with the same
+    // flags. It stands by (serving Ingress, ready) while the second holds
+    // the data path, and takes it over when the second gets SIGTERM.
+    // (Its /readyz shares the port with the second's: its log tells.)
+    let third = bed.start_lb("node1", manifests.path()).expect("start lb");
+    wait_for_log(&third, "standby=true", Duration::from_secs(30));
+    assert!(third.logs(64 * 1024).contains("standing by"), "the new agent waits:\n{}", third.logs(8192));
+    assert_eq!(xdp_program(&bed), Some(xdp_after), "only one agent attaches");
     second.stop();
-    assert_eq!(xdp_program(&bed), Some(xdp_after), "SIGTERM leaves the data path serving");
+    wait_for_log(&third, "took over the data path", Duration::from_secs(20));
+    let xdp_upgraded = xdp_program(&bed).expect("XDP on node1's uplink");
+    assert!(xdp_upgraded != xdp_after && lb_links() == links_before, "the new programs replace the old ones");
+    let pods = new_flows(&bed, &["tcp", &port, "--count", "30"], "new TCP flows after the upgrade");
+    assert_eq!(pods.len(), 3, "new flows spread over the three pods: {pods:?}");
+
+    // Uninstall: stop the agent, `lb cleanup` takes everything away.
+    third.stop();
+    assert_eq!(xdp_program(&bed), Some(xdp_upgraded), "SIGTERM leaves the data path serving");
     let refused = Command::new(lb_bin().unwrap()).args(["cleanup", "--bpf-pin-dir"]).arg(&pin_dir).output().unwrap();
     assert!(refused.status.success(), "lb cleanup: {}", String::from_utf8_lossy(&refused.stderr));
     eprintln!("{}", String::from_utf8_lossy(&refused.stdout));
