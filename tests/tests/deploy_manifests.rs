@@ -1130,3 +1130,37 @@ fn containerfile_builds_the_agent_from_paths_that_exist() {
     }
     problems.finish("Containerfile");
 }
+
+/// The data path is pinned on the host's bpffs, so it outlives the pod, and
+/// `manifests/uninstall/` runs `lb cleanup` on the same directory.
+#[test]
+fn pins_live_on_the_host_and_the_uninstall_cleans_them() {
+    let install = load();
+    let (_, pod, c) = agent(&install);
+    let argv: Vec<String> = c.command.clone().unwrap_or_default().into_iter().chain(c.args.clone().unwrap_or_default()).collect();
+    let pin_dir = argv
+        .iter()
+        .find_map(|a| a.strip_prefix("--bpf-pin-dir="))
+        .expect("the DaemonSet names its --bpf-pin-dir")
+        .to_string();
+    let mount = c
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| Path::new(&pin_dir).starts_with(&m.mount_path))
+        .expect("--bpf-pin-dir is on a mounted volume");
+    assert_eq!(mount.mount_propagation.as_deref(), Some("Bidirectional"), "an agent's bpffs mount reaches the host");
+    let volume = pod.volumes.as_deref().unwrap_or_default().iter().find(|v| v.name == mount.name).expect("volume");
+    assert_eq!(volume.host_path.as_ref().map(|h| h.path.as_str()), Some("/sys/fs/bpf"), "the host's bpffs");
+
+    let text = std::fs::read_to_string(manifests_dir().join("uninstall/daemonset.yaml")).expect("manifests/uninstall/");
+    let uninstall: DaemonSet = serde_norway::from_str(&text).expect("the uninstall DaemonSet parses");
+    let spec = uninstall.spec.template.spec.expect("pod spec");
+    let cleanup = spec.init_containers.unwrap_or_default().into_iter().next().expect("the cleanup container");
+    let argv = cleanup.command.unwrap_or_default();
+    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?} is not accepted by lb's CLI:\n{e}"));
+    assert!(format!("{cli:?}").contains(&format!("bpf_pin_dir: \"{pin_dir}\"")), "cleans {pin_dir}: {cli:?}");
+    let mounted = cleanup.volume_mounts.unwrap_or_default();
+    assert!(mounted.iter().any(|m| m.mount_path == "/sys/fs/bpf"), "the cleanup sees the host's bpffs");
+}
