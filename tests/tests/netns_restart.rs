@@ -161,8 +161,22 @@ fn the_pinned_data_path_outlives_the_agent_and_a_new_agent_adopts_it() {
     wait_for_log(&third, "standby=true", Duration::from_secs(30));
     assert!(third.logs(64 * 1024).contains("standing by"), "the new agent waits:\n{}", third.logs(8192));
     assert_eq!(xdp_program(&bed), Some(xdp_after), "only one agent attaches");
+    // New connections all through the handover (400 × 20 ms and more).
+    let during = bed
+        .spawn_probe(bed.client_ns(), None, &["tcp", &port, "--count", "400", "--interval-ms", "20"])
+        .expect("lb-probe");
+    std::thread::sleep(Duration::from_millis(300));
     second.stop();
     wait_for_log(&third, "took over the data path", Duration::from_secs(20));
+    assert!(during.is_running(), "the new connections span the handover");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while during.is_running() {
+        assert!(Instant::now() < deadline, "lb-probe ends");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exchanges = parse_exchanges(&during.stdout());
+    let failed: Vec<&Exchange> = exchanges.iter().filter(|e| !e.ok()).collect();
+    assert!(exchanges.len() == 400 && failed.is_empty(), "no new connection fails in the handover: {failed:?}");
     let xdp_upgraded = xdp_program(&bed).expect("XDP on node1's uplink");
     assert!(xdp_upgraded != xdp_after && lb_links() == links_before, "the new programs replace the old ones");
     let pods = new_flows(&bed, &["tcp", &port, "--count", "30"], "new TCP flows after the upgrade");

@@ -4,8 +4,8 @@
 //! socket programs see its connects and sends. It talks to lb-echo pods
 //! and prints one JSON line per exchange ([`lb_testbed::probe::Exchange`]).
 //!
-//! - `tcp ADDR`: new TCP connections, `GET /` on each; the answering pod
-//!   and `getpeername()`.
+//! - `tcp ADDR`: new TCP connections (`--count`, `--interval-ms` apart),
+//!   `GET /` on each; the answering pod and `getpeername()`.
 //! - `udp ADDR`: datagrams from an unconnected socket (`sendto`,
 //!   `recvfrom`), or with `--connected` from one connected socket.
 //! - `resolver ADDR`: a DNS-style client: one connected UDP socket asking
@@ -48,6 +48,9 @@ enum Command {
         addr: SocketAddr,
         #[arg(long, default_value_t = 1)]
         count: u32,
+        /// Pause between two connections.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
     Udp {
         addr: SocketAddr,
@@ -80,7 +83,7 @@ impl Command {
             v6 => v6,
         };
         match self {
-            Command::Tcp { addr, count } => Command::Tcp { addr: map(addr), count },
+            Command::Tcp { addr, count, interval_ms } => Command::Tcp { addr: map(addr), count, interval_ms },
             Command::Udp { addr, count, connected } => Command::Udp { addr: map(addr), count, connected },
             Command::Resolver { addr, seconds, interval_ms } => {
                 Command::Resolver { addr: map(addr), seconds, interval_ms }
@@ -106,7 +109,10 @@ fn main() -> Result<()> {
         false => args.command,
     };
     match command {
-        Command::Tcp { addr, count } => (0..count.min(MAX_COUNT)).for_each(|_| probe.report(probe.tcp(addr))),
+        Command::Tcp { addr, count, interval_ms } => (0..count.min(MAX_COUNT)).for_each(|_| {
+            probe.report(probe.tcp(addr));
+            std::thread::sleep(Duration::from_millis(interval_ms));
+        }),
         Command::Udp { addr, count, connected } => probe.udp(addr, count.min(MAX_COUNT), connected),
         Command::Resolver { addr, seconds, interval_ms } => {
             probe.resolver(addr, Duration::from_secs(seconds.min(MAX_SECONDS)), Duration::from_millis(interval_ms))
