@@ -9,6 +9,9 @@
 //! - `latency_p50_ms` / `latency_p99_ms`: h2load at a fixed offered rate;
 //! - `reload_failed_requests` / `reload_closed_websockets`: N changes under
 //!   load (`nginx -s reload`, HAProxy's master-worker reload, lb's swap);
+//! - `upgrade_failed_requests`: N upgrades under load (a new lb beside
+//!   the old one then SIGTERM to the old, nginx's binary upgrade, `haproxy
+//!   -sf`), with `net.ipv4.tcp_migrate_req` at 0 and 1;
 //! - `memory_mib`: RSS of all the proxy's processes with 1,000 and 10,000
 //!   Ingresses.
 
@@ -22,5 +25,6 @@ mod proxy;
 mod reload;
 mod rows;
 mod run;
+mod upgrade;
 
 pub use run::run;

@@ -48,7 +48,7 @@ mod tests {
     #[tokio::test]
     async fn a_port_taken_without_reuseport_fails_the_bind() {
         let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let err = bind_shared(plain.local_addr().unwrap()).err().expect("taken");
+        let err = bind_shared(plain.local_addr().unwrap()).expect_err("taken");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 }

@@ -35,6 +35,27 @@ pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> R
     place.spawn(&dir.join("logs"), "haproxy", &[], Path::new(HAPROXY), &args, Duration::from_secs(5))
 }
 
+/// Starts one HAProxy process without master-worker (as `haproxy -sf`
+/// upgrades are done): with `old`, `-sf OLD`: the new process binds the
+/// ports beside the old one (SO_REUSEPORT), then asks it to stop (SIGUSR1:
+/// it closes its listeners and finishes its connections).
+pub fn start_single(
+    set: &IngressSet,
+    ip: Ipv4Addr,
+    dir: &Path,
+    place: &Placement,
+    old: Option<u32>,
+    label: &str,
+) -> Result<Process> {
+    write_files(set, ip, dir)?;
+    write(&dir.join("haproxy.cfg"), &config(set, ip, dir)?.replace("\n  master-worker\n", "\n"))?;
+    let mut args = vec!["-db".to_string(), "-f".into(), cfg(dir)];
+    if let Some(old) = old {
+        args.extend(["-sf".into(), old.to_string()]);
+    }
+    place.spawn(&dir.join("logs"), label, &[], Path::new(HAPROXY), &args, Duration::from_secs(5))
+}
+
 /// Regenerates the configuration and asks the master to reload (SIGUSR2).
 pub fn reload(set: &IngressSet, ip: Ipv4Addr, dir: &Path, master: u32) -> Result<()> {
     write_files(set, ip, dir)?;

@@ -59,6 +59,13 @@ pub fn start(
 ) -> Result<(Process, BTreeMap<String, String>)> {
     let mut written = BTreeMap::new();
     apply(set, dir, &mut written)?;
+    Ok((spawn(ip, dir, place, "lb")?, written))
+}
+
+/// Starts `lb run` on `ip` serving the manifests in `dir` (already
+/// written), its logs under `dir/logs/LABEL.*`: also a second agent beside
+/// a running one, with the same flags (an upgrade).
+pub fn spawn(ip: Ipv4Addr, dir: &Path, place: &Placement, label: &str) -> Result<Process> {
     let addr = |port| SocketAddr::from((ip, port));
     let run = LbRun::proxy_only()
         .manifests(dir.join("manifests"))
@@ -68,8 +75,7 @@ pub fn start(
         // One worker, as nginx's `worker_processes 1` and HAProxy's `nbthread 1`.
         .worker_threads(1);
     let lb = lb_testbed::lb_bin()?;
-    let process = place.spawn(&dir.join("logs"), "lb", &[], &lb, run.as_args(), Duration::from_secs(5))?;
-    Ok((process, written))
+    place.spawn(&dir.join("logs"), label, &[], &lb, run.as_args(), Duration::from_secs(5))
 }
 
 /// Writes the files of `set` that differ from `written`, removes those it

@@ -29,6 +29,33 @@ pub fn start(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> R
     place.spawn(&dir.join("logs"), "nginx", &[], Path::new(NGINX), &args, Duration::from_secs(5))
 }
 
+/// Starts nginx as a daemon (`daemon on`, as for a binary upgrade: a
+/// master whose parent is its launcher ignores SIGUSR2); returns the
+/// master's PID. The launcher exits at once; the master is reparented (to
+/// the bench if it is a child subreaper).
+pub fn start_daemon(set: &IngressSet, ip: Ipv4Addr, dir: &Path, place: &Placement) -> Result<u32> {
+    write_files(set, ip, dir)?;
+    write(&dir.join("nginx.conf"), &config(set, ip, dir)?.replace("daemon off;", "daemon on;"))?;
+    test_config(dir)?;
+    let args = ["-c".to_string(), conf(dir), "-p".into(), dir.display().to_string()];
+    let launcher = place.spawn(&dir.join("logs"), "nginx", &[], Path::new(NGINX), &args, Duration::from_secs(5))?;
+    let started = std::time::Instant::now();
+    while launcher.is_running() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("nginx did not daemonize\n{}", launcher.logs(4096));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    master_pid(dir).with_context(|| format!("nginx did not start\n{}", launcher.logs(4096)))
+}
+
+/// The master's PID from its pid file.
+pub fn master_pid(dir: &Path) -> Result<u32> {
+    let file = dir.join("nginx.pid");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    text.trim().parse().with_context(|| format!("{}: {text:?}", file.display()))
+}
+
 /// Regenerates the configuration and runs `nginx -s reload`.
 pub fn reload(set: &IngressSet, ip: Ipv4Addr, dir: &Path) -> Result<()> {
     write_files(set, ip, dir)?;

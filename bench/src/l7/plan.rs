@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::load::{Proto, Shape};
-use super::reload;
+use super::{reload, upgrade};
 use crate::Profile;
 
 /// `few` (the seeds' shape) or `Many(n)` hosts.
@@ -14,6 +14,13 @@ use crate::Profile;
 pub enum SetSize {
     Few,
     Many(usize),
+}
+
+/// Upgrades under load (the `few` set).
+#[derive(Clone, Debug, Serialize)]
+pub struct UpgradeRun {
+    pub rounds: usize,
+    pub spec: upgrade::Spec,
 }
 
 /// Changes under load on one set.
@@ -42,12 +49,14 @@ pub struct Plan {
     pub latency_h2: Shape,
     /// The reload tests: which set, how many changes, how many rounds.
     pub reloads: Vec<ReloadRun>,
+    /// The upgrade test: a new process takes the ports over, N times.
+    pub upgrade: UpgradeRun,
     /// Ingress counts of the memory runs (`SetSize::Many`).
     pub memory_ingresses: Vec<usize>,
     pub memory_rounds: usize,
     /// Echo pods behind every Service (each Service has two of them).
     pub pods: usize,
-    /// Which parts run: `traffic`, `reload`, `memory` (env
+    /// Which parts run: `traffic`, `reload`, `upgrade`, `memory` (env
     /// `LB_BENCH_L7_PARTS=memory,reload`, default all), to repeat one part.
     pub parts: Vec<String>,
 }
@@ -98,6 +107,19 @@ impl Plan {
             .into_iter()
             .filter(|r| r.spec.changes > 0)
             .collect(),
+            upgrade: UpgradeRun {
+                rounds: p.pick(1, 1, 3),
+                spec: upgrade::Spec {
+                    upgrades: p.pick(1, 3, 10),
+                    migrate_req: p.pick(vec![1], vec![0, 1], vec![0, 1]),
+                    keep_alive: p.pick(2, 8, 8),
+                    rps_per_connection: 100,
+                    new_connection: p.pick(2, 4, 4),
+                    new_connection_rps: 200,
+                    settle: Duration::from_millis(p.pick(300, 500, 500)),
+                    timeout: secs(60),
+                },
+            },
             // 10,000 hosts take nginx minutes to load (an SSL context per
             // server): only in full runs. Memory varies little between
             // rounds: one round.
@@ -129,7 +151,7 @@ impl Plan {
 
 /// The parts env `LB_BENCH_L7_PARTS` asks for (all by default).
 fn parts() -> Vec<String> {
-    let all = ["traffic", "reload", "memory"];
+    let all = ["traffic", "reload", "upgrade", "memory"];
     match std::env::var("LB_BENCH_L7_PARTS") {
         Ok(v) if !v.trim().is_empty() => {
             v.split(',').map(|p| p.trim().to_string()).filter(|p| all.contains(&p.as_str())).collect()

@@ -54,13 +54,15 @@ pub struct Outcome {
     pub apply_ms: f64,
 }
 
+/// What the clients saw (shared with the upgrade test, which uses the
+/// same clients).
 #[derive(Default)]
-struct Counters {
-    requests: AtomicU64,
-    failed: AtomicU64,
-    reconnects: AtomicU64,
-    closed_before_answer: AtomicU64,
-    ws_closed: AtomicU64,
+pub(super) struct Counters {
+    pub requests: AtomicU64,
+    pub failed: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub closed_before_answer: AtomicU64,
+    pub ws_closed: AtomicU64,
 }
 
 /// Runs the changes against `proxy` (serving `set`) under load; leaves it
@@ -78,7 +80,8 @@ pub async fn run(proxy: &mut Proxy, set: &IngressSet, spec: &Spec) -> Result<Out
     let mut loads = Vec::new();
     for i in 0..spec.connections {
         let every = Duration::from_secs_f64(1.0 / f64::from(spec.rps_per_connection.max(1)));
-        loads.push(tokio::spawn(requests(addr, target.clone(), i, every, counters.clone(), stop.clone())));
+        let client = requests(addr, target.clone(), i, every, Reuse::KeepAlive, counters.clone(), stop.clone());
+        loads.push(tokio::spawn(client));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let changed = changes(proxy, set, spec).await;
@@ -129,11 +132,23 @@ async fn changes(proxy: &mut Proxy, set: &IngressSet, spec: &Spec) -> Result<Vec
     Ok(times)
 }
 
-async fn requests(
+/// How a client uses its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Reuse {
+    /// One connection kept alive, reopened when the server closed it
+    /// between requests.
+    KeepAlive,
+    /// A new connection per request (closed after the answer).
+    NewConnection,
+}
+
+/// One client: a request to `target` every `every` until `stop`.
+pub(super) async fn requests(
     addr: SocketAddr,
     target: Target,
     offset: usize,
     every: Duration,
+    reuse: Reuse,
     c: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
@@ -165,7 +180,11 @@ async fn requests(
         n += 1;
         let req = Req::get(path).host(&target.host).timeout(Duration::from_secs(5));
         c.requests.fetch_add(1, Ordering::Relaxed);
-        match open.send(&req).await {
+        let answer = open.send(&req).await;
+        if reuse == Reuse::NewConnection {
+            conn = None;
+        }
+        match answer {
             Ok(r) if (200..300).contains(&r.status) => reused = true,
             Ok(_) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);

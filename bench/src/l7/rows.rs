@@ -40,6 +40,12 @@ pub const RELOAD_VISIBLE: Metric = Metric {
     unit: "ms",
     better: Better::Lower,
 };
+pub const UPGRADE_FAILED: Metric = Metric {
+    id: "upgrade_failed_requests",
+    title: "Failed requests during upgrades under load",
+    unit: "requests",
+    better: Better::Lower,
+};
 pub const MEMORY: Metric =
     Metric { id: "memory_mib", title: "Proxy memory (RSS of all its processes)", unit: "MiB", better: Better::Lower };
 

@@ -15,7 +15,8 @@ use super::model::{BACKEND_PORT, IngressSet};
 use super::plan::{Plan, ReloadRun, SetSize};
 use super::proxy::{Kind, Placement, Proxy};
 use super::reload;
-use super::rows::{MAX_RPS, MEMORY, P50, P99, RELOAD_FAILED, RELOAD_VISIBLE, RELOAD_WS, Rows};
+use super::rows::{MAX_RPS, MEMORY, P50, P99, RELOAD_FAILED, RELOAD_VISIBLE, RELOAD_WS, Rows, UPGRADE_FAILED};
+use super::upgrade;
 use crate::meta::Meta;
 use crate::{Report, RunOptions};
 
@@ -99,6 +100,10 @@ pub fn run(opts: &RunOptions) -> Result<Report> {
             changes(&rt, reload, &set, &mut proxies, &mut rows, &mut notes)?;
         }
         eprintln!("[l7] set {} done in {:.0?}", set.label, started.elapsed());
+    }
+    if plan.runs("upgrade") {
+        let set = make_set(SetSize::Few, &pods, &ca)?;
+        upgrades(&rt, &plan, &set, &place, work.path(), &mut rows, &mut notes)?;
     }
     if plan.runs("memory") {
         memory(&rt, &plan, &pods, &ca, &place, work.path(), &mut rows)?;
@@ -276,6 +281,72 @@ fn changes(
             p.truncate_logs();
         }
     }
+    Ok(())
+}
+
+/// Upgrades under load: each subject in turn, with `tcp_migrate_req` at
+/// each of the plan's values.
+fn upgrades(
+    rt: &tokio::runtime::Runtime,
+    plan: &Plan,
+    set: &IngressSet,
+    place: &Placement,
+    dir: &Path,
+    rows: &mut Rows,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let spec = &plan.upgrade.spec;
+    // nginx's new master outlives the old one, its parent: reparented to
+    // this process, which reaps it.
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    let migrate = upgrade::MigrateReq::save();
+    for r in 0..plan.upgrade.rounds {
+        for &value in &spec.migrate_req {
+            let scen = [("tcp_migrate_req", value.to_string()), ("upgrades", spec.upgrades.to_string())];
+            for i in order(r) {
+                let kind = Kind::ALL[i];
+                let o = rt.block_on(upgrade::run(kind, set, dir, place, &migrate, value, spec))?;
+                eprintln!(
+                    "[l7] upgrade {} x{} (tcp_migrate_req={value}): {} of {} requests failed ({} of {} on new \
+                     connections, {} kept-alive of which {} closed before the answer), handover {:.0} ms",
+                    kind.subject(),
+                    spec.upgrades,
+                    o.failed,
+                    o.requests,
+                    o.new_connection_failed,
+                    o.new_connection_requests,
+                    o.keep_alive_failed,
+                    o.closed_before_answer,
+                    o.handover_ms
+                );
+                let extra = [
+                    ("requests", o.requests as f64),
+                    ("new_connection_requests", o.new_connection_requests as f64),
+                    ("new_connection_failed", o.new_connection_failed as f64),
+                    ("keep_alive_failed", o.keep_alive_failed as f64),
+                    ("failed_closed_before_answer", o.closed_before_answer as f64),
+                    ("reconnects", o.reconnects as f64),
+                    ("handover_ms", o.handover_ms),
+                ];
+                rows.add(UPGRADE_FAILED, &scen, kind, o.failed as f64, &extra);
+            }
+        }
+    }
+    drop(migrate);
+    notes.push(format!(
+        "Upgrade test: {} upgrades in a row per subject under the reload test's load ({} kept-alive connections at {} \
+         req/s each) plus {} clients opening a new connection per request ({} req/s each), counted with the reload \
+         test's rules. lb: a new `lb run` beside the old one with identical flags, ready, then SIGTERM to the old \
+         one; nginx: binary upgrade (SIGUSR2 to the master, then SIGQUIT to the old master once the new one's worker \
+         runs; nginx as a daemon); HAProxy: `haproxy -sf OLDPID` (no master-worker, no `-x`). Each with \
+         net.ipv4.tcp_migrate_req at {:?}.",
+        spec.upgrades,
+        spec.keep_alive,
+        spec.rps_per_connection,
+        spec.new_connection,
+        spec.new_connection_rps,
+        spec.migrate_req
+    ));
     Ok(())
 }
 
