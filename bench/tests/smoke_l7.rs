@@ -30,6 +30,7 @@ fn l7_smoke_measures_all_three_subjects() {
         "latency_p99_ms",
         "reload_failed_requests",
         "reload_closed_websockets",
+        "upgrade_failed_requests",
         "memory_mib",
     ] {
         assert!(metrics.contains(&metric), "{metric} missing from {metrics:?}");
