@@ -20,6 +20,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once, at start")]
 pub enum Command {
     /// Run the node agent: attach the data path to the uplinks, keep its
     /// maps in sync with the Services and EndpointSlices, and serve the

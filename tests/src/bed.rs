@@ -14,8 +14,8 @@ use crate::lb_run::LbRun;
 use crate::probe::{Exchange, parse_exchanges};
 use crate::process::{Process, ProcessHandle, STOP_GRACE};
 use crate::resources::{CleanupHandle, Resources, cleanup_stale, cleanup_stale_cgroups, cleanup_stale_pins};
-use lb_userspace::dataplane::pins::BPFFS;
 use crate::{ECHO_HTTP_ALT_PORT, ECHO_HTTP_PORT, ECHO_UDP_PORT, NAMESPACE_SCHEME_PREFIX, client, netns};
+use lb_userspace::dataplane::pins::BPFFS;
 
 mod topology;
 

@@ -70,9 +70,8 @@ fn wait_for_log(lb: &ProcessHandle, what: &str, timeout: Duration) {
 /// New connections from the client: answers per pod; panics on a failure.
 #[track_caller]
 fn new_flows(bed: &TestBed, args: &[&str], what: &str) -> BTreeMap<String, usize> {
-    let exchanges = bed
-        .run_probe(bed.client_ns(), None, args, Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let exchanges =
+        bed.run_probe(bed.client_ns(), None, args, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     let failed: Vec<&Exchange> = exchanges.iter().filter(|e| !e.ok()).collect();
     assert!(failed.is_empty(), "{what}: {} of {} failed: {:?}", failed.len(), exchanges.len(), &failed[..1]);
     let mut pods = BTreeMap::new();
@@ -197,7 +196,8 @@ fn the_pinned_data_path_outlives_the_agent_and_a_new_agent_adopts_it() {
 fn lb_cleanup_refuses_while_an_agent_holds_the_directory() {
     // Without a bed: a pin directory locked by this process stands in for
     // a running agent.
-    let root = std::path::PathBuf::from(format!("{}/lbt{}-cleanup", lb_userspace::dataplane::pins::BPFFS, std::process::id()));
+    let root =
+        std::path::PathBuf::from(format!("{}/lbt{}-cleanup", lb_userspace::dataplane::pins::BPFFS, std::process::id()));
     let dir = lb_userspace::dataplane::PinDir::new(&root);
     dir.prepare().expect("pin directory on bpffs");
     let lock = dir.try_lock().unwrap().expect("free");

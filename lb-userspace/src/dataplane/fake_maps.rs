@@ -37,12 +37,7 @@ pub struct FakeMaps {
 
 impl FakeMaps {
     pub fn new(maglev_size: u32, max_services: u32) -> Self {
-        Self {
-            maglev_size,
-            max_services,
-            maglev: vec![0; (maglev_size * max_services) as usize],
-            ..Self::default()
-        }
+        Self { maglev_size, max_services, maglev: vec![0; (maglev_size * max_services) as usize], ..Self::default() }
     }
 
     /// The backends a frontend's new flows can reach now, as the XDP

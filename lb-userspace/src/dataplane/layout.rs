@@ -23,8 +23,8 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuValues};
 use aya::Pod;
+use aya::maps::{Array, HashMap, Map, MapData, MapInfo, PerCpuArray, PerCpuValues};
 use lb_common::{
     Affinity, AffinityKey, Flow, FlowKey, MAP_AFFINITY, MAP_AGENT_STATE, MAP_BACKENDS, MAP_CONNTRACK, MAP_COUNTERS,
     MAP_FRONTENDS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, ServiceStats, SocketRevNat,
@@ -116,14 +116,16 @@ pub fn decide(
             let action = match pinned.get(name) {
                 None => PinAction::Create,
                 Some(old) if old == layout => PinAction::Adopt,
-                Some(old) => {
-                    PinAction::Replace { old: *old, copy: STATE_MAPS.contains(&name.as_str()) && layout.copyable_from(old) }
-                }
+                Some(old) => PinAction::Replace {
+                    old: *old,
+                    copy: STATE_MAPS.contains(&name.as_str()) && layout.copyable_from(old),
+                },
             };
             (name.clone(), action)
         })
         .collect();
-    let group_replaced = SERVICE_TABLES.iter().any(|name| matches!(actions.get(*name), Some(PinAction::Replace { .. })));
+    let group_replaced =
+        SERVICE_TABLES.iter().any(|name| matches!(actions.get(*name), Some(PinAction::Replace { .. })));
     if group_replaced {
         for name in SERVICE_TABLES {
             if let (Some(action @ PinAction::Adopt), Some(old)) = (actions.get_mut(name), pinned.get(name)) {

@@ -154,7 +154,8 @@ impl Datapath {
                 loader.map_pin_path(name, dir.map(name));
             }
         }
-        let mut ebpf = loader.load(object::bytes()).context("loading the eBPF object (are we root, with BPF allowed?)")?;
+        let mut ebpf =
+            loader.load(object::bytes()).context("loading the eBPF object (are we root, with BPF allowed?)")?;
         if let Some(lock) = pins {
             for &name in &staged {
                 let copied = match copies.contains(&name) {
@@ -390,7 +391,12 @@ fn pin_actions(dir: &PinDir, sizes: &BTreeMap<&str, u32>) -> Result<Vec<(&'stati
     let mut actions = layout::decide(&expected, &pinned);
     PINNED_MAPS
         .iter()
-        .map(|&name| actions.remove(name).map(|action| (name, action)).with_context(|| format!("the eBPF object has no map {name}")))
+        .map(|&name| {
+            actions
+                .remove(name)
+                .map(|action| (name, action))
+                .with_context(|| format!("the eBPF object has no map {name}"))
+        })
         .collect()
 }
 

@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY, MAP_AGENT_STATE,
-    MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV,
+    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY,
+    MAP_AGENT_STATE, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV,
     MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 

@@ -40,17 +40,38 @@ use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapOp {
     /// Records that backend ids up to `through` are taken (`AGENT_STATE`).
-    ReserveBackendIds { through: u32 },
-    InsertBackend { id: u32, backend: Backend },
+    ReserveBackendIds {
+        through: u32,
+    },
+    InsertBackend {
+        id: u32,
+        backend: Backend,
+    },
     /// A service id is new to its service port: its counters start at 0.
-    ResetServiceStats { service_id: u32 },
+    ResetServiceStats {
+        service_id: u32,
+    },
     /// Makes every slot of the service's row hold `ids[row[slot]]`; the
     /// executor writes only the slots that differ.
-    WriteMaglevRow { service_id: u32, row: MaglevRow, ids: Vec<u32> },
-    WriteService { service_id: u32, service: Service },
-    WriteFrontend { key: FrontendKey, frontend: Frontend },
-    DeleteFrontend { key: FrontendKey },
-    DeleteBackend { id: u32 },
+    WriteMaglevRow {
+        service_id: u32,
+        row: MaglevRow,
+        ids: Vec<u32>,
+    },
+    WriteService {
+        service_id: u32,
+        service: Service,
+    },
+    WriteFrontend {
+        key: FrontendKey,
+        frontend: Frontend,
+    },
+    DeleteFrontend {
+        key: FrontendKey,
+    },
+    DeleteBackend {
+        id: u32,
+    },
 }
 
 impl fmt::Display for MapOp {
@@ -242,7 +263,8 @@ impl Planner {
                 picture.frontends.insert(*key, *frontend);
             }
         }
-        let removed: Vec<FrontendKey> = picture.frontends.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+        let removed: Vec<FrontendKey> =
+            picture.frontends.keys().filter(|k| !desired.contains_key(k)).copied().collect();
         for key in removed {
             plan.ops.push(MapOp::DeleteFrontend { key });
             picture.frontends.remove(&key);
@@ -352,10 +374,8 @@ fn adopt(
             }
         }
         let value = values.get(&id).copied().unwrap_or_default();
-        services.insert(
-            view.clone(),
-            AppliedService { id, backends: by_addr, written_from: MaglevRow::default(), value },
-        );
+        services
+            .insert(view.clone(), AppliedService { id, backends: by_addr, written_from: MaglevRow::default(), value });
     }
     let mut orphans = Vec::new();
     for &id in in_use.difference(&claimed_ids) {

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
 
+use super::settings::{AgentSettings, DataPathSettings};
 use crate::cli::RunArgs;
 use crate::compile::{
     BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol, compile_l4_reusing,
 };
-use super::settings::{AgentSettings, DataPathSettings};
 use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
 use crate::health_check::{HealthCheckServer, compile_health_checks};
@@ -126,8 +126,11 @@ impl L4 {
             Ok(report) => {
                 if let Some(adopted) = &report.adopted {
                     info!(
-                        services = adopted.services, frontends = adopted.frontends, backends = adopted.backends,
-                        orphan_services = adopted.orphan_services, "adopted the maps' contents"
+                        services = adopted.services,
+                        frontends = adopted.frontends,
+                        backends = adopted.backends,
+                        orphan_services = adopted.orphan_services,
+                        "adopted the maps' contents"
                     );
                 }
                 for name in &report.services_over_capacity {

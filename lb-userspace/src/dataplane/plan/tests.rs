@@ -178,7 +178,8 @@ fn after_a_failed_write_the_next_apply_starts_from_what_the_maps_hold() {
 
 #[test]
 fn service_ports_beyond_the_capacity_are_reported_and_left_out() {
-    let many: Vec<String> = (1..=MAX_SERVICES as u8 + 2).map(|n| service(&format!("s{n}"), n, &["10.244.1.1"])).collect();
+    let many: Vec<String> =
+        (1..=MAX_SERVICES as u8 + 2).map(|n| service(&format!("s{n}"), n, &["10.244.1.1"])).collect();
     let mut lb = applier(FakeMaps::new(MAGLEV, MAX_SERVICES));
     let report = lb.apply(&tables(&many)).unwrap();
     assert_eq!(report.services_over_capacity.len(), 2);
