@@ -183,19 +183,28 @@ fn remove_pins(root: &Path) -> Result<()> {
 /// crashed runs whose owning process is gone.
 pub fn cleanup_stale_pins(prefix: &str, bpffs: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(bpffs) else { return removed };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner_pid(prefix, &format!("{name}-pins")) else { continue };
-        if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        match remove_pins(&entry.path()) {
-            Ok(()) => removed.push(entry.path()),
-            Err(e) => eprintln!("[testbed] warning: stale pins {} stay: {e:#}", entry.path().display()),
+    for dir in stale_dirs(prefix, bpffs) {
+        match remove_pins(&dir) {
+            Ok(()) => removed.push(dir),
+            Err(e) => eprintln!("[testbed] warning: stale pins {} stay: {e:#}", dir.display()),
         }
     }
     removed
+}
+
+/// The directories `{prefix}{pid}-{n}` in `parent` whose owning process is
+/// gone.
+fn stale_dirs(prefix: &str, parent: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            owner_pid(prefix, &format!("{name}-dir"))
+                .is_some_and(|pid| pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists())
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 /// Removes an empty cgroup directory, retrying while the processes that
@@ -219,14 +228,7 @@ fn remove_cgroup(path: &Path) -> Result<()> {
 /// cgroup that still holds processes stays (and is reported).
 pub fn cleanup_stale_cgroups(prefix: &str, mount: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(mount) else { return removed };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner_pid(prefix, &format!("{name}-cgroup")) else { continue };
-        if pid == std::process::id() || PathBuf::from(format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = entry.path();
+    for dir in stale_dirs(prefix, mount) {
         let children: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
             .unwrap_or_default();
