@@ -617,11 +617,12 @@ fn daemonset_runs_the_agent_privileged_on_every_node() {
         format!("selector {match_labels:?} does not select the pod template's labels {labels:?}")
     });
     let strategy = spec.update_strategy.as_ref();
+    let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
     problems.check(
         strategy.and_then(|s| s.type_.as_deref()) == Some("RollingUpdate")
-            && strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.max_unavailable.as_ref())
-                == Some(&IntOrString::Int(1)),
-        || format!("updateStrategy should be RollingUpdate with maxUnavailable 1: {strategy:?}"),
+            && rolling.and_then(|r| r.max_surge.as_ref()) == Some(&IntOrString::Int(1))
+            && rolling.and_then(|r| r.max_unavailable.as_ref()) == Some(&IntOrString::Int(0)),
+        || format!("updateStrategy should be RollingUpdate with maxSurge 1, maxUnavailable 0 (upgrades hand over): {strategy:?}"),
     );
 
     // Pod.
@@ -645,8 +646,9 @@ fn daemonset_runs_the_agent_privileged_on_every_node() {
     let os = pod.node_selector.as_ref().and_then(|s| s.get("kubernetes.io/os"));
     problems.check(os.map(String::as_str) == Some("linux"), || format!("nodeSelector kubernetes.io/os is {os:?}"));
     let grace = pod.termination_grace_period_seconds;
-    problems.check(grace.is_some_and(|g| (10..=120).contains(&g)), || {
-        format!("terminationGracePeriodSeconds {grace:?} leaves the proxy no time to drain")
+    // Above lb's default --shutdown-grace (30s), so the proxy's drain ends before the kubelet's SIGKILL.
+    problems.check(grace.is_some_and(|g| (31..=120).contains(&g)), || {
+        format!("terminationGracePeriodSeconds {grace:?} does not exceed the proxy's --shutdown-grace (30s)")
     });
 
     // Container.
