@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -174,6 +174,7 @@ fn run(args: &Args) -> Result<()> {
 
     failures += cluster_ip_round(&bed, args.requests);
     failures += ingress_round(&bed, &ca);
+    failures += restart_round(&bed, &manifests, &lb1)?;
 
     if args.keep {
         keep_until_enter(&bed);
@@ -288,6 +289,31 @@ fn nodeport_round(bed: &TestBed, target: SocketAddr, count: u32) -> u32 {
         println!("  failed                       {failures:>4}");
     }
     failures
+}
+
+/// The data path outlives its agent: node1's agent is killed (SIGKILL), its
+/// NodePort keeps answering, and a new agent adopts the pinned maps and
+/// links. Returns the number of failed requests.
+fn restart_round(bed: &TestBed, manifests: &Path, lb: &lb_testbed::ProcessHandle) -> Result<u32> {
+    let target = addr(NODE1_IP, HTTP_NODE_PORT);
+    println!("\n==> restarts: kill -9 lb on node1 (pid {}); its pinned data path keeps serving", lb.pid());
+    lb.kill();
+    let mut failures = 0;
+    for _ in 0..5 {
+        match http_get(bed.client_ns(), target, REQUEST_TIMEOUT) {
+            Ok((pod, _)) => println!("client -> {target}  answered by {pod} (no agent on node1)"),
+            Err(e) => {
+                failures += 1;
+                println!("client -> {target}  FAILED: {e:#}");
+            }
+        }
+    }
+    let again = bed.start_lb("node1", manifests)?;
+    bed.wait_for_ready("node1", &again, LB_READY_TIMEOUT)?;
+    let logs = again.logs(64 * 1024);
+    let adopted = logs.lines().find_map(|l| l.split_once("adopted the maps' contents ")).map_or("", |(_, what)| what);
+    println!("    a new lb on node1 (pid {}) adopted the pinned maps: {adopted}", again.pid());
+    Ok(failures + nodeport_round(bed, target, 5))
 }
 
 /// A copy of manifests/examples in the bed's directory, plus the TLS
