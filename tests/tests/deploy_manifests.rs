@@ -1139,7 +1139,8 @@ fn containerfile_builds_the_agent_from_paths_that_exist() {
 fn pins_live_on_the_host_and_the_uninstall_cleans_them() {
     let install = load();
     let (_, pod, c) = agent(&install);
-    let argv: Vec<String> = c.command.clone().unwrap_or_default().into_iter().chain(c.args.clone().unwrap_or_default()).collect();
+    let argv: Vec<String> =
+        c.command.clone().unwrap_or_default().into_iter().chain(c.args.clone().unwrap_or_default()).collect();
     let pin_dir = argv
         .iter()
         .find_map(|a| a.strip_prefix("--bpf-pin-dir="))
