@@ -139,6 +139,9 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         }
     }
     info!("shutting down: draining the proxy; the pinned data path keeps serving with the last tables");
+    // The data path first: releasing the pin directory lets an agent
+    // standing by take it over now, not after the drain.
+    drop(l4);
     ready_tx.send_replace(false);
     // Listeners close at once (a new agent beside this one takes over
     // their ports), then the proxy drains.
@@ -148,7 +151,6 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         writers.stop().await;
     }
     let drained = proxy_task.await;
-    drop(l4);
     match drained {
         Ok(result) => result.context("draining the ingress proxy"),
         Err(e) => bail!("the proxy panicked: {e}"),
