@@ -1,7 +1,7 @@
 //! Kubernetes objects as YAML (JSON flow style, which is YAML) and the
 //! watched manifests directory, written atomically.
 //!
-//! ```ignore
+//! ```text
 //! let svc = Service::new("web").port("http", 80, 8080).yaml();
 //! let eps = EndpointSlice::new("web").port("http", 8080).endpoint(ip, true).yaml();
 //! let ing = Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/", "web", 80)).yaml();

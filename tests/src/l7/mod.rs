@@ -5,7 +5,7 @@
 //! root needed; everything stays on loopback (127.0.0.0/8) and is cleaned
 //! up on drop.
 //!
-//! ```ignore
+//! ```text
 //! let mut bed = L7Bed::new()?;
 //! let a = bed.echo("pod-a")?;
 //! bed.service("web", &[&a])?;
