@@ -23,6 +23,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
 
+/// `--ready-file`: present while the agent is ready.
+pub struct ReadyFile(Option<std::path::PathBuf>);
+
+impl ReadyFile {
+    pub fn new(path: Option<std::path::PathBuf>) -> Self {
+        Self(path)
+    }
+
+    /// Creates the file (the agent is ready).
+    pub fn set(&self) -> Result<()> {
+        let Some(path) = &self.0 else { return Ok(()) };
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("--ready-file {}: cannot write", path.display()))
+    }
+
+    /// Removes the file (the agent stops); a missing file is no error.
+    pub fn clear(&self) {
+        let Some(path) = &self.0 else { return };
+        if let Err(e) = std::fs::remove_file(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("--ready-file {}: cannot remove: {e}", path.display());
+        }
+    }
+}
+
 /// Response header naming the process that answered.
 pub const PID_HEADER: &str = "x-lb-pid";
 

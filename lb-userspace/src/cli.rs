@@ -141,6 +141,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "0.0.0.0:10254", value_name = "ADDR:PORT")]
     pub admin_addr: SocketAddr,
 
+    /// A file the agent creates when it is ready (when `/readyz` turns 200)
+    /// and removes when it stops, for an exec readiness probe (`test -e
+    /// FILE`). Unlike an HTTP probe of the admin port, which is shared with
+    /// an agent started beside this one during an upgrade, it always asks
+    /// this agent. Default: none.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info`,
     /// `lb_userspace=debug`. Overridden by RUST_LOG.
     #[arg(long, default_value = "info", value_name = "FILTER")]

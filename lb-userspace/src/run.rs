@@ -35,12 +35,16 @@ use writers::Writers;
 
 pub fn run(args: RunArgs) -> Result<()> {
     init_tracing(&args.log_level);
-    tokio::runtime::Builder::new_multi_thread()
+    let ready_file = admin::ReadyFile::new(args.ready_file.clone());
+    let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.worker_threads))
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run_agent(args))
+        .block_on(run_agent(args));
+    // Also when the agent fails: it is not ready any more.
+    ready_file.clear();
+    result
 }
 
 fn init_tracing(default_filter: &str) {
@@ -51,6 +55,8 @@ fn init_tracing(default_filter: &str) {
 
 async fn run_agent(args: RunArgs) -> Result<()> {
     let settings = AgentSettings::from_args(&args)?;
+    let ready_file = admin::ReadyFile::new(args.ready_file.clone());
+    ready_file.clear();
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin_listener = admin::bind(args.admin_addr).await?;
     info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz)");
@@ -109,6 +115,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         l4.attach()?;
     }
     ready_tx.send_replace(true);
+    ready_file.set()?;
     info!(source = %source_name(&args), xdp = l4.is_some(), standby = standby.is_some(), "ready");
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -143,6 +150,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     // standing by take it over now, not after the drain.
     drop(l4);
     ready_tx.send_replace(false);
+    ready_file.clear();
     // Listeners close at once (a new agent beside this one takes over
     // their ports), then the proxy drains.
     admin_task.abort();

@@ -690,15 +690,21 @@ fn daemonset_runs_the_agent_privileged_on_every_node() {
         });
         problems.check(p.protocol.as_deref().is_none_or(|p| p == "TCP"), || format!("port {:?} is not TCP", p.name));
     }
-    for (what, probe, path) in [
-        ("livenessProbe", c.liveness_probe.as_ref(), "/healthz"),
-        ("readinessProbe", c.readiness_probe.as_ref(), "/readyz"),
-    ] {
-        let get = probe.and_then(|p| p.http_get.as_ref());
-        problems.check(
-            get.is_some_and(|g| g.path.as_deref() == Some(path) && container_port(c, &g.port) == Some(ADMIN_PORT)),
-            || format!("{what} should GET {path} on the admin port {ADMIN_PORT}: {get:?}"),
-        );
+    let live = c.liveness_probe.as_ref();
+    let get = live.and_then(|p| p.http_get.as_ref());
+    problems.check(
+        get.is_some_and(|g| g.path.as_deref() == Some("/healthz") && container_port(c, &g.port) == Some(ADMIN_PORT)),
+        || format!("livenessProbe should GET /healthz on the admin port {ADMIN_PORT}: {get:?}"),
+    );
+    // Readiness asks the agent itself, not the admin port it shares with
+    // the agent beside it during an upgrade: `test -e` of its --ready-file.
+    let ready = c.readiness_probe.as_ref();
+    let ready_file = c.args.as_deref().unwrap_or_default().iter().find_map(|a| a.strip_prefix("--ready-file="));
+    let command = ready.and_then(|p| p.exec.as_ref()).and_then(|e| e.command.clone()).unwrap_or_default();
+    problems.check(ready_file.is_some_and(|file| command == ["test", "-e", file]), || {
+        format!("readinessProbe should run `test -e` on the --ready-file ({ready_file:?}): {command:?}")
+    });
+    for (what, probe) in [("livenessProbe", live), ("readinessProbe", ready)] {
         problems.check(probe.is_some_and(|p| p.period_seconds.is_some() && p.failure_threshold.is_some()), || {
             format!("{what} sets no periodSeconds/failureThreshold")
         });

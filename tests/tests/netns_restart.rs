@@ -155,9 +155,12 @@ fn the_pinned_data_path_outlives_the_agent_and_a_new_agent_adopts_it() {
     // An upgrade: a third agent starts beside the second with the same
     // flags. It stands by (serving Ingress, ready) while the second holds
     // the data path, and takes it over when the second gets SIGTERM.
-    // (Its /readyz shares the port with the second's: its log tells.)
-    let third = bed.start_lb("node1", manifests.path()).expect("start lb");
+    // Its /readyz shares the port with the second's; its --ready-file
+    // (the DaemonSet's readiness probe) is its own.
+    let ready_file = bed.log_dir().join("third-ready");
+    let third = bed.start_lb_with("node1", manifests.path(), &["--ready-file", ready_file.to_str().unwrap()]).unwrap();
     wait_for_log(&third, "standby=true", Duration::from_secs(30));
+    assert!(ready_file.exists(), "an agent standing by is ready");
     assert!(third.logs(64 * 1024).contains("standing by"), "the new agent waits:\n{}", third.logs(8192));
     assert_eq!(xdp_program(&bed), Some(xdp_after), "only one agent attaches");
     // New connections all through the handover (400 × 20 ms and more).
@@ -183,6 +186,7 @@ fn the_pinned_data_path_outlives_the_agent_and_a_new_agent_adopts_it() {
 
     // Uninstall: stop the agent, `lb cleanup` takes everything away.
     third.stop();
+    assert!(!ready_file.exists(), "a stopped agent is not ready");
     assert_eq!(xdp_program(&bed), Some(xdp_upgraded), "SIGTERM leaves the data path serving");
     let refused = Command::new(lb_bin().unwrap()).args(["cleanup", "--bpf-pin-dir"]).arg(&pin_dir).output().unwrap();
     assert!(refused.status.success(), "lb cleanup: {}", String::from_utf8_lossy(&refused.stderr));
