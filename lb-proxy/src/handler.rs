@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RoutePolicy, RouteTable};
 
+use crate::access_log;
 use crate::client_policy::{self, Admission};
 use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
@@ -321,23 +322,24 @@ fn response_filter(mut response: Response<ProxyBody>, session: &Session) -> Resp
     response
 }
 
-/// One line per request on target `lb_proxy::access` (duration: until the
-/// response head).
+/// One line per request in the access log ([`access_log`]; duration: until
+/// the response head).
 fn logging(conn: &ConnInfo, session: &Session, status: StatusCode, start: Instant) {
-    let peer = session.peer.map(|peer| peer.to_string());
-    tracing::info!(
-        target: "lb_proxy::access",
-        client = %conn.client.ip().to_canonical(),
-        scheme = conn.scheme.as_str(),
-        version = ?session.version,
-        method = %session.method,
-        host = session.host.as_deref().unwrap_or("-"),
-        path = %session.path,
-        status = status.as_u16(),
-        backend = session.backend.as_deref().unwrap_or("-"),
-        upstream = peer.as_deref().unwrap_or("-"),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-        request_id = session.request_id.to_str().unwrap_or("-"),
-        error = session.error.as_deref().unwrap_or(""),
-    );
+    if !access_log::enabled() {
+        return;
+    }
+    access_log::record(&access_log::Entry {
+        client: conn.client.ip(),
+        scheme: conn.scheme.as_str(),
+        version: session.version,
+        method: &session.method,
+        host: session.host.as_deref().unwrap_or("-"),
+        path: &session.path,
+        status: status.as_u16(),
+        backend: session.backend.as_deref().unwrap_or("-"),
+        upstream: session.peer,
+        duration: start.elapsed(),
+        request_id: session.request_id.to_str().unwrap_or("-"),
+        error: session.error.as_deref().unwrap_or(""),
+    });
 }

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_log;
 mod affinity;
 mod body_limit;
 mod canary;
@@ -285,6 +286,7 @@ impl Proxy {
         // Rate-limit state outlives route tables; pruned while the proxy runs.
         let limiters = Arc::new(limits::Limiters::default());
         let pruner = tokio::spawn(limits::prune_periodically(Arc::downgrade(&limiters)));
+        let log_flusher = tokio::spawn(access_log::flush_periodically());
         let shared = Arc::new(Shared {
             routes,
             upstreams,
@@ -336,6 +338,8 @@ impl Proxy {
         let _ = stop_tx.send(true);
         pruner.abort();
         connections.shutdown().await;
+        log_flusher.abort();
+        access_log::flush();
         Ok(())
     }
 }

@@ -294,6 +294,11 @@ impl L7Bed {
         self.lb.as_ref().is_some_and(Process::is_running)
     }
 
+    /// lb's whole stderr (its log, the access log included).
+    pub fn lb_stderr(&self) -> String {
+        self.lb.as_ref().map(|lb| lb.stderr()).unwrap_or_default()
+    }
+
     /// lb's logs (tails), for failure messages.
     pub fn logs(&self) -> String {
         self.lb.as_ref().map(|lb| lb.logs(16 * 1024)).unwrap_or_else(|| "(lb not started)".into())

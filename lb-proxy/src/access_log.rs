@@ -1,0 +1,188 @@
+//! The access log: one line per request on stderr, in the format `tracing`
+//! gives an event of target `lb_proxy::access` (time, level, target,
+//! `key=value` fields), so what reads it sees no difference.
+//!
+//! It is written here rather than through `tracing`, which formatted each
+//! line through its field visitors and wrote it with one `write(2)` — about
+//! a tenth of the proxy's CPU (BENCHMARKS.md). A line is formatted into a
+//! buffer of its thread and appended to a shared buffer, which goes to
+//! stderr in one `write(2)` once it holds [`FLUSH_BYTES`], every
+//! [`FLUSH_INTERVAL`] (while the proxy runs), and when the proxy returns
+//! from [`crate::Proxy::run`]: no line is lost at a clean exit.
+//!
+//! It is on and off like the `tracing` event it replaces:
+//! `RUST_LOG=lb_proxy::access=off` (or a filter below INFO) turns it off.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Version};
+
+/// Lines are written once this much is pending…
+pub(crate) const FLUSH_BYTES: usize = 64 * 1024;
+/// …or this long after they were formatted, at the latest.
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Lines formatted and not yet written.
+static PENDING: Mutex<String> = Mutex::new(String::new());
+/// Held while writing, so lines leave in the order they were added.
+static WRITING: Mutex<()> = Mutex::new(());
+
+/// One request, as logged.
+pub(crate) struct Entry<'a> {
+    pub client: IpAddr,
+    pub scheme: &'a str,
+    pub version: Version,
+    pub method: &'a Method,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub backend: &'a str,
+    pub upstream: Option<SocketAddr>,
+    pub duration: Duration,
+    pub request_id: &'a str,
+    pub error: &'a str,
+}
+
+/// Whether the access log is on (the `tracing` filter's answer for an INFO
+/// event of target `lb_proxy::access`).
+pub(crate) fn enabled() -> bool {
+    tracing::enabled!(target: "lb_proxy::access", tracing::Level::INFO)
+}
+
+/// Formats `entry` and queues its line.
+pub(crate) fn record(entry: &Entry<'_>) {
+    thread_local! {
+        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        format_line(line, SystemTime::now(), entry);
+        let mut pending = lock(&PENDING);
+        pending.push_str(line);
+        if pending.len() >= FLUSH_BYTES {
+            drop(pending);
+            flush();
+        }
+    });
+}
+
+/// Writes every queued line.
+pub fn flush() {
+    let _writing = lock(&WRITING);
+    let lines = std::mem::take(&mut *lock(&PENDING));
+    if !lines.is_empty() {
+        // Nowhere to report a failed write of the log itself.
+        let _ = std::io::stderr().lock().write_all(lines.as_bytes());
+    }
+}
+
+/// Flushes every [`FLUSH_INTERVAL`] until aborted.
+pub(crate) async fn flush_periodically() {
+    loop {
+        tokio::time::sleep(FLUSH_INTERVAL).await;
+        if !lock(&PENDING).is_empty() {
+            flush();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The line `tracing`'s default format gives the event: `&str` fields are
+/// quoted and escaped (`Debug`), the others as their `Display`.
+fn format_line(out: &mut String, at: SystemTime, e: &Entry<'_>) {
+    let _ = writeln!(
+        out,
+        "{}  INFO lb_proxy::access: client={} scheme={:?} version={:?} method={} host={:?} path={} status={} \
+         backend={:?} upstream={:?} duration_ms={} request_id={:?} error={:?}",
+        humantime::format_rfc3339_micros(at),
+        e.client.to_canonical(),
+        e.scheme,
+        e.version,
+        e.method,
+        e.host,
+        e.path,
+        e.status,
+        e.backend,
+        Upstream(e.upstream),
+        e.duration.as_secs_f64() * 1000.0,
+        e.request_id,
+        e.error,
+    );
+}
+
+/// The upstream address, or `-`, as a quoted field.
+struct Upstream(Option<SocketAddr>);
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "\"{addr}\""),
+            None => f.write_str("\"-\""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_reads_as_the_tracing_event_did() {
+        let method = Method::GET;
+        let entry = Entry {
+            client: "::ffff:192.168.1.2".parse().unwrap(),
+            scheme: "https",
+            version: Version::HTTP_2,
+            method: &method,
+            host: "a.com",
+            path: "/x?q=1",
+            status: 200,
+            backend: "default/web:80",
+            upstream: Some("10.244.1.10:8080".parse().unwrap()),
+            duration: Duration::from_micros(1500),
+            request_id: "abc",
+            error: "",
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
+        let mut line = String::new();
+        format_line(&mut line, at, &entry);
+        assert_eq!(
+            line,
+            "2025-12-06T05:46:40.123456Z  INFO lb_proxy::access: client=192.168.1.2 scheme=\"https\" \
+             version=HTTP/2.0 method=GET host=\"a.com\" path=/x?q=1 status=200 backend=\"default/web:80\" \
+             upstream=\"10.244.1.10:8080\" duration_ms=1.5 request_id=\"abc\" error=\"\"\n"
+        );
+    }
+
+    #[test]
+    fn quotes_and_control_characters_stay_inside_their_field() {
+        let method = Method::POST;
+        let entry = Entry {
+            client: "127.0.0.1".parse().unwrap(),
+            scheme: "http",
+            version: Version::HTTP_11,
+            method: &method,
+            host: "a\"b\nc",
+            path: "/",
+            status: 502,
+            backend: "-",
+            upstream: None,
+            duration: Duration::ZERO,
+            request_id: "-",
+            error: "upstream said \"no\"\r\n",
+        };
+        let mut line = String::new();
+        format_line(&mut line, SystemTime::UNIX_EPOCH, &entry);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains(r#"host="a\"b\nc""#), "{line}");
+        assert!(line.contains(r#"upstream="-""#) && line.contains(r#"error="upstream said \"no\"\r\n""#), "{line}");
+    }
+}
