@@ -381,6 +381,22 @@ impl TestBed {
         self.spawn_in(&ns, &crate::lb_bin()?, run.into_args())
     }
 
+    /// Uninstalls node `node`'s data path: `lb cleanup` on its pin directory
+    /// (stop its agent first). A stopped agent's programs stay attached by
+    /// design; what measures the node without lb next must call this.
+    pub fn uninstall_lb(&self, node: &str) -> Result<()> {
+        let pin_dir = &self.node(node)?.pin_dir;
+        let out = std::process::Command::new(crate::lb_bin()?)
+            .args(["cleanup", "--bpf-pin-dir"])
+            .arg(pin_dir)
+            .output()
+            .context("running lb cleanup")?;
+        if !out.status.success() {
+            bail!("lb cleanup --bpf-pin-dir {}: {}", pin_dir.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
     /// Starts `lb-probe ARGS` in namespace `ns`, in node `node`'s cgroup
     /// (`None`: outside every node's, as a client outside the cluster).
     pub fn spawn_probe(&self, ns: &str, node: Option<&str>, args: &[&str]) -> Result<ProcessHandle> {

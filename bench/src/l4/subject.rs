@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lb_testbed::netns::exec_in;
-use lb_testbed::{LbRun, ProcessHandle};
+use lb_testbed::{LbRun, ProcessHandle, TestBed};
 
 use super::bed::{L4Bed, NODE, node};
 use super::tcp::exchange_once;
@@ -157,13 +157,16 @@ fn probe(bed: &L4Bed, to: SocketAddr) -> Result<()> {
     }
 }
 
-/// Stops an lb subject (its links to the uplink and the cgroup go with
-/// it), warning when it did not exit cleanly.
-pub(super) fn stop_lb(process: &ProcessHandle) {
+/// Stops an lb subject, warning when it did not exit cleanly, and
+/// uninstalls its pinned data path (`lb cleanup`: its links to the uplink
+/// and the cgroup go, which outlive the agent by design), so the next
+/// subject meets a node without lb.
+pub(super) fn stop_lb(bed: &TestBed, process: &ProcessHandle) -> Result<()> {
     let status = process.stop();
     if !status.is_some_and(|s| s.success()) {
         eprintln!("[l4] warning: lb did not exit cleanly ({status:?})\n{}", process.logs(4 * 1024));
     }
+    bed.uninstall_lb(NODE)
 }
 
 impl Serving {
@@ -175,15 +178,15 @@ impl Serving {
         }
     }
 
-    /// Removes the subject from node1: lb stopped (its programs detach,
-    /// and the LAN side's program of `LbXdpTx` with them), or the rules
+    /// Removes the subject from node1: lb stopped and its pinned programs
+    /// uninstalled (and the LAN side's program of `LbXdpTx` dropped), or the rules
     /// deleted; then every nftables table of node1 is
     /// removed (iptables-nft leaves empty `filter`/`nat` tables whose
     /// hooks would keep conntrack running for the next subject).
     pub fn stop(self, bed: &L4Bed) -> Result<()> {
         let ns = bed.node_ns()?;
         match self {
-            Serving::Lb { process, .. } => stop_lb(&process),
+            Serving::Lb { process, .. } => stop_lb(&bed.bed, &process)?,
             Serving::Iptables => kube_proxy::iptables::flush(ns)?,
             Serving::Nftables => kube_proxy::nftables::flush(ns)?,
         }

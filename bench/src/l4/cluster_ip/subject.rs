@@ -139,13 +139,13 @@ impl Serving {
         }
     }
 
-    /// Removes the subject from node1: lb stopped (its links to the cgroup
-    /// and the uplink go with it), or the rules deleted; then node1's
+    /// Removes the subject from node1: lb stopped and its pinned links to
+    /// the cgroup and the uplink uninstalled, or the rules deleted; then node1's
     /// nftables are emptied and checked empty.
     pub fn stop(self, bed: &CipBed) -> Result<()> {
         let ns = bed.node_ns()?;
         match self {
-            Serving::Lb { process, .. } => super::super::subject::stop_lb(&process),
+            Serving::Lb { process, .. } => super::super::subject::stop_lb(&bed.bed, &process)?,
             Serving::Iptables => kube_proxy::iptables::flush(ns)?,
             Serving::Nftables => kube_proxy::nftables::flush(ns)?,
             Serving::Direct => {}
