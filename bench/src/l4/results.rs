@@ -23,16 +23,17 @@ pub struct Results {
     reference: BTreeMap<usize, Vec<(Delivery, CpuCost)>>,
 }
 
-/// A metric: id, title, unit, which way is better, the value of one run.
-struct Metric {
-    id: &'static str,
-    title: &'static str,
-    unit: &'static str,
-    better: Better,
-    value: fn(&SubjectRun) -> f64,
+/// A metric: id, title, unit, which way is better, the value of one run
+/// (`R`: the run type of the part, NodePort or ClusterIP).
+pub(super) struct Metric<R> {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub better: Better,
+    pub value: fn(&R) -> f64,
 }
 
-const METRICS: &[Metric] = &[
+const METRICS: &[Metric<SubjectRun>] = &[
     Metric {
         id: "udp_pps",
         title: "UDP packets/s forwarded (counted at the pods)",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::measure::CipRun;
 use super::subject::{ALL, OURS, Subject};
+use crate::l4::results::Metric;
 use crate::stats::median;
 use crate::{Better, Comparison, Measurement, Report};
 
@@ -22,15 +23,7 @@ pub struct Results {
     subjects: BTreeMap<(usize, &'static str), Rounds>,
 }
 
-struct Metric {
-    id: &'static str,
-    title: &'static str,
-    unit: &'static str,
-    better: Better,
-    value: fn(&CipRun) -> f64,
-}
-
-const METRICS: &[Metric] = &[
+const METRICS: &[Metric<CipRun>] = &[
     Metric {
         id: "tcp_cps",
         title: "TCP connections/s from a pod to a ClusterIP (connect, 64-byte echo, close)",
@@ -95,7 +88,7 @@ impl Results {
 
     /// What else a reader needs next to the figure: failures, how the
     /// connections spread over the pods, the baseline's figure.
-    fn extras(&self, metric: &Metric, n: usize, rounds: &Rounds, m: Measurement) -> Measurement {
+    fn extras(&self, metric: &Metric<CipRun>, n: usize, rounds: &Rounds, m: Measurement) -> Measurement {
         let runs = &rounds.runs;
         let med = |f: fn(&CipRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
         let sum = |f: fn(&CipRun) -> f64| runs.iter().map(f).sum::<f64>();
