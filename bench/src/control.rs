@@ -94,7 +94,7 @@ impl Plan {
                 "maglev_table_size": SCALE_MAGLEV_SIZE,
                 "max_services": "= services (exactly the cluster's service ports)",
                 "conntrack_entries": lb::CONNTRACK_ENTRIES,
-                "timed": "compile_l4 of the whole snapshot + Applier::apply (in-process, real BPF maps, programs loaded, not attached)",
+                "timed": "L4Compiler::compile of the new snapshot (finding and compiling what changed) + Applier::apply_changes of the entries it changed (in-process, real BPF maps, programs loaded, not attached)",
             },
             "iptables": "iptables-restore --noflush of kube-proxy's partial-sync payload, in a namespace holding the full rule set",
             "nft": "nft -f of kube-proxy's incremental transaction, in a namespace holding the full ruleset",
@@ -147,9 +147,10 @@ fn notes(report: &mut Report) {
          MAGLEV_per_service in map_bytes_per_service's extras): the default 1024 × 16381 table takes 128 MiB.",
     );
     report.note(
-        "apply_change_ms for lb covers compile_l4 of the whole snapshot (reusing the previous compile's Maglev \
-         rows, as `lb run` does, so only the changed service's row is built; the bench checks it) plus the map \
-         diff (which skips the rows handed back unchanged); `compile_ms` and `apply_ms` in the measurement's \
+        "apply_change_ms for lb covers what `lb run` does with a new snapshot: its L4Compiler finds the objects \
+         that changed (comparing the snapshots' shared objects by pointer), compiles the Services they concern \
+         (only the changed service's Maglev row is built; the bench checks it) and hands the applier the entries \
+         it changed, which it alone diffs against the maps; `compile_ms` and `apply_ms` in the measurement's \
          extras split the two. \
          The peers' times cover only the tool (iptables-restore / nft) applying a payload generated beforehand, \
          not kube-proxy's own generation of it.",

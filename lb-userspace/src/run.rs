@@ -167,7 +167,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
 
 /// Compiles a snapshot into the routes and (with XDP) the maps; returns
 /// the problems found.
-async fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Snapshot) -> Vec<Diagnostic> {
+async fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
     let mut diagnostics = l7.sync(snapshot);
     if let Some(l4) = l4 {
         diagnostics.extend(l4.sync(snapshot).await);

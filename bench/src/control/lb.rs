@@ -1,14 +1,17 @@
-//! lb's side: the snapshot compiled by `compile_l4` and applied by lb's
-//! `Applier` to real BPF maps (programs loaded and verified, not attached),
-//! in-process and timed around those two calls — what `lb run` does on
-//! every snapshot.
+//! lb's side: each snapshot compiled by lb's `L4Compiler` and applied by
+//! its `Applier` to real BPF maps (programs loaded and verified, not
+//! attached), in-process and timed around those two calls — what `lb run`
+//! does on every snapshot: the compiler finds what changed since the last
+//! snapshot, compiles that and hands the applier the entries it changed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use lb_common::Backend;
-use lb_userspace::compile::{CompileOptions, DataplaneTables, MaglevRows, NodeContext, compile_l4_reusing};
+use std::sync::Arc;
+
+use lb_userspace::compile::{CompileOptions, DataplaneTables, L4Compiler, NodeContext};
 use lb_userspace::dataplane::{Applier, ApplyReport, DataplaneSettings};
 use lb_userspace::snapshot::Snapshot;
 
@@ -24,9 +27,9 @@ pub const CONNTRACK_ENTRIES: u32 = 1_024;
 struct Loaded {
     _programs: Programs,
     applier: Applier,
-    snapshot: Snapshot,
-    /// The Maglev rows of the last compile, as `lb run` keeps them.
-    rows: MaglevRows,
+    snapshot: Arc<Snapshot>,
+    /// Kept from one snapshot to the next, as `lb run` keeps it.
+    compiler: L4Compiler,
 }
 
 pub struct LbMapDiff {
@@ -67,9 +70,10 @@ impl LbMapDiff {
     fn sync(&mut self) -> Result<(Duration, Duration, ApplyReport)> {
         let loaded = self.loaded.as_mut().context("lb's maps are not loaded")?;
         let started = Instant::now();
-        let (tables, diagnostics) = compile_l4_reusing(&loaded.snapshot, &self.node, &self.options, &mut loaded.rows);
+        let (delta, diagnostics) = loaded.compiler.compile(&loaded.snapshot);
         let compiled = started.elapsed();
-        let report = loaded.applier.apply(&tables).context("applying to lb's maps")?;
+        let tables = loaded.compiler.tables();
+        let report = loaded.applier.apply_changes(tables, delta.as_ref()).context("applying to lb's maps")?;
         let total = started.elapsed();
         if let Some(d) = diagnostics.first() {
             bail!("lb diagnosed the bench's cluster ({} problems), e.g. {d}", diagnostics.len());
@@ -79,7 +83,7 @@ impl LbMapDiff {
             "{} service ports did not fit --max-services",
             report.services_over_capacity.len()
         );
-        check_tables(&tables, &loaded.snapshot)?;
+        check_tables(tables, &loaded.snapshot)?;
         Ok((compiled, total, report))
     }
 
@@ -124,7 +128,8 @@ impl Subject for LbMapDiff {
         self.load_extras.insert("load_programs_and_create_maps_ms".into(), create_ms);
         self.load_extras
             .insert("enlarged_backends_map".into(), f64::from(u8::from(matches!(programs, Programs::Enlarged { .. }))));
-        self.loaded = Some(Loaded { _programs: programs, applier, snapshot, rows: MaglevRows::new() });
+        let compiler = L4Compiler::new(self.node.clone(), self.options.clone());
+        self.loaded = Some(Loaded { _programs: programs, applier, snapshot: Arc::new(snapshot), compiler });
         let (compiled, total, report) = self.sync()?;
         self.load_extras.insert("compile_ms".into(), ms(compiled));
         self.load_extras.insert("apply_ms".into(), ms(total - compiled));
@@ -135,14 +140,16 @@ impl Subject for LbMapDiff {
     fn apply(&mut self, _old: &Cluster, new: &Cluster, changed: usize) -> Result<Duration> {
         let service: &cluster::Service = &new.services[changed];
         let loaded = self.loaded.as_mut().context("lb's maps are not loaded")?;
-        snapshot::update_endpoint_slice(&mut loaded.snapshot, service)?;
+        // The compiler holds the last snapshot: this copies the list (as a
+        // source builds a new snapshot), outside the timed part.
+        snapshot::update_endpoint_slice(Arc::make_mut(&mut loaded.snapshot), service)?;
         let (compiled, total, report) = self.sync()?;
         ensure!(
             report.backends_written == 1 && report.backends_deleted == 1 && report.maglev_slots_written > 0,
             "changing {} wrote {report:?}, not one backend replaced",
             service.port_id()
         );
-        let rows_built = self.loaded.as_ref().map_or(0, |l| l.rows.built());
+        let rows_built = self.loaded.as_ref().map_or(0, |l| l.compiler.rows_built());
         ensure!(rows_built == 1, "changing {} built {rows_built} Maglev rows, not one", service.port_id());
         self.compile_ms.push(ms(compiled));
         self.apply_ms.push(ms(total - compiled));

@@ -2,6 +2,8 @@
 //! objects `lb run --manifests` would read ([`Cluster::to_manifests`]),
 //! deserialized in-process so the timed part is only lb's compile and apply.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
 use lb_userspace::snapshot::Snapshot;
 use serde_json::Value;
@@ -37,7 +39,7 @@ pub fn update_endpoint_slice(snapshot: &mut Snapshot, service: &cluster::Service
         .iter()
         .position(|s| s.metadata.name.as_deref() == Some(name.as_str()))
         .with_context(|| format!("EndpointSlice {name} is not in the snapshot"))?;
-    snapshot.endpoint_slices[position] = serde_json::from_value(slice).context("a bench EndpointSlice")?;
+    snapshot.endpoint_slices[position] = Arc::new(serde_json::from_value(slice).context("a bench EndpointSlice")?);
     Ok(())
 }
 

@@ -130,20 +130,21 @@ impl Stores {
         snapshot.secrets = self
             .secrets
             .state()
-            .iter()
+            .into_iter()
             .filter(|s| wanted.contains(&(s.namespace().unwrap_or_default(), s.name_any())))
-            .map(|s| Secret::clone(s))
             .collect();
         snapshot.sort();
         snapshot
     }
 }
 
-fn objects<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
+/// The store's objects, shared with it: an object the watch did not
+/// replace is the same `Arc` in every snapshot.
+fn objects<K: Resource + Clone>(store: &Store<K>) -> Vec<Arc<K>>
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    store.state().iter().map(|o| K::clone(o)).collect()
+    store.state()
 }
 
 /// Starts a reflector of `api` into a new store; every change wakes
@@ -202,7 +203,7 @@ fn strip_node(node: &mut Node) {
 
 fn publish(tx: &watch::Sender<Arc<Snapshot>>, snapshot: Snapshot) {
     tx.send_if_modified(|current| {
-        let changed = **current != snapshot;
+        let changed = !current.same_as(&snapshot);
         if changed {
             tracing::debug!(
                 services = snapshot.services.len(),

@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServicePort;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
@@ -43,9 +44,9 @@ pub(crate) struct SliceIndex<'a> {
 }
 
 impl<'a> SliceIndex<'a> {
-    pub fn new(slices: &'a [EndpointSlice]) -> Self {
+    pub fn new(slices: &'a [Arc<EndpointSlice>]) -> Self {
         let mut by_service: HashMap<_, HashMap<_, Vec<_>>> = HashMap::new();
-        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+        for slice in slices.iter().map(|s| &**s).filter(|s| s.address_type == "IPv4") {
             let labels = slice.metadata.labels.as_ref();
             let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else { continue };
             let namespace = slice.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");

@@ -106,7 +106,7 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
 /// The Ingresses of our classes in `snapshot` (see [`classes`]).
 pub fn our_ingresses<'a>(snapshot: &'a Snapshot, options: &L7Options) -> Vec<&'a Ingress> {
     let classes = OurClasses::new(&snapshot.ingress_classes, options);
-    snapshot.ingresses.iter().filter(|i| classes.claims(i)).collect()
+    snapshot.ingresses.iter().map(|i| &**i).filter(|i| classes.claims(i)).collect()
 }
 
 /// The Secrets, as (namespace, name), that the Ingresses of our classes

@@ -9,5 +9,5 @@ pub mod tables;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use l4::{CompileOptions, IngressHandoff, MaglevRows, NodeContext, compile_l4, compile_l4_reusing};
+pub use l4::{CompileOptions, IngressHandoff, L4Compiler, NodeContext, compile_l4};
 pub use tables::*;

@@ -3,7 +3,7 @@
 //! the applier's business (`crate::dataplane`), so these tables compare
 //! equal across runs and nodes for the same input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -165,4 +165,18 @@ pub struct DataplaneTables {
     /// the cluster's endpoints.
     pub socket_frontends: BTreeMap<FrontendAddr, FrontendEntry>,
     pub services: BTreeMap<ServiceView, ServiceEntry>,
+}
+
+/// The entries of [`DataplaneTables`] one compile added, changed or removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TablesDelta {
+    pub frontends: BTreeSet<FrontendAddr>,
+    pub socket_frontends: BTreeSet<FrontendAddr>,
+    pub services: BTreeSet<ServiceView>,
+}
+
+impl TablesDelta {
+    pub fn is_empty(&self) -> bool {
+        self.frontends.is_empty() && self.socket_frontends.is_empty() && self.services.is_empty()
+    }
 }

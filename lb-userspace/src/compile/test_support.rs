@@ -1,5 +1,7 @@
 //! Helpers shared by the compilers' tests: snapshots from YAML strings.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -19,12 +21,12 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             value["metadata"]["namespace"] = "default".into();
         }
         match kind.as_str() {
-            "Service" => snapshot.services.push(serde_json::from_value(value).unwrap()),
-            "EndpointSlice" => snapshot.endpoint_slices.push(serde_json::from_value(value).unwrap()),
-            "Ingress" => snapshot.ingresses.push(serde_json::from_value(value).unwrap()),
-            "IngressClass" => snapshot.ingress_classes.push(serde_json::from_value(value).unwrap()),
-            "Secret" => snapshot.secrets.push(serde_json::from_value(value).unwrap()),
-            "Node" => snapshot.nodes.push(serde_json::from_value(value).unwrap()),
+            "Service" => snapshot.services.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "EndpointSlice" => snapshot.endpoint_slices.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "Ingress" => snapshot.ingresses.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "IngressClass" => snapshot.ingress_classes.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "Secret" => snapshot.secrets.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "Node" => snapshot.nodes.push(Arc::new(serde_json::from_value(value).unwrap())),
             other => panic!("unexpected kind {other:?}"),
         }
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::plan::{Adopted, MapOp, Planner};
 use super::{DataplaneMaps, MapStore};
-use crate::compile::{DataplaneTables, ServiceView};
+use crate::compile::{DataplaneTables, ServiceView, TablesDelta};
 
 /// What one apply changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,7 +46,13 @@ impl<S: MapStore> Applier<S> {
     }
 
     pub fn apply(&mut self, tables: &DataplaneTables) -> Result<ApplyReport> {
-        let plan = self.planner.plan(tables, &self.store)?;
+        self.apply_changes(tables, None)
+    }
+
+    /// Applies `tables`, of which only the entries `delta` names changed
+    /// since the last apply (`None`: any may have).
+    pub fn apply_changes(&mut self, tables: &DataplaneTables, delta: Option<&TablesDelta>) -> Result<ApplyReport> {
+        let plan = self.planner.plan(tables, delta, &self.store)?;
         let mut report = ApplyReport {
             services_over_capacity: plan.over_capacity,
             services_deleted: plan.services_deleted,

@@ -22,6 +22,11 @@
 //! plan. So an agent restarted on pinned maps writes only what changed
 //! while it was away, and a plan never trusts a picture the kernel may not
 //! hold.
+//!
+//! **Deltas.** Handed the entries a compile changed ([`TablesDelta`]), a
+//! plan visits those alone, so its cost follows the change and not the
+//! cluster. Without one (the first plan, after a failure, while service
+//! ports wait for a free id) it compares every entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -34,7 +39,9 @@ use lb_common::{
 
 use super::MapStore;
 use super::ids::{BackendIds, ServiceIds};
-use crate::compile::{BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, MaglevRow, ServiceView};
+use crate::compile::{
+    BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, MaglevRow, ServiceEntry, ServiceView, TablesDelta,
+};
 
 /// One write to the maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +154,9 @@ struct Picture {
     /// Adopted and unclaimed: removed by the next plan.
     orphans: Vec<Orphan>,
     orphan_backends: Vec<u32>,
+    /// Service ports were left without an id: the next plan compares
+    /// everything, to give them one if one is free.
+    waiting_for_ids: bool,
 }
 
 pub struct Planner {
@@ -171,29 +181,41 @@ impl Planner {
     }
 
     /// Plans the writes that make the maps hold `tables`, assuming they will
-    /// all succeed (on failure call [`Planner::invalidate`]).
-    pub fn plan(&mut self, tables: &DataplaneTables, maps: &dyn MapStore) -> Result<Plan> {
+    /// all succeed (on failure call [`Planner::invalidate`]). `delta` names
+    /// the entries that changed since the last plan (`None`: any may have).
+    pub fn plan(&mut self, tables: &DataplaneTables, delta: Option<&TablesDelta>, maps: &dyn MapStore) -> Result<Plan> {
         let mut plan = Plan::default();
         if self.picture.is_none() {
             let (picture, adopted) = adopt(tables, maps, self.maglev_size, self.max_services)?;
             self.picture = Some(picture);
             plan.adopted = Some(adopted);
         }
-        let result = self.plan_on_picture(tables, &mut plan);
+        let delta =
+            delta.filter(|_| plan.adopted.is_none() && !self.picture.as_ref().is_some_and(|p| p.waiting_for_ids));
+        let result = self.plan_on_picture(tables, delta, &mut plan);
         if result.is_err() {
             self.picture = None;
         }
         result.map(|()| plan)
     }
 
-    fn plan_on_picture(&mut self, tables: &DataplaneTables, plan: &mut Plan) -> Result<()> {
+    fn plan_on_picture(
+        &mut self,
+        tables: &DataplaneTables,
+        delta: Option<&TablesDelta>,
+        plan: &mut Plan,
+    ) -> Result<()> {
         let maglev_size = self.maglev_size;
         let picture = self.picture.as_mut().expect("adopted above");
         let mut stale_backends: Vec<u32> = Vec::new();
         // Steps 1–3 per service port; new backends are inserted first.
         let mut inserts: Vec<MapOp> = Vec::new();
         let mut rows_and_services: Vec<MapOp> = Vec::new();
-        for (name, entry) in &tables.services {
+        let services: Box<dyn Iterator<Item = (&ServiceView, &ServiceEntry)>> = match delta {
+            Some(delta) => Box::new(delta.services.iter().filter_map(|v| tables.services.get_key_value(v))),
+            None => Box::new(tables.services.iter()),
+        };
+        for (name, entry) in services {
             if !entry.maglev.is_empty() && entry.maglev.len() != maglev_size as usize {
                 bail!("{name}: Maglev row has {} slots, expected {maglev_size}", entry.maglev.len());
             }
@@ -255,24 +277,45 @@ impl Planner {
         }
         plan.ops.extend(inserts);
         plan.ops.extend(rows_and_services);
+        picture.waiting_for_ids = !plan.over_capacity.is_empty();
         // Step 4.
-        let desired = desired_frontends(tables, &picture.services);
+        let desired = match delta {
+            Some(delta) => desired_frontends_of(tables, delta, &picture.services),
+            None => desired_frontends(tables, &picture.services),
+        };
         for (key, frontend) in &desired {
-            if picture.frontends.get(key) != Some(frontend) {
-                plan.ops.push(MapOp::WriteFrontend { key: *key, frontend: *frontend });
-                picture.frontends.insert(*key, *frontend);
+            match frontend {
+                Some(frontend) if picture.frontends.get(key) != Some(frontend) => {
+                    plan.ops.push(MapOp::WriteFrontend { key: *key, frontend: *frontend });
+                    picture.frontends.insert(*key, *frontend);
+                }
+                Some(_) => {}
+                None => {
+                    if picture.frontends.remove(key).is_some() {
+                        plan.ops.push(MapOp::DeleteFrontend { key: *key });
+                    }
+                }
             }
         }
-        let removed: Vec<FrontendKey> =
-            picture.frontends.keys().filter(|k| !desired.contains_key(k)).copied().collect();
-        for key in removed {
-            plan.ops.push(MapOp::DeleteFrontend { key });
-            picture.frontends.remove(&key);
+        if delta.is_none() {
+            let removed: Vec<FrontendKey> =
+                picture.frontends.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+            for key in removed {
+                plan.ops.push(MapOp::DeleteFrontend { key });
+                picture.frontends.remove(&key);
+            }
         }
         // Step 5.
         plan.ops.extend(stale_backends.into_iter().map(|id| MapOp::DeleteBackend { id }));
-        let removed: Vec<ServiceView> =
-            picture.services.keys().filter(|n| !tables.services.contains_key(*n)).cloned().collect();
+        let removed: Vec<ServiceView> = match delta {
+            Some(delta) => delta
+                .services
+                .iter()
+                .filter(|n| !tables.services.contains_key(*n) && picture.services.contains_key(*n))
+                .cloned()
+                .collect(),
+            None => picture.services.keys().filter(|n| !tables.services.contains_key(*n)).cloned().collect(),
+        };
         for name in removed {
             let applied = picture.services.remove(&name).expect("listed above");
             remove_service(plan, applied.id, applied.value, applied.backends.into_values());
@@ -301,16 +344,42 @@ fn remove_service(plan: &mut Plan, id: u32, value: Service, backends: impl Itera
 fn desired_frontends(
     tables: &DataplaneTables,
     services: &BTreeMap<ServiceView, AppliedService>,
-) -> BTreeMap<FrontendKey, Frontend> {
+) -> BTreeMap<FrontendKey, Option<Frontend>> {
     let mut out = BTreeMap::new();
     for (scope, frontends) in [(SCOPE_XDP, &tables.frontends), (SCOPE_SOCKET, &tables.socket_frontends)] {
         for (addr, entry) in frontends {
-            let Some(service) = services.get(&entry.service) else { continue };
-            let value = Frontend { service_id: service.id, flags: if entry.snat { FRONTEND_SNAT } else { 0 } };
+            if let Some(value) = frontend_value(entry, services) {
+                out.insert(frontend_key(scope, addr), Some(value));
+            }
+        }
+    }
+    out
+}
+
+/// The frontends `delta` names as the maps should hold them: `None` for
+/// those to remove.
+fn desired_frontends_of(
+    tables: &DataplaneTables,
+    delta: &TablesDelta,
+    services: &BTreeMap<ServiceView, AppliedService>,
+) -> BTreeMap<FrontendKey, Option<Frontend>> {
+    let mut out = BTreeMap::new();
+    let scopes = [
+        (SCOPE_XDP, &delta.frontends, &tables.frontends),
+        (SCOPE_SOCKET, &delta.socket_frontends, &tables.socket_frontends),
+    ];
+    for (scope, changed, frontends) in scopes {
+        for addr in changed {
+            let value = frontends.get(addr).and_then(|entry| frontend_value(entry, services));
             out.insert(frontend_key(scope, addr), value);
         }
     }
     out
+}
+
+fn frontend_value(entry: &FrontendEntry, services: &BTreeMap<ServiceView, AppliedService>) -> Option<Frontend> {
+    let service = services.get(&entry.service)?;
+    Some(Frontend { service_id: service.id, flags: if entry.snat { FRONTEND_SNAT } else { 0 } })
 }
 
 pub fn frontend_key(scope: u8, addr: &FrontendAddr) -> FrontendKey {
@@ -399,6 +468,7 @@ fn adopt(
         frontends,
         orphans,
         orphan_backends,
+        waiting_for_ids: false,
     };
     Ok((picture, adopted))
 }

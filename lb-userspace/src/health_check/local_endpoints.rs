@@ -24,7 +24,7 @@ const FIELD: &str = "spec.healthCheckNodePort";
 /// claimed by an earlier Service) are diagnosed and left out.
 pub fn compile_health_checks(snapshot: &Snapshot, node_name: &str) -> (BTreeMap<u16, HealthCheck>, Vec<Diagnostic>) {
     let slices = SliceIndex::new(&snapshot.endpoint_slices);
-    let mut services: Vec<&Service> = snapshot.services.iter().collect();
+    let mut services: Vec<&Service> = snapshot.services.iter().map(|s| &**s).collect();
     services.sort_by(|a, b| object_key(&a.metadata).cmp(&object_key(&b.metadata)));
     let mut checks = BTreeMap::new();
     let mut diagnostics = Vec::new();

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -42,12 +43,12 @@ pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)
         }
     }
     let mut snapshot = Snapshot {
-        services: load.services,
-        endpoint_slices: load.endpoint_slices,
-        ingresses: load.ingresses,
-        ingress_classes: load.ingress_classes,
-        secrets: load.secrets,
-        nodes: load.nodes,
+        services: shared(load.services),
+        endpoint_slices: shared(load.endpoint_slices),
+        ingresses: shared(load.ingresses),
+        ingress_classes: shared(load.ingress_classes),
+        secrets: shared(load.secrets),
+        nodes: shared(load.nodes),
     };
     snapshot.sort();
     Ok((snapshot, load.diagnostics))
@@ -223,4 +224,9 @@ fn described_object<K: Resource<Scope: 'static>>(value: &Value) -> Option<String
 /// cleared, and they are named `Kind /name`.
 fn is_cluster_scoped<K: Resource<Scope: 'static>>() -> bool {
     std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>()
+}
+
+/// Objects as a snapshot holds them.
+fn shared<K>(objects: Vec<K>) -> Vec<Arc<K>> {
+    objects.into_iter().map(Arc::new).collect()
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
@@ -11,7 +12,7 @@ use tracing::{error, info, warn};
 use super::settings::{AgentSettings, DataPathSettings};
 use crate::cli::RunArgs;
 use crate::compile::{
-    BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, MaglevRows, NodeContext, Protocol, compile_l4_reusing,
+    BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, L4Compiler, NodeContext, Protocol, TablesDelta,
 };
 use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
@@ -24,11 +25,8 @@ pub struct L4 {
     datapath: Datapath,
     applier: Applier,
     uplinks: Vec<Attachment>,
-    node: NodeContext,
-    options: CompileOptions,
-    /// The Maglev rows of the last compile: a change rebuilds only the rows
-    /// whose backends changed.
-    rows: MaglevRows,
+    /// Compiles only what changed from one snapshot to the next.
+    compiler: L4Compiler,
     xdp_mode: XdpAttachMode,
     xdp_transmit: XdpTransmit,
     /// Where the socket programs go.
@@ -72,9 +70,7 @@ impl L4 {
             datapath,
             applier: Applier::new(tables, maps.maglev_table_size, maps.max_services),
             uplinks,
-            node,
-            options: CompileOptions { maglev_table_size: maps.maglev_table_size },
-            rows: MaglevRows::new(),
+            compiler: L4Compiler::new(node, CompileOptions { maglev_table_size: maps.maglev_table_size }),
             xdp_mode: settings.xdp_mode,
             xdp_transmit: settings.xdp_transmit,
             cgroup_root: cgroup::resolve_root(args.cgroup_root.as_deref())?,
@@ -115,14 +111,15 @@ impl L4 {
     /// Compiles a snapshot and applies the result, and serves its health
     /// check node ports; problems are logged (and returned), and whatever
     /// compiled keeps being served.
-    pub async fn sync(&mut self, snapshot: &Snapshot) -> Vec<Diagnostic> {
-        let (tables, mut diagnostics) = compile_l4_reusing(snapshot, &self.node, &self.options, &mut self.rows);
-        let (checks, check_diagnostics) = compile_health_checks(snapshot, &self.node.name);
+    pub async fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+        let (delta, mut diagnostics) = self.compiler.compile(snapshot);
+        let tables = self.compiler.tables();
+        let (checks, check_diagnostics) = compile_health_checks(snapshot, self.compiler.node_name());
         diagnostics.extend(check_diagnostics);
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }
-        match self.applier.apply(&tables) {
+        match self.applier.apply_changes(tables, delta.as_ref()) {
             Ok(report) => {
                 if let Some(adopted) = &report.adopted {
                     info!(
@@ -145,14 +142,16 @@ impl L4 {
                     backends_written = report.backends_written,
                     backends_deleted = report.backends_deleted,
                     maglev_slots_written = report.maglev_slots_written,
-                    maglev_rows_built = self.rows.built(),
+                    maglev_rows_built = self.compiler.rows_built(),
                     "applied"
                 );
-                let udp_backends = udp_backends(&tables);
-                let gone: HashSet<SocketAddrV4> = self.udp_backends.difference(&udp_backends).copied().collect();
-                self.udp_backends = udp_backends;
-                if !gone.is_empty() {
-                    destroy_stuck_udp_sockets(self.cgroup_root.clone(), gone);
+                if delta.as_ref().is_none_or(touches_udp) {
+                    let udp_backends = udp_backends(tables);
+                    let gone: HashSet<SocketAddrV4> = self.udp_backends.difference(&udp_backends).copied().collect();
+                    self.udp_backends = udp_backends;
+                    if !gone.is_empty() {
+                        destroy_stuck_udp_sockets(self.cgroup_root.clone(), gone);
+                    }
                 }
             }
             Err(e) => error!("applying to the BPF maps failed (will retry on the next change): {e:#}"),
@@ -160,6 +159,12 @@ impl L4 {
         diagnostics.extend(self.health_checks.update(checks).await);
         diagnostics
     }
+}
+
+/// Whether a change may have removed a backend from a UDP view.
+fn touches_udp(delta: &TablesDelta) -> bool {
+    delta.services.iter().any(|view| view.port.protocol == Protocol::Udp)
+        || delta.socket_frontends.iter().any(|addr| addr.protocol == Protocol::Udp)
 }
 
 /// The backends of UDP service views that the socket programs use.

@@ -118,7 +118,7 @@ impl EventPublisher {
 fn reference(snapshot: &Snapshot, subject: &Subject) -> Option<ObjectReference> {
     use k8s_openapi::Resource;
     fn find<K: Resource + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
-        objects: &[K],
+        objects: &[std::sync::Arc<K>],
         subject: &Subject,
     ) -> Option<ObjectReference> {
         let object = objects.iter().find(|o| object_key(o.metadata()) == (&subject.namespace, &subject.name))?;

@@ -55,12 +55,9 @@ pub fn ingress_addresses(
     service: &ServiceName,
 ) -> Vec<StatusAddress> {
     let mut out = match source {
-        IngressStatusSource::Service => snapshot
-            .services
-            .iter()
-            .find(|s| object_key(&s.metadata) == (service.namespace.as_str(), service.name.as_str()))
-            .map(service_addresses)
-            .unwrap_or_default(),
+        IngressStatusSource::Service => {
+            snapshot.service(&service.namespace, &service.name).map(|s| service_addresses(s)).unwrap_or_default()
+        }
         IngressStatusSource::Nodes => snapshot
             .nodes
             .iter()

@@ -41,6 +41,7 @@ mod pools;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -133,7 +134,7 @@ impl ProblemReason {
 
 /// Decides the address of every Service this IPAM manages (see the module
 /// documentation for the rules).
-pub fn allocate(pools: &[AddressPool], services: &[Service], options: &IpamOptions) -> Allocation {
+pub fn allocate<S: Borrow<Service>>(pools: &[AddressPool], services: &[S], options: &IpamOptions) -> Allocation {
     if pools.is_empty() {
         return Allocation::default();
     }
@@ -145,7 +146,7 @@ pub fn allocate(pools: &[AddressPool], services: &[Service], options: &IpamOptio
     };
     let mut claims = Vec::new();
     for service in services {
-        match Claim::of(service, pools, options) {
+        match Claim::of(service.borrow(), pools, options) {
             None => {}
             Some(Ok(claim)) => claims.push(claim),
             Some(Err(problem)) => allocator.allocation.problems.push(problem),

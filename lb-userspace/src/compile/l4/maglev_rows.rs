@@ -1,71 +1,60 @@
-//! Maglev rows kept from one compile to the next. A row depends only on its
-//! backends (in their canonical order) and the table size, and building one
-//! costs O(M) per service port, so rebuilding every row on every change made
-//! one EndpointSlice change cost O(services × M). With the rows of the last
-//! compile at hand, a change rebuilds only the rows whose backends changed,
-//! and the applier skips every row it is handed back unchanged.
+//! Maglev rows reused instead of built. A row depends only on its backends
+//! (in their canonical order) and the table size, and building one costs
+//! O(M), so a compile reuses the rows of the Services it compiles again
+//! when their backends did not change, and shares one row between service
+//! ports with the same backends.
 
 use std::collections::HashMap;
 
 use super::{BackendAddr, MaglevRow};
 
-/// The rows of the last compile, by backend list, for the next one to reuse.
-/// Rows the next compile does not use are dropped when it ends, so the cache
-/// holds at most two compiles' rows.
+/// The rows one compile may reuse, by backend list. Emptied when the
+/// compile ends: the rows live on in the tables.
 #[derive(Debug, Default)]
 pub struct MaglevRows {
     size: u32,
-    /// The rows of the compile before.
-    previous: HashMap<Vec<BackendAddr>, MaglevRow>,
-    /// The rows of the compile running (or last finished).
-    current: HashMap<Vec<BackendAddr>, MaglevRow>,
+    reusable: HashMap<Vec<BackendAddr>, MaglevRow>,
     built: usize,
 }
 
 impl MaglevRows {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Starts a compile with table size `size`: the last compile's rows
-    /// become reusable, older ones are dropped.
+    /// Starts a compile with table size `size`.
     pub(super) fn begin(&mut self, size: u32) {
-        if size != self.size {
-            self.current.clear();
-            self.size = size;
-        }
-        self.previous = std::mem::take(&mut self.current);
+        self.size = size;
+        self.reusable.clear();
         self.built = 0;
     }
 
-    /// The row of `backends`: this compile's or the last one's if it has
-    /// one, else `build`'s.
+    /// Offers the row a Service had, for its compile to reuse.
+    pub(super) fn offer(&mut self, backends: &[BackendAddr], row: &MaglevRow) {
+        if (row.is_empty() || row.len() == self.size as usize) && !self.reusable.contains_key(backends) {
+            self.reusable.insert(backends.to_vec(), row.clone());
+        }
+    }
+
+    /// The row of `backends`: one offered or built in this compile, else
+    /// `build`'s.
     pub(super) fn row<E>(
         &mut self,
         backends: &[BackendAddr],
         build: impl FnOnce() -> Result<Vec<u32>, E>,
     ) -> Result<MaglevRow, E> {
-        if let Some(row) = self.current.get(backends) {
+        if let Some(row) = self.reusable.get(backends) {
             return Ok(row.clone());
         }
-        let (key, row) = match self.previous.remove_entry(backends) {
-            Some(kept) => kept,
-            None => {
-                self.built += 1;
-                (backends.to_vec(), MaglevRow::from(build()?))
-            }
-        };
-        self.current.insert(key, row.clone());
+        self.built += 1;
+        let row = MaglevRow::from(build()?);
+        self.reusable.insert(backends.to_vec(), row.clone());
         Ok(row)
+    }
+
+    /// Ends the compile.
+    pub(super) fn end(&mut self) {
+        self.reusable = HashMap::new();
     }
 
     /// Rows built (not reused) by the last compile.
     pub fn built(&self) -> usize {
         self.built
-    }
-
-    /// Rows kept for the next compile.
-    pub fn kept(&self) -> usize {
-        self.current.len()
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::compile::tables::{FrontendAddr, Protocol};
+use crate::compile::tables::{FrontendAddr, FrontendEntry, Protocol, ServiceEntry};
 use crate::compile::test_support::snapshot;
 
 /// One endpoint: address, node, conditions and hints.

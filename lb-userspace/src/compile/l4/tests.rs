@@ -2,7 +2,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::*;
-use crate::compile::tables::{FrontendAddr, Protocol};
+use crate::compile::tables::{EndpointScope, FrontendAddr, Protocol, ServiceEntry, ServicePortName, ServiceView};
 use crate::compile::test_support::{slice, snapshot};
 
 fn node() -> NodeContext {
@@ -346,31 +346,53 @@ fn two_services(moved: bool) -> String {
 }
 
 #[test]
-fn a_change_rebuilds_only_the_changed_services_maglev_row() {
+fn a_change_compiles_and_reports_only_the_changed_service() {
     let options = CompileOptions::default();
-    let mut rows = MaglevRows::new();
-    let (first, _) = compile_l4_reusing(&snapshot(&two_services(false)), &node(), &options, &mut rows);
-    assert_eq!((rows.built(), rows.kept()), (2, 2));
+    let mut compiler = L4Compiler::new(node(), options.clone());
+    let (delta, _) = compiler.compile(&Arc::new(snapshot(&two_services(false))));
+    assert_eq!((delta, compiler.rows_built()), (None, 2), "the first compile is a full one");
+    let first = compiler.tables().clone();
 
     let changed = snapshot(&two_services(true));
-    let (second, diagnostics) = compile_l4_reusing(&changed, &node(), &options, &mut rows);
+    // The unchanged objects are the same allocations, as a source hands
+    // them on.
+    let mut next = first_objects_kept(&snapshot(&two_services(false)), changed.clone());
+    next.sort();
+    let (delta, diagnostics) = compiler.compile(&Arc::new(next));
     assert_eq!(diagnostics, []);
-    assert_eq!(rows.built(), 1, "only the changed service's row is built");
-    assert_eq!(rows.kept(), 2, "the replaced row is dropped");
+    assert_eq!(compiler.rows_built(), 1, "only the changed service's row is built");
+    let other = port_name("other", "", Protocol::Tcp);
+    let delta = delta.expect("a change is a delta");
+    assert_eq!(delta.services.iter().collect::<Vec<_>>(), [&other]);
+    assert!(delta.frontends.is_empty() && delta.socket_frontends.is_empty());
     // The same tables as a compile from scratch, and the unchanged row is
     // the very same allocation (the applier skips it by pointer).
-    assert_eq!(second, compile_l4(&changed, &node(), &options).0);
+    let second = compiler.tables();
+    assert_eq!(*second, compile_l4(&changed, &node(), &options).0);
     let unchanged = port_name("my-service-nodeport", "", Protocol::Tcp);
     assert!(Arc::ptr_eq(&first.services[&unchanged].maglev, &second.services[&unchanged].maglev));
-    let other = port_name("other", "", Protocol::Tcp);
     assert_ne!(first.services[&other].maglev, second.services[&other].maglev);
 
-    // Another table size builds every row again.
-    let resized = CompileOptions { maglev_table_size: 1021 };
-    let (third, _) = compile_l4_reusing(&changed, &node(), &resized, &mut rows);
-    assert_eq!(rows.built(), 2);
-    let lengths: Vec<usize> = third.services.values().map(|e| e.maglev.len()).collect();
-    assert_eq!(lengths, [1021, 1021]);
+    // The Service's backends back as they were: its row is built again,
+    // nothing else.
+    let (delta, _) = compiler.compile(&Arc::new(snapshot(&two_services(false))));
+    assert_eq!(compiler.tables(), &first);
+    assert_eq!(delta.map(|d| d.services.len()), Some(1));
+}
+
+/// `new` with the objects equal to `old`'s replaced by `old`'s own.
+fn first_objects_kept(old: &Snapshot, mut new: Snapshot) -> Snapshot {
+    for s in &mut new.services {
+        if let Some(kept) = old.services.iter().find(|o| o == &s) {
+            *s = kept.clone();
+        }
+    }
+    for s in &mut new.endpoint_slices {
+        if let Some(kept) = old.endpoint_slices.iter().find(|o| o == &s) {
+            *s = kept.clone();
+        }
+    }
+    new
 }
 
 #[test]

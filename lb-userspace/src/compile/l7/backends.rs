@@ -91,7 +91,7 @@ impl<'a> BackendResolver<'a> {
             .iter()
             .map(|s| {
                 let (namespace, name) = object_key(&s.metadata);
-                ((if namespace.is_empty() { "default" } else { namespace }, name), s)
+                ((if namespace.is_empty() { "default" } else { namespace }, name), &**s)
             })
             .collect();
         Self { services, slices: SliceIndex::new(&snapshot.endpoint_slices), cache: HashMap::new() }

@@ -12,6 +12,7 @@
 //! Ingresses of other classes belong to other controllers: they are
 //! skipped without diagnostics.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -32,9 +33,10 @@ pub(super) struct OurClasses {
 }
 
 impl OurClasses {
-    pub fn new(classes: &[IngressClass], options: &L7Options) -> Self {
+    pub fn new<C: Borrow<IngressClass>>(classes: &[C], options: &L7Options) -> Self {
         let ours: Vec<&IngressClass> = classes
             .iter()
+            .map(Borrow::borrow)
             .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(options.controller_name.as_str()))
             .collect();
         let mut names: BTreeSet<String> = ours.iter().filter_map(|c| c.metadata.name.clone()).collect();

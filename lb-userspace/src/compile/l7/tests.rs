@@ -678,7 +678,7 @@ fn the_result_does_not_depend_on_the_input_order() {
         )
         + &ingress("three", "", &[rule("", &[("/", "Prefix", "b")])]);
     let mut forward = snapshot(&yaml);
-    forward.secrets.push(tls_secret("tls", &pair.0, &pair.1));
+    forward.secrets.push(Arc::new(tls_secret("tls", &pair.0, &pair.1)));
     let mut backward = forward.clone();
     backward.services.reverse();
     backward.ingresses.reverse();
@@ -720,7 +720,7 @@ fn tls_section(hosts: &[&str], secret: &str) -> String {
 /// Compiles `yaml` with the Secrets added.
 fn compile_with_secrets(yaml: &str, secrets: Vec<Secret>) -> (RouteTable, Vec<Diagnostic>) {
     let mut snapshot = snapshot(yaml);
-    snapshot.secrets.extend(secrets);
+    snapshot.secrets.extend(secrets.into_iter().map(Arc::new));
     snapshot.sort();
     compile_l7(&snapshot, &L7Options::default())
 }
@@ -972,7 +972,7 @@ fn seed_tls_with_a_generated_certificate() {
     let (cert, key) = certificate(&["https-example.foo.com"]);
     let mut snapshot = snapshot(&(yaml + NGINX_CLASS));
     let generated = tls_secret("testsecret-tls", &cert, &key);
-    snapshot.secrets[0].data = generated.data;
+    Arc::make_mut(&mut snapshot.secrets[0]).data = generated.data;
     let (table, diagnostics) = compile_l7(&snapshot, &L7Options::default());
     assert_eq!(
         shown(&diagnostics),
