@@ -61,7 +61,7 @@ mod server_tests;
 #[cfg(test)]
 mod tests;
 
-pub use local_endpoints::compile_health_checks;
+pub use local_endpoints::{compile_health_checks, concerns_health_checks};
 pub use server::HealthCheckServer;
 
 /// What one health check node port reports: the Service, and its ready

@@ -66,7 +66,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
     let (http, https) = (proxy.http_addr(), proxy.https_addr());
     info!(%http, %https, "ingress proxy listening");
-    let l7 = L7::new(&args.ingress, proxy.routes());
+    let mut l7 = L7::new(&args.ingress, proxy.routes());
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let mut proxy_task = tokio::spawn(proxy.run(async {
         let _ = proxy_stopped.await;
@@ -110,7 +110,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
-    diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &first).await));
+    diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &first).await));
     if let Some(l4) = &mut l4 {
         l4.attach()?;
     }
@@ -127,7 +127,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                     bail!("the source stopped");
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                diagnostics_tx.send_replace(Arc::new(sync(&l7, l4.as_mut(), &snapshot).await));
+                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &snapshot).await));
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
@@ -136,7 +136,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                 let data_path = settings.data_path.as_ref().expect("standing by only with a data path");
                 let mut loaded = L4::load(&args, &settings, data_path, lock?, http, https)?;
                 let snapshot = snapshots.borrow().clone();
-                diagnostics_tx.send_replace(Arc::new(sync(&l7, Some(&mut loaded), &snapshot).await));
+                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, Some(&mut loaded), &snapshot).await));
                 loaded.attach()?;
                 info!("took over the data path");
                 l4 = Some(loaded);
@@ -167,7 +167,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
 
 /// Compiles a snapshot into the routes and (with XDP) the maps; returns
 /// the problems found.
-async fn sync(l7: &L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+async fn sync(l7: &mut L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
     let mut diagnostics = l7.sync(snapshot);
     if let Some(l4) = l4 {
         diagnostics.extend(l4.sync(snapshot).await);

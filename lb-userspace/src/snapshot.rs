@@ -18,6 +18,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::compile::endpoints::SERVICE_NAME_LABEL;
+
 /// The objects the agent uses, each list in canonical order (by namespace,
 /// then name; see [`Snapshot::sort`]).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,6 +53,27 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// The Services (namespace, name; an empty namespace is `default`) whose
+    /// object or EndpointSlices changed from `old` to `new`: a slice counts
+    /// for the Service its `kubernetes.io/service-name` label names, before
+    /// and after the change.
+    pub fn services_concerned(&self, old: &Snapshot, new: &Snapshot) -> BTreeSet<ObjectKey> {
+        let key = |namespace: &str, name: &str| {
+            (if namespace.is_empty() { "default" } else { namespace }.to_string(), name.to_string())
+        };
+        let mut out: BTreeSet<ObjectKey> = self.services.iter().map(|(ns, n)| key(ns, n)).collect();
+        for (namespace, name) in &self.endpoint_slices {
+            for snapshot in [old, new] {
+                let slice = snapshot.endpoint_slice(namespace, name);
+                let labels = slice.and_then(|s| s.metadata.labels.as_ref());
+                if let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                    out.insert(key(namespace, service));
+                }
+            }
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
             && self.endpoint_slices.is_empty()

@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use lb_routes::{HostPattern, ObjectName, RouteTable, RouteTableBuilder};
 
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::{Snapshot, object_key};
+use crate::snapshot::{Changes, ObjectKey, Snapshot, object_key};
 use backends::BackendResolver;
 use classes::OurClasses;
 use tls::CertificateLoader;
@@ -60,6 +60,39 @@ impl Default for L7Options {
 /// Problems in the objects are returned as diagnostics; what they concern
 /// is left out and everything else is compiled.
 pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<Diagnostic>) {
+    let compiled = compile_l7_tracked(snapshot, options);
+    (compiled.table, compiled.diagnostics)
+}
+
+/// A route table and what it depends on.
+pub struct L7Compiled {
+    pub table: RouteTable,
+    pub diagnostics: Vec<Diagnostic>,
+    pub dependencies: L7Dependencies,
+}
+
+/// The objects a route table was compiled from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L7Dependencies {
+    /// The Services the Ingresses name (found or not): with the Ingresses,
+    /// IngressClasses and Secrets, the only objects the table depends on.
+    pub services: BTreeSet<ObjectKey>,
+}
+
+impl L7Dependencies {
+    /// Whether `changes` (from the snapshot `old` this was compiled from to
+    /// `new`) can change the table: a change of an Ingress, IngressClass or
+    /// Secret, or of a Service it names or one of its EndpointSlices.
+    pub fn affected_by(&self, changes: &Changes, old: &Snapshot, new: &Snapshot) -> bool {
+        !changes.ingresses.is_empty()
+            || !changes.ingress_classes.is_empty()
+            || !changes.secrets.is_empty()
+            || changes.services_concerned(old, new).iter().any(|s| self.services.contains(s))
+    }
+}
+
+/// [`compile_l7`], also saying which Services the table depends on.
+pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options) -> L7Compiled {
     let mut ingresses = our_ingresses(snapshot, options);
     ingresses.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
     // Annotations first: a rejected Ingress is left out, and every path of
@@ -100,7 +133,8 @@ pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<
     }
     let mut seen = HashSet::new();
     let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();
-    (compiler.builder.build(), diagnostics)
+    let dependencies = L7Dependencies { services: compiler.backends.services_looked_up() };
+    L7Compiled { table: compiler.builder.build(), diagnostics, dependencies }
 }
 
 /// The Ingresses of our classes in `snapshot` (see [`classes`]).

@@ -12,7 +12,7 @@ use super::HealthCheck;
 use crate::compile::Protocol;
 use crate::compile::endpoints::{BackendQuery, Scope, ServiceRef, SliceIndex};
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::{Snapshot, object_key};
+use crate::snapshot::{ObjectKey, Snapshot, object_key};
 
 const FIELD: &str = "spec.healthCheckNodePort";
 
@@ -129,4 +129,25 @@ fn is_local(endpoint: &Endpoint, node: &str) -> bool {
 /// `ready`, unset meaning ready (the API's default, and kube-proxy's).
 fn is_ready(endpoint: &Endpoint) -> bool {
     endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+}
+
+/// Whether a change of the Services `concerned` (their objects or their
+/// EndpointSlices; see [`Changes::services_concerned`]) can change the
+/// health checks compiled as `checks`: when one of them has a check, or
+/// asks for one.
+///
+/// [`Changes::services_concerned`]: crate::snapshot::Changes::services_concerned
+pub fn concerns_health_checks(
+    concerned: &BTreeSet<ObjectKey>,
+    checks: &BTreeMap<u16, HealthCheck>,
+    snapshot: &Snapshot,
+) -> bool {
+    let checked: BTreeSet<(&str, &str)> = checks.values().map(|c| (c.namespace.as_str(), c.name.as_str())).collect();
+    concerned.iter().any(|(namespace, name)| {
+        checked.contains(&(namespace.as_str(), name.as_str()))
+            || snapshot
+                .service(namespace, name)
+                .and_then(|s| s.spec.as_ref())
+                .is_some_and(|spec| spec.health_check_node_port.is_some())
+    })
 }

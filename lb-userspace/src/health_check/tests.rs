@@ -200,3 +200,30 @@ endpoints: [{addresses: [10.244.1.2], nodeName: node-a}]
     assert_eq!(checks, BTreeMap::from([(32000, check("web", 1))]));
     assert_eq!(diagnostics, [], "port problems are the L4 compiler's to report");
 }
+
+/// Whether the checks compiled from `old` must be compiled again for `new`;
+/// when not, they must be what a compile of `new` gives.
+fn concerned(old: &str, new: &str) -> bool {
+    let (old, new) = (snapshot(old), snapshot(new));
+    let (checks, _) = compile_health_checks(&old, NODE);
+    let concerned = new.changes_since(&old).services_concerned(&old, &new);
+    let again = concerns_health_checks(&concerned, &checks, &new);
+    if !again {
+        assert_eq!(checks, compile_health_checks(&new, NODE).0, "skipped a compile that changes the checks");
+    }
+    again
+}
+
+#[test]
+fn only_changes_of_checked_services_or_services_asking_for_a_check_compile_the_checks_again() {
+    let base = lb_local("web", 30100)
+        + &slice("web-1", "web", &[("10.244.1.1", NODE, "")])
+        + &service("default", "plain", "ClusterIP", "Cluster", None)
+        + &slice("plain-1", "plain", &[("10.244.1.9", NODE, "")]);
+    assert!(!concerned(&base, &base));
+    assert!(!concerned(&base, &base.replace("10.244.1.9", "10.244.1.8")), "another Service's endpoints");
+    assert!(concerned(&base, &base.replace("10.244.1.1", "10.244.1.2")), "a checked Service's endpoints");
+    assert!(concerned(&base, &format!("{base}{}", lb_local("more", 30101))), "a Service asking for a check");
+    assert!(concerned(&base, &base.replace("healthCheckNodePort: 30100", "healthCheckNodePort: 30102")));
+    assert!(concerned(&base, &lb_local("other", 30103)), "a checked Service removed");
+}

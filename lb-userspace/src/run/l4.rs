@@ -1,7 +1,7 @@
 //! The eBPF side of `lb run`: the data path, its maps and their sync with
 //! the snapshots.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::compile::{
 };
 use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
-use crate::health_check::{HealthCheckServer, compile_health_checks};
+use crate::health_check::{HealthCheck, HealthCheckServer, compile_health_checks, concerns_health_checks};
 use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
 
@@ -37,6 +37,9 @@ pub struct L4 {
     udp_backends: HashSet<SocketAddrV4>,
     /// kube-proxy's `healthCheckNodePort` server.
     health_checks: HealthCheckServer,
+    /// The health checks compiled last, and their diagnostics: compiled
+    /// again only when a change concerns them.
+    checks: Option<(BTreeMap<u16, HealthCheck>, Vec<Diagnostic>)>,
     /// This agent's right to the pinned data path, for as long as it runs.
     _pins: PinLock,
 }
@@ -76,6 +79,7 @@ impl L4 {
             cgroup_root: cgroup::resolve_root(args.cgroup_root.as_deref())?,
             udp_backends: HashSet::new(),
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
+            checks: None,
             _pins: pins,
         })
     }
@@ -112,10 +116,18 @@ impl L4 {
     /// check node ports; problems are logged (and returned), and whatever
     /// compiled keeps being served.
     pub async fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+        let concerned =
+            self.compiler.last_snapshot().map(|old| snapshot.changes_since(old).services_concerned(old, snapshot));
         let (delta, mut diagnostics) = self.compiler.compile(snapshot);
         let tables = self.compiler.tables();
-        let (checks, check_diagnostics) = compile_health_checks(snapshot, self.compiler.node_name());
-        diagnostics.extend(check_diagnostics);
+        let checks = match (self.checks.take(), concerned) {
+            (Some((checks, problems)), Some(concerned)) if !concerns_health_checks(&concerned, &checks, snapshot) => {
+                (checks, problems)
+            }
+            _ => compile_health_checks(snapshot, self.compiler.node_name()),
+        };
+        diagnostics.extend(checks.1.iter().cloned());
+        let checks = self.checks.insert(checks).0.clone();
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }

@@ -1,24 +1,37 @@
 //! The Ingress side of `lb run`: compiling route tables and swapping them
 //! into the proxy.
 
+use std::sync::Arc;
+
 use lb_proxy::{ProxyConfig, RouteHandle};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cli::IngressArgs;
-use crate::compile::l7::{L7Options, compile_l7};
+use crate::compile::l7::{L7Dependencies, L7Options, compile_l7_tracked};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 
 pub struct L7 {
     routes: RouteHandle,
     options: L7Options,
+    /// The last compile: a snapshot whose changes concern none of its
+    /// objects is not compiled again.
+    last: Option<LastCompile>,
+}
+
+struct LastCompile {
+    /// The snapshot seen last (compiled, or with changes that did not
+    /// concern the routes).
+    snapshot: Arc<Snapshot>,
+    dependencies: L7Dependencies,
+    diagnostics: Vec<Diagnostic>,
 }
 
 impl L7 {
     pub fn new(args: &IngressArgs, routes: RouteHandle) -> Self {
         let options =
             L7Options { controller_name: args.controller_name.clone(), ingress_class: args.ingress_class.clone() };
-        Self { routes, options }
+        Self { routes, options, last: None }
     }
 
     /// Which Ingresses are ours.
@@ -28,14 +41,26 @@ impl L7 {
 
     /// Compiles the snapshot's Ingresses and swaps the new table in: in-flight
     /// requests finish on the table they started with. Returns (and logs)
-    /// the problems found.
-    pub fn sync(&self, snapshot: &Snapshot) -> Vec<Diagnostic> {
-        let (table, diagnostics) = compile_l7(snapshot, &self.options);
-        for diagnostic in &diagnostics {
+    /// the problems found. A snapshot whose changes concern neither an
+    /// Ingress, IngressClass or Secret nor a Service the Ingresses name (or
+    /// its EndpointSlices) leaves the table as it is.
+    pub fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+        if let Some(last) = &mut self.last {
+            let changes = snapshot.changes_since(&last.snapshot);
+            if !last.dependencies.affected_by(&changes, &last.snapshot, snapshot) {
+                debug!("no change concerns the routes");
+                last.snapshot = snapshot.clone();
+                return last.diagnostics.clone();
+            }
+        }
+        let compiled = compile_l7_tracked(snapshot, &self.options);
+        for diagnostic in &compiled.diagnostics {
             warn!("{diagnostic}");
         }
-        self.routes.update(table);
+        self.routes.update(compiled.table);
         info!(ingresses = snapshot.ingresses.len(), "routes applied");
+        let (dependencies, diagnostics) = (compiled.dependencies, compiled.diagnostics);
+        self.last = Some(LastCompile { snapshot: snapshot.clone(), dependencies, diagnostics: diagnostics.clone() });
         diagnostics
     }
 }

@@ -35,6 +35,8 @@ pub struct L4Compiler {
     /// Every Service's output, by (namespace, name).
     outputs: HashMap<ObjectKey, ServiceOutput>,
     claims: Claims,
+    /// The Services with problems of their own, and theirs.
+    problems: BTreeMap<ObjectKey, Vec<Diagnostic>>,
     /// Diagnostics of the claims that lost their frontend.
     conflicts: BTreeMap<FrontendSlot, Vec<Diagnostic>>,
     tables: DataplaneTables,
@@ -84,6 +86,7 @@ impl L4Compiler {
             slices: SliceOwners::default(),
             outputs: HashMap::new(),
             claims: Claims::default(),
+            problems: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             tables: DataplaneTables::default(),
             rows: MaglevRows::default(),
@@ -93,6 +96,11 @@ impl L4Compiler {
     /// The tables of the last compile.
     pub fn tables(&self) -> &DataplaneTables {
         &self.tables
+    }
+
+    /// The snapshot of the last compile.
+    pub fn last_snapshot(&self) -> Option<&Arc<Snapshot>> {
+        self.last.as_ref()
     }
 
     /// The node compiled for.
@@ -171,6 +179,7 @@ impl L4Compiler {
         let mut old_views: BTreeMap<ObjectKey, Vec<ServiceView>> = BTreeMap::new();
         for key in dirty {
             let old = self.outputs.remove(&key);
+            self.problems.remove(&key);
             if let Some(old) = &old {
                 self.claims.remove(&key, &old.claims, &mut touched);
                 for (backends, row) in old.entries.values().map(|e| (&e.backends, &e.maglev)) {
@@ -182,6 +191,9 @@ impl L4Compiler {
                 let slices = self.slices.for_service(&key);
                 let output = compile_service(&context, service, &slices, &mut self.rows);
                 self.claims.add(&key, &output.claims, &mut touched);
+                if !output.diagnostics.is_empty() {
+                    self.problems.insert(key.clone(), output.diagnostics.clone());
+                }
                 self.outputs.insert(key.clone(), output);
             }
             affected.insert(key);
@@ -264,10 +276,7 @@ impl L4Compiler {
             let message = format!("{} is not a prime number; no Maglev rows are built", self.options.maglev_table_size);
             out.push(Diagnostic::new("compile options", "maglev_table_size", message));
         }
-        let mut keys: Vec<&ObjectKey> =
-            self.outputs.iter().filter(|(_, o)| !o.diagnostics.is_empty()).map(|(k, _)| k).collect();
-        keys.sort();
-        out.extend(keys.into_iter().flat_map(|k| self.outputs[k].diagnostics.iter().cloned()));
+        out.extend(self.problems.values().flatten().cloned());
         out.extend(self.conflicts.values().flatten().cloned());
         let mut seen = std::collections::HashSet::new();
         out.retain(|d| seen.insert(d.clone()));

@@ -16,7 +16,7 @@
 //! Each Service port is resolved once per compilation, however many paths
 //! use it, and all of them share one [`Backend`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use super::IngressRef;
 use crate::compile::endpoints::{BackendQuery, Scope, ServiceRef, SliceIndex};
 use crate::compile::tables::Protocol;
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::{Snapshot, object_key};
+use crate::snapshot::{ObjectKey, Snapshot};
 
 /// The `appProtocol` values that mean HTTP/2 without TLS.
 const H2C_APP_PROTOCOLS: [&str; 2] = ["kubernetes.io/h2c", "grpc"];
@@ -79,22 +79,26 @@ struct Resolved {
 /// Resolves Ingress backends against the snapshot's Services and
 /// EndpointSlices, caching each Service port.
 pub(super) struct BackendResolver<'a> {
-    services: HashMap<(&'a str, &'a str), &'a Service>,
+    snapshot: &'a Snapshot,
     slices: SliceIndex<'a>,
     cache: HashMap<(String, String, PortRef), Resolved>,
 }
 
 impl<'a> BackendResolver<'a> {
     pub fn new(snapshot: &'a Snapshot) -> Self {
-        let services = snapshot
-            .services
-            .iter()
-            .map(|s| {
-                let (namespace, name) = object_key(&s.metadata);
-                ((if namespace.is_empty() { "default" } else { namespace }, name), &**s)
-            })
-            .collect();
-        Self { services, slices: SliceIndex::new(&snapshot.endpoint_slices), cache: HashMap::new() }
+        Self { snapshot, slices: SliceIndex::new(&snapshot.endpoint_slices), cache: HashMap::new() }
+    }
+
+    /// The Services (namespace, name) looked up so far, found or not: what
+    /// the routes depend on besides the Ingresses and Secrets.
+    pub fn services_looked_up(&self) -> BTreeSet<ObjectKey> {
+        self.cache.keys().map(|(namespace, name, _)| (namespace.clone(), name.clone())).collect()
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
+        let found = self.snapshot.service(namespace, name);
+        let found = found.or_else(|| if namespace == "default" { self.snapshot.service("", name) } else { None });
+        found.map(|s| &**s)
     }
 
     /// The backend of `backend` (at `field` in the Ingress `ing`). `None`
@@ -154,7 +158,7 @@ impl<'a> BackendResolver<'a> {
             }),
             problem: Some((suffix, message)),
         };
-        let Some(service) = self.services.get(&(namespace, name)) else {
+        let Some(service) = self.service(namespace, name) else {
             return unavailable("service.name", format!("Service {namespace}/{name} not found; requests get 503"));
         };
         let spec = service.spec.as_ref();

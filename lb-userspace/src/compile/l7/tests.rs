@@ -679,8 +679,9 @@ fn the_result_does_not_depend_on_the_input_order() {
         + &ingress("three", "", &[rule("", &[("/", "Prefix", "b")])]);
     let mut forward = snapshot(&yaml);
     forward.secrets.push(Arc::new(tls_secret("tls", &pair.0, &pair.1)));
+    // Services are looked up by name in the sorted list (a snapshot's
+    // lists are sorted); the Ingresses and slices are taken in any order.
     let mut backward = forward.clone();
-    backward.services.reverse();
     backward.ingresses.reverse();
     backward.endpoint_slices.reverse();
     let (a, diagnostics_a) = compile_l7(&forward, &L7Options::default());
@@ -1092,4 +1093,42 @@ fn unknown_annotations_are_ignored() {
     let (table, diagnostics) = compile(&yaml);
     assert_eq!(shown(&diagnostics), Vec::<String>::new());
     assert_eq!(service_for(&table, Some("a.com"), "/"), svc("web"));
+}
+
+/// Whether the table compiled from `old` depends on what changed in `new`.
+fn affected(old: &str, new: &str) -> bool {
+    let (old, new) = (snapshot(old), snapshot(new));
+    let compiled = compile_l7_tracked(&old, &L7Options::default());
+    compiled.dependencies.affected_by(&new.changes_since(&old), &old, &new)
+}
+
+#[test]
+fn routes_depend_on_ingresses_secrets_and_the_services_they_name() {
+    let web = ingress("web", "", &[rule("a.example", &[("/", "Prefix", "web"), ("/m", "Prefix", "missing")])]);
+    let web_pods = slice("web-1", "web", "[{name: http, port: 8080}]", &[("10.244.1.1", "")]);
+    let other = format!("{}{}", service("other"), slice("other-1", "other", "[{port: 8080}]", &[("10.244.1.9", "")]));
+    let base = format!("{web}{}{web_pods}{other}", service("web"));
+    let compiled = compile_l7_tracked(&snapshot(&base), &L7Options::default());
+    let names: Vec<String> = compiled.dependencies.services.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+    assert_eq!(names, ["default/missing", "default/web"], "found or not, both are named");
+
+    assert!(!affected(&base, &base));
+    // Another Service and its endpoints are not the routes' business.
+    let other_moved = other.replace("10.244.1.9", "10.244.1.10");
+    assert!(!affected(&base, &base.replace(&other, &other_moved)));
+    assert!(!affected(&base, &base.replace(&other, "")));
+    // The named Services and their endpoints are, and so is a Service
+    // that appears under a name an Ingress already uses.
+    assert!(affected(&base, &base.replace("10.244.1.1", "10.244.1.2")));
+    assert!(affected(&base, &format!("{base}{}", service("missing"))));
+    assert!(affected(&base, &base.replace("targetPort: 8080", "targetPort: 8081")));
+    // A slice relabelled to a named Service, or away from one.
+    let relabelled = other.replace("kubernetes.io/service-name: other", "kubernetes.io/service-name: web");
+    assert!(affected(&base, &base.replace(&other, &relabelled)));
+    assert!(affected(&base.replace(&other, &relabelled), &base));
+    // Any Ingress, IngressClass or Secret.
+    assert!(affected(&base, &format!("{base}{}", ingress("more", "", &[rule("b.example", &[("/", "Prefix", "x")])]))));
+    assert!(affected(&base, &format!("{base}{}", class_yaml("other", "example.com/other", false))));
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n";
+    assert!(affected(&base, &format!("{base}{secret}")));
 }
