@@ -35,7 +35,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::upstream::{POOL_IDLE_TIMEOUT, ReclaimableBody};
+use crate::body::ReclaimableBody;
+use crate::errors::error_chain;
+use crate::upstream::POOL_IDLE_TIMEOUT;
 use crate::upstream_tls;
 
 /// How long a connection no request used is kept.
@@ -236,7 +238,7 @@ async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration
     })??;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2 upstream connection failed");
+            tracing::debug!(%peer, error = %error_chain(&error), "h2 upstream connection failed");
         }
     });
     Ok(sender)
@@ -254,7 +256,7 @@ where
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
         .await
-        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", crate::upstream::error_chain(&error))))?;
+        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", error_chain(&error))))?;
     Ok((sender, Box::pin(connection)))
 }
 

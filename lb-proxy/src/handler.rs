@@ -18,15 +18,15 @@ use hyper::upgrade::OnUpgrade;
 use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RoutePolicy, RouteTable};
 
 use crate::access_log;
+use crate::body::{ProxyBody, ReadGapBody};
 use crate::client_policy::{self, Admission};
-use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
+use crate::errors::{ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
 use crate::limits;
 use crate::request::{raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
 use crate::upstream::{self, Peers, Settings, UpstreamRequest, Upstreams};
-use crate::upstream_timeouts::ReadGapBody;
 use crate::{affinity, canary};
 
 /// What all requests of one proxy share.

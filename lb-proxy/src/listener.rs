@@ -33,7 +33,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo, TrackedBody};
+use crate::body::TrackedBody;
+use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo};
 use crate::forwarded::Scheme;
 use crate::handler::{ConnInfo, Shared, handle};
 
@@ -45,7 +46,7 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// hyper's smallest accepted HTTP/1.1 read buffer.
 const H1_MIN_BUF: usize = 8192;
 
-/// The client-side limits of [`crate::ProxyConfig`].
+/// The client-side limits of [`ProxyConfig`](crate::config::ProxyConfig).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientLimits {
     pub header_timeout: Duration,
@@ -163,7 +164,7 @@ async fn serve<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(client = %info.client, error = %crate::upstream::error_chain(&*error), "client connection ended with an error");
+                    tracing::debug!(client = %info.client, error = %crate::errors::error_chain(&*error), "client connection ended with an error");
                 }
                 break;
             }

@@ -40,15 +40,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
@@ -59,12 +57,12 @@ use lb_routes::{Backend, BackendTarget, RoutePolicy, UpstreamPolicy, UpstreamPro
 use rand::Rng;
 use tokio::net::TcpStream;
 
-use crate::ProxyConfig;
-use crate::body_limit::{self, LimitedBody};
-use crate::errors::{BoxError, ProxyError};
+use crate::body::{self, BoxError, LimitedBody, Progress, ReclaimableBody};
+use crate::config::ProxyConfig;
+use crate::errors::{ProxyError, error_chain};
 use crate::h2c_pool::H2cPool;
 use crate::resolve::Resolver;
-use crate::upstream_timeouts::{Expired, Progress};
+use crate::upstream_timeouts::{self, Expired};
 use crate::upstream_tls;
 
 /// The most endpoints one request tries (`proxy-next-upstream-tries: 0`
@@ -234,7 +232,7 @@ impl Upstreams {
         let attempts = peers.0.len().min(settings.tries);
         for (attempt, &peer) in peers.0.iter().take(attempts).enumerate() {
             let more = attempt + 1 < attempts && settings.next_timeout.is_none_or(|limit| started.elapsed() < limit);
-            let progress = Progress::new(body.end_stream);
+            let progress = Progress::new(body.is_end_stream());
             let upstream = upstream_request(&request, peer, body.for_attempt(progress.clone()))
                 .map_err(|_| (ProxyError::Upstream(format!("cannot build the URI for {peer}")), Some(peer)))?;
             let exchange = async {
@@ -250,7 +248,7 @@ impl Upstreams {
             let outcome = tokio::select! {
                 biased;
                 outcome = exchange => outcome,
-                expired = progress.expired(settings.read_timeout, settings.send_timeout) => Err(Failure::Expired(expired)),
+                expired = upstream_timeouts::expired(&progress, settings.read_timeout, settings.send_timeout) => Err(Failure::Expired(expired)),
             };
             let (failure, response) = match outcome {
                 Ok(response) if settings.next.retries_status(response.status().as_u16()) => {
@@ -317,7 +315,7 @@ impl Upstreams {
 /// The declared body of a request is over the limit of `settings`: 413
 /// before anything goes upstream.
 pub(crate) fn check_declared_body(body: &Incoming, settings: &Settings) -> Result<(), ProxyError> {
-    if body_limit::declared_over(&body.size_hint(), settings.body_limit) {
+    if body::declared_over(&body.size_hint(), settings.body_limit) {
         return Err(ProxyError::BodyTooLarge);
     }
     Ok(())
@@ -454,11 +452,7 @@ fn has_cause_where<E: std::error::Error + 'static>(error: &dyn std::error::Error
 /// sends the origin form), `Host` as the client sent it (or
 /// `upstream-vhost`). HTTP/2: the URI's authority is `:authority`, so it
 /// is that host (see [`h2c_authority`]) and the `Host` header goes.
-fn upstream_request(
-    request: &UpstreamRequest,
-    peer: SocketAddr,
-    body: ReclaimableBody,
-) -> Result<Request<ReclaimableBody>, http::Error> {
+fn upstream_request<B>(request: &UpstreamRequest, peer: SocketAddr, body: B) -> Result<Request<B>, http::Error> {
     let mut headers = request.headers.clone();
     let (authority, version) = if request.transport.http2 {
         let authority = match h2c_authority(headers.get(HOST)) {
@@ -496,18 +490,6 @@ fn h2c_authority(host: Option<&HeaderValue>) -> Option<Authority> {
     Authority::try_from(host).ok()
 }
 
-/// `error: cause: cause` for logs.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 fn random_start(len: usize) -> usize {
     if len <= 1 { 0 } else { rand::rng().random_range(0..len) }
 }
@@ -517,85 +499,6 @@ fn random_start(len: usize) -> usize {
 fn attempt_order(endpoints: &[SocketAddr], start: usize, tries: usize) -> Vec<SocketAddr> {
     let len = endpoints.len();
     (0..len.min(tries)).map(|i| endpoints[(start + i) % len]).collect()
-}
-
-/// The client's request body, shared by the attempts of one request: the
-/// first attempt that polls it takes it; an attempt that failed before
-/// polling (a connect failure) leaves it in place for the next one. Size
-/// hint and end-of-stream are answered from a snapshot until it is taken,
-/// so hyper frames every attempt the same way. Each attempt's handle
-/// reports its [`Progress`] (for the send and read timeouts).
-pub(crate) struct ReclaimableBody {
-    slot: Arc<Mutex<Option<LimitedBody>>>,
-    taken: Option<LimitedBody>,
-    end_stream: bool,
-    hint: SizeHint,
-    progress: Option<Arc<Progress>>,
-}
-
-impl ReclaimableBody {
-    fn new(body: LimitedBody) -> Self {
-        let end_stream = body.is_end_stream();
-        let hint = body.size_hint();
-        Self { slot: Arc::new(Mutex::new(Some(body))), taken: None, end_stream, hint, progress: None }
-    }
-
-    /// A handle on the same body for one attempt.
-    fn for_attempt(&self, progress: Arc<Progress>) -> Self {
-        Self {
-            slot: self.slot.clone(),
-            taken: None,
-            end_stream: self.end_stream,
-            hint: self.hint,
-            progress: Some(progress),
-        }
-    }
-
-    /// No attempt took the body yet (or there is none to send).
-    fn reclaimable(&self) -> bool {
-        self.end_stream || self.slot.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-    }
-}
-
-impl Body for ReclaimableBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if this.taken.is_none() {
-            this.taken = this.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        }
-        let progress = this.progress.as_deref();
-        let Some(body) = this.taken.as_mut() else {
-            progress.inspect(|p| p.finished());
-            return Poll::Ready(None);
-        };
-        progress.inspect(|p| p.polling());
-        let frame = Pin::new(&mut *body).poll_frame(cx);
-        if let Some(progress) = progress {
-            match &frame {
-                Poll::Ready(Some(Ok(_))) => progress.handed(body.is_end_stream()),
-                Poll::Ready(_) => progress.finished(),
-                Poll::Pending => {}
-            }
-        }
-        frame
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.taken {
-            Some(body) => body.is_end_stream(),
-            None => self.end_stream,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.taken {
-            Some(body) => body.size_hint(),
-            None => self.hint,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -639,14 +542,7 @@ mod tests {
     }
 
     fn uri_and_host(transport: Transport, host: Option<&'static str>, peer: &str) -> (String, Option<String>) {
-        let body = ReclaimableBody {
-            slot: Arc::new(Mutex::new(None)),
-            taken: None,
-            end_stream: true,
-            hint: SizeHint::with_exact(0),
-            progress: None,
-        };
-        let upstream = upstream_request(&request(transport, host), peer.parse().unwrap(), body).unwrap();
+        let upstream = upstream_request(&request(transport, host), peer.parse().unwrap(), ()).unwrap();
         assert_eq!(upstream.headers()["x-other"], "1");
         let host = upstream.headers().get(HOST).map(|host| host.to_str().unwrap().to_owned());
         (upstream.uri().to_string(), host)
