@@ -37,7 +37,6 @@ mod cookies;
 mod cors;
 mod errors;
 mod forwarded;
-mod h2c_pool;
 mod handler;
 mod hop;
 mod limits;
@@ -48,8 +47,6 @@ pub mod sockets;
 mod tls;
 mod upgrade;
 mod upstream;
-mod upstream_timeouts;
-mod upstream_tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
