@@ -43,7 +43,7 @@ pub(crate) struct Forwarded<'a> {
     /// The TCP peer's address (IPv4-mapped IPv6 shown as IPv4).
     pub client_ip: IpAddr,
     /// The host as the client sent it (`Host` or `:authority`).
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
     /// The local port of the listener.
     pub port: u16,
     pub scheme: Scheme,
@@ -55,8 +55,8 @@ pub(crate) fn set_forwarded(headers: &mut HeaderMap, info: &Forwarded<'_>) {
     let ip = HeaderValue::from_str(&info.client_ip.to_string()).expect("an IP address is a valid header value");
     headers.insert(X_FORWARDED_FOR, ip.clone());
     headers.insert(X_REAL_IP, ip);
-    match info.host.and_then(|host| HeaderValue::from_str(host).ok()) {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+    match info.host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
     };
     headers.insert(X_FORWARDED_PORT, HeaderValue::from(info.port));
@@ -100,9 +100,10 @@ mod tests {
         headers.insert(X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let id = HeaderValue::from_static("abc");
+        let host = HeaderValue::from_static("A.com:8080");
         let info = Forwarded {
             client_ip: "10.1.2.3".parse().unwrap(),
-            host: Some("A.com:8080"),
+            host: Some(&host),
             port: 80,
             scheme: Scheme::Http,
             request_id: &id,

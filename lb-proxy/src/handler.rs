@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{EXPECT, HOST, SERVER, SET_COOKIE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -24,7 +24,7 @@ use crate::errors::{ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
 use crate::limits;
-use crate::request::{raw_host, redirect_location, upstream_path_and_query};
+use crate::request::{host_value, raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
 use crate::upstream::{self, Peers, Settings, UpstreamRequest, Upstreams};
 use crate::{affinity, canary};
@@ -54,10 +54,11 @@ struct Session {
     request_id: HeaderValue,
     method: Method,
     version: Version,
-    /// As the client sent it.
-    host: Option<String>,
-    path: String,
-    backend: Option<String>,
+    /// As the client sent it (see [`host_value`]).
+    host: Option<HeaderValue>,
+    /// As the client sent it (the log shows its path).
+    uri: Uri,
+    backend: Option<Arc<Backend>>,
     peer: Option<SocketAddr>,
     error: Option<String>,
     /// The affinity cookie to set on the response.
@@ -73,8 +74,8 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
         request_id: forwarded::request_id(request.headers()),
         method: request.method().clone(),
         version: request.version(),
-        host: raw_host(request.uri(), request.headers()).ok().flatten().map(str::to_owned),
-        path: request.uri().path().to_owned(),
+        host: host_value(request.uri(), request.headers()),
+        uri: request.uri().clone(),
         backend: None,
         peer: None,
         error: None,
@@ -103,7 +104,7 @@ async fn proxy(
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
         Decision::Proxy { backend, path, policy, ingress } => (backend, path, policy, ingress),
     };
-    session.backend = Some(backend.service.to_string());
+    session.backend = Some(Arc::clone(&backend));
     let slot = match &policy {
         Some(p) => {
             let request_head = (request.method(), request.headers());
@@ -259,15 +260,15 @@ fn upstream_request_filter(
     headers.remove(EXPECT);
     if parts.uri.authority().is_some() {
         // HTTP/2 `:authority` or absolute-form: that is the host.
-        if let Some(host) = session.host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()) {
-            headers.insert(HOST, host);
+        if let Some(host) = &session.host {
+            headers.insert(HOST, host.clone());
         }
     }
     forwarded::set_forwarded(
         &mut headers,
         &Forwarded {
             client_ip: conn.client.ip().to_canonical(),
-            host: session.host.as_deref(),
+            host: session.host.as_ref(),
             port: conn.local.port(),
             scheme: conn.scheme,
             request_id: &session.request_id,
@@ -328,15 +329,19 @@ fn logging(conn: &ConnInfo, session: &Session, status: StatusCode, start: Instan
     if !access_log::enabled() {
         return;
     }
+    let backend: &dyn std::fmt::Display = match &session.backend {
+        Some(backend) => &backend.service,
+        None => &"-",
+    };
     access_log::record(&access_log::Entry {
         client: conn.client.ip(),
         scheme: conn.scheme.as_str(),
         version: session.version,
         method: &session.method,
-        host: session.host.as_deref().unwrap_or("-"),
-        path: &session.path,
+        host: session.host.as_ref().and_then(|host| host.to_str().ok()).unwrap_or("-"),
+        path: session.uri.path(),
         status: status.as_u16(),
-        backend: session.backend.as_deref().unwrap_or("-"),
+        backend,
         upstream: session.peer,
         duration: start.elapsed(),
         request_id: session.request_id.to_str().unwrap_or("-"),
