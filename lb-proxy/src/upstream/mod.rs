@@ -85,7 +85,7 @@ impl Upstreams {
     /// answered; on error the last peer tried.
     pub(crate) async fn send(
         &self,
-        request: UpstreamRequest,
+        mut request: UpstreamRequest,
         body: Incoming,
         peers: &Peers,
         settings: &Settings,
@@ -100,7 +100,7 @@ impl Upstreams {
             let more = attempt + 1 < attempts && settings.next_timeout.is_none_or(|limit| started.elapsed() < limit);
             let progress = Progress::new(body.is_end_stream());
             let upstream = request
-                .for_peer(peer, body.for_attempt(progress.clone()))
+                .for_peer(peer, body.for_attempt(progress.clone()), !more)
                 .map_err(|_| (ProxyError::Upstream(format!("cannot build the URI for {peer}")), Some(peer)))?;
             let exchange = async {
                 if request.transport.http2 {

@@ -27,9 +27,10 @@ impl UpstreamRequest {
     /// The request for one attempt on `peer`, with `body`: HTTP/1.1, the
     /// URI names the peer and `Host` is as the client sent it (or
     /// `upstream-vhost`); HTTP/2, the URI's authority is that host (see
-    /// [`h2c_authority`]) and the `Host` header goes.
-    pub(super) fn for_peer<B>(&self, peer: SocketAddr, body: B) -> Result<Request<B>, http::Error> {
-        let mut headers = self.headers.clone();
+    /// [`h2c_authority`]) and the `Host` header goes. `last`: no attempt
+    /// follows, so this one takes the headers instead of a copy.
+    pub(super) fn for_peer<B>(&mut self, peer: SocketAddr, body: B, last: bool) -> Result<Request<B>, http::Error> {
+        let mut headers = if last { std::mem::take(&mut self.headers) } else { self.headers.clone() };
         let (authority, version) = if self.transport.http2 {
             let authority = match h2c_authority(headers.get(HOST)) {
                 Some(authority) => authority,
@@ -84,10 +85,21 @@ mod tests {
     }
 
     fn uri_and_host(transport: Transport, host: Option<&'static str>, peer: &str) -> (String, Option<String>) {
-        let upstream = request(transport, host).for_peer(peer.parse().unwrap(), ()).unwrap();
+        let upstream = request(transport, host).for_peer(peer.parse().unwrap(), (), true).unwrap();
         assert_eq!(upstream.headers()["x-other"], "1");
         let host = upstream.headers().get(HOST).map(|host| host.to_str().unwrap().to_owned());
         (upstream.uri().to_string(), host)
+    }
+
+    #[test]
+    fn only_the_last_attempt_takes_the_headers() {
+        let mut request = request(H1, Some("a.com"));
+        let peer = "10.0.0.1:80".parse().unwrap();
+        let first = request.for_peer(peer, (), false).unwrap();
+        assert_eq!(first.headers(), &request.headers);
+        let last = request.for_peer(peer, (), true).unwrap();
+        assert_eq!(last.headers(), first.headers());
+        assert!(request.headers.is_empty());
     }
 
     #[test]
