@@ -21,7 +21,7 @@ use crate::access_log;
 use crate::body::{ProxyBody, ReadGapBody};
 use crate::client_policy::{self, Admission};
 use crate::errors::{ProxyError, SERVER_NAME, redirect_response};
-use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
+use crate::forwarded::{self, ConnForwarded, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
 use crate::limits;
 use crate::request::{host_value, raw_host, redirect_location, upstream_path_and_query};
@@ -41,11 +41,19 @@ pub(crate) struct Shared {
 }
 
 /// The client connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub client: SocketAddr,
-    pub local: SocketAddr,
     pub scheme: Scheme,
+    /// Its forwarding header values, made once for all its requests.
+    pub forwarded: ConnForwarded,
+}
+
+impl ConnInfo {
+    /// The connection from `client` to the listener at `local`.
+    pub(crate) fn new(client: SocketAddr, local: SocketAddr, scheme: Scheme) -> Self {
+        Self { client, scheme, forwarded: ConnForwarded::new(client.ip(), local.port(), scheme) }
+    }
 }
 
 /// What one request collects for its response and its log line.
@@ -266,13 +274,7 @@ fn upstream_request_filter(
     }
     forwarded::set_forwarded(
         &mut headers,
-        &Forwarded {
-            client_ip: conn.client.ip().to_canonical(),
-            host: session.host.as_ref(),
-            port: conn.local.port(),
-            scheme: conn.scheme,
-            request_id: &session.request_id,
-        },
+        &Forwarded { conn: &conn.forwarded, host: session.host.as_ref(), request_id: &session.request_id },
     );
     // After X-Forwarded-Host, which keeps the client's host.
     if let Some(vhost) = &settings.vhost {

@@ -77,7 +77,7 @@ pub(crate) async fn serve_plain(
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
-    let info = ConnInfo { client, local, scheme: Scheme::Http };
+    let info = ConnInfo::new(client, local, Scheme::Http);
     serve(stream, Protocol::Detect, info, shared, limits, drain).await;
 }
 
@@ -109,7 +109,7 @@ pub(crate) async fn serve_tls(
         Some(_) => Protocol::Http1,
         None => Protocol::Detect,
     };
-    let info = ConnInfo { client, local, scheme: Scheme::Https };
+    let info = ConnInfo::new(client, local, Scheme::Https);
     serve(tls, protocol, info, shared, limits, drain).await;
 }
 
@@ -126,9 +126,12 @@ async fn serve<I>(
     let state = ConnState::new();
     let builder = builder(protocol, &limits, &state);
     let service_state = state.clone();
+    let client = info.client;
+    let info = Arc::new(info);
     let service = service_fn(move |request| {
         let active = ActiveRequest::begin(&service_state);
         let shared = shared.clone();
+        let info = Arc::clone(&info);
         async move {
             let response = handle(&shared, &info, request).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, active)))
@@ -164,13 +167,13 @@ async fn serve<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(client = %info.client, error = %crate::errors::error_chain(&*error), "client connection ended with an error");
+                    tracing::debug!(%client, error = %crate::errors::error_chain(&*error), "client connection ended with an error");
                 }
                 break;
             }
             () = idle, if !closing => {
                 if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout, limits.header_timeout) == idle_deadline {
-                    tracing::debug!(client = %info.client, "closing idle client connection");
+                    tracing::debug!(%client, "closing idle client connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
