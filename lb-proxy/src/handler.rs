@@ -5,12 +5,14 @@
 //! [`response_filter`] (headers on every response, ours too) and
 //! [`logging`] (the access log line).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{EXPECT, HOST, SERVER, SET_COOKIE};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -108,9 +110,9 @@ async fn proxy(
     session: &mut Session,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (backend, path, policy, ingress) = match request_filter(shared, conn, &request)? {
+    let (backend, path_and_query, policy, ingress) = match request_filter(shared, conn, &request)? {
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
-        Decision::Proxy { backend, path, policy, ingress } => (backend, path, policy, ingress),
+        Decision::Proxy { backend, path_and_query, policy, ingress } => (backend, path_and_query, policy, ingress),
     };
     session.backend = Some(Arc::clone(&backend));
     let slot = match &policy {
@@ -141,7 +143,8 @@ async fn proxy(
     if let Some(sticky) = sticky {
         peers = affinity::first(peers, sticky);
     }
-    let (upstream_request, body, client_upgrade) = upstream_request_filter(conn, session, request, &path, &settings)?;
+    let (upstream_request, body, client_upgrade) =
+        upstream_request_filter(conn, session, request, path_and_query, &settings)?;
     let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers, &settings).await {
         Ok(answer) => answer,
         Err((error, peer)) => {
@@ -166,9 +169,16 @@ enum Decision {
     /// Plain HTTP on a TLS host, `app-root`, `permanent-redirect`, …
     Redirect(StatusCode, HeaderValue),
     /// To `backend`, with the path to send (see `lb_routes::Route::upstream_path`)
+    /// and the original query (`None`: they make no valid URI, a 400 once
+    /// the request is admitted)
     /// and the route's policy; its Ingress when the policy has limits
     /// (their zones are the Ingress's).
-    Proxy { backend: Arc<Backend>, path: String, policy: Option<Arc<RoutePolicy>>, ingress: Option<ObjectName> },
+    Proxy {
+        backend: Arc<Backend>,
+        path_and_query: Option<PathAndQuery>,
+        policy: Option<Arc<RoutePolicy>>,
+        ingress: Option<ObjectName>,
+    },
 }
 
 /// Host, path, route. Loads the route table once; the request keeps only
@@ -221,11 +231,13 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
         None => selected.backend.cloned().ok_or(ProxyError::NoRoute)?,
     };
     let upstream = match selected.route {
-        Some(route) => route.upstream_path(raw_path, &path).into_owned(),
-        None => lb_routes::upstream_path(raw_path, &path).to_string(),
+        Some(route) => route.upstream_path(raw_path, &path),
+        None => Cow::Borrowed(lb_routes::upstream_path(raw_path, &path)),
     };
+    let path_and_query = upstream_path_and_query(request.uri(), &upstream);
     let ingress = selected.route.filter(|r| r.policy.client.limits.is_some()).map(|r| r.ingress.clone());
-    Ok(Decision::Proxy { backend, path: upstream, policy: selected.route.map(|r| Arc::clone(&r.policy)), ingress })
+    let policy = selected.route.map(|r| Arc::clone(&r.policy));
+    Ok(Decision::Proxy { backend, path_and_query, policy, ingress })
 }
 
 /// `{scheme}://{Host as sent}{root}` (nginx: `$scheme://$http_host`).
@@ -254,7 +266,7 @@ fn upstream_request_filter(
     conn: &ConnInfo,
     session: &Session,
     mut request: Request<Incoming>,
-    path: &str,
+    path_and_query: Option<PathAndQuery>,
     settings: &Settings,
 ) -> Result<(UpstreamRequest, Incoming, Option<OnUpgrade>), ProxyError> {
     let transport = settings.transport;
@@ -280,8 +292,7 @@ fn upstream_request_filter(
     if let Some(vhost) = &settings.vhost {
         headers.insert(HOST, vhost.clone());
     }
-    let path_and_query =
-        upstream_path_and_query(&parts.uri, path).ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
+    let path_and_query = path_and_query.ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
     let request = UpstreamRequest { method: parts.method, path_and_query, headers, transport };
     Ok((request, body, client_upgrade))
 }
