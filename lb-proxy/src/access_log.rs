@@ -41,7 +41,8 @@ pub(crate) struct Entry<'a> {
     pub host: &'a str,
     pub path: &'a str,
     pub status: u16,
-    pub backend: &'a str,
+    /// The backend's Service and port, or `-`.
+    pub backend: &'a dyn std::fmt::Display,
     pub upstream: Option<SocketAddr>,
     pub duration: Duration,
     pub request_id: &'a str,
@@ -110,12 +111,40 @@ fn format_line(out: &mut String, at: SystemTime, e: &Entry<'_>) {
         e.host,
         e.path,
         e.status,
-        e.backend,
+        Quoted(e.backend),
         Upstream(e.upstream),
         e.duration.as_secs_f64() * 1000.0,
         e.request_id,
         e.error,
     );
+}
+
+/// A `Display` value as `tracing` shows a `&str` field: quoted and
+/// escaped as `str`'s `Debug` does (formatted straight into the line).
+struct Quoted<'a>(&'a dyn std::fmt::Display);
+
+impl std::fmt::Debug for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_char('"')?;
+        write!(Escaped(f), "{}", self.0)?;
+        f.write_char('"')
+    }
+}
+
+/// Writes what it is given escaped as inside a `str`'s `Debug`: as
+/// `char::escape_debug`, except that `'` stays as it is.
+struct Escaped<'f, 'g>(&'f mut std::fmt::Formatter<'g>);
+
+impl std::fmt::Write for Escaped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            match c {
+                '\'' => self.0.write_char(c)?,
+                c => write!(self.0, "{}", c.escape_debug())?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The upstream address, or `-`, as a quoted field.
@@ -145,7 +174,7 @@ mod tests {
             host: "a.com",
             path: "/x?q=1",
             status: 200,
-            backend: "default/web:80",
+            backend: &"default/web:80",
             upstream: Some("10.244.1.10:8080".parse().unwrap()),
             duration: Duration::from_micros(1500),
             request_id: "abc",
@@ -173,7 +202,7 @@ mod tests {
             host: "a\"b\nc",
             path: "/",
             status: 502,
-            backend: "-",
+            backend: &"-",
             upstream: None,
             duration: Duration::ZERO,
             request_id: "-",
@@ -184,5 +213,12 @@ mod tests {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains(r#"host="a\"b\nc""#), "{line}");
         assert!(line.contains(r#"upstream="-""#) && line.contains(r#"error="upstream said \"no\"\r\n""#), "{line}");
+    }
+
+    #[test]
+    fn quoted_values_read_as_quoted_strs() {
+        for text in ["default/web:80", "-", "it's \"x\"\\ \t\r\n\u{7f} caf\u{e9} \u{301}a \u{200b}", ""] {
+            assert_eq!(format!("{:?}", Quoted(&text)), format!("{text:?}"));
+        }
     }
 }

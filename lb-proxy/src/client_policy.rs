@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method, Response};
 use lb_routes::{ClientPolicy, ObjectName};
 
+use crate::body::ProxyBody;
 use crate::cors::{self, CorsHeaders};
-use crate::errors::{ProxyBody, ProxyError};
+use crate::errors::ProxyError;
 use crate::limits::{ConnectionSlot, Limited, Limiters};
 
 /// What the client policy decided.

@@ -21,12 +21,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-
-use crate::errors::{BoxError, ProxyBody};
 
 const NONE: u64 = u64::MAX;
 
@@ -125,36 +121,6 @@ impl Drop for ActiveRequest {
     fn drop(&mut self) {
         self.state.touch();
         self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps `guard` until it is sent or dropped: its
-/// request [active](ActiveRequest), a `limit-connections` slot.
-pub(crate) struct TrackedBody<G = ActiveRequest> {
-    inner: ProxyBody,
-    _guard: G,
-}
-
-impl<G> TrackedBody<G> {
-    pub(crate) fn new(inner: ProxyBody, guard: G) -> Self {
-        Self { inner, _guard: guard }
-    }
-}
-
-impl<G: Unpin> Body for TrackedBody<G> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -15,7 +15,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use lb_routes::policy::{AllowedOrigins, Cors};
 
-use crate::errors::{ProxyBody, full};
+use crate::body::{ProxyBody, full};
 
 /// The CORS headers of one response.
 #[derive(Debug)]

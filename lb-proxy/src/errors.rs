@@ -1,21 +1,12 @@
-//! Responses the proxy generates itself (errors, redirects) and the body
-//! type every response carries.
+//! Responses the proxy generates itself (errors, redirects).
 //!
 //! Bodies are short plain text in the nginx style (`404 Not Found`), so a
 //! person looking at a browser or `curl` output knows who answered.
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 
-/// The error type of streamed bodies (either side's `hyper::Error`).
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of every response the proxy writes: an upstream's streamed body
-/// or a short body of our own.
-pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+use crate::body::{ProxyBody, full};
 
 /// The `Server` header on every response (the upstream's is replaced, as
 /// nginx does).
@@ -82,11 +73,6 @@ impl ProxyError {
     }
 }
 
-/// A body of `bytes`.
-pub(crate) fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
 /// `{code} {reason}\n` as `text/plain`, e.g. `404 Not Found`.
 pub(crate) fn status_response(status: StatusCode) -> Response<ProxyBody> {
     let text = format!("{} {}\n", status.as_str(), status.canonical_reason().unwrap_or(""));
@@ -104,6 +90,18 @@ pub(crate) fn redirect_response(code: StatusCode, location: HeaderValue) -> Resp
     let mut response = status_response(code);
     response.headers_mut().insert(LOCATION, location);
     response
+}
+
+/// `error: cause: cause` for logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

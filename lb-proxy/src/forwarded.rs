@@ -37,30 +37,47 @@ impl Scheme {
     }
 }
 
+/// The forwarding header values of one client connection, the same for
+/// all its requests: made once, when it is accepted.
+#[derive(Debug)]
+pub(crate) struct ConnForwarded {
+    /// `X-Forwarded-For` and `X-Real-IP`.
+    client_ip: HeaderValue,
+    /// `X-Forwarded-Port`.
+    port: HeaderValue,
+    scheme: Scheme,
+}
+
+impl ConnForwarded {
+    /// `client_ip`: the TCP peer's address (an IPv4-mapped IPv6 address is
+    /// shown as IPv4); `port`: the listener's local port.
+    pub(crate) fn new(client_ip: IpAddr, port: u16, scheme: Scheme) -> Self {
+        let client_ip = HeaderValue::from_str(&client_ip.to_canonical().to_string())
+            .expect("an IP address is a valid header value");
+        Self { client_ip, port: HeaderValue::from(port), scheme }
+    }
+}
+
 /// What the forwarding headers say about the client side.
 #[derive(Debug)]
 pub(crate) struct Forwarded<'a> {
-    /// The TCP peer's address (IPv4-mapped IPv6 shown as IPv4).
-    pub client_ip: IpAddr,
+    pub conn: &'a ConnForwarded,
     /// The host as the client sent it (`Host` or `:authority`).
-    pub host: Option<&'a str>,
-    /// The local port of the listener.
-    pub port: u16,
-    pub scheme: Scheme,
+    pub host: Option<&'a HeaderValue>,
     pub request_id: &'a HeaderValue,
 }
 
 /// Sets (replacing any client-sent value) the forwarding headers.
 pub(crate) fn set_forwarded(headers: &mut HeaderMap, info: &Forwarded<'_>) {
-    let ip = HeaderValue::from_str(&info.client_ip.to_string()).expect("an IP address is a valid header value");
-    headers.insert(X_FORWARDED_FOR, ip.clone());
-    headers.insert(X_REAL_IP, ip);
-    match info.host.and_then(|host| HeaderValue::from_str(host).ok()) {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+    let conn = info.conn;
+    headers.insert(X_FORWARDED_FOR, conn.client_ip.clone());
+    headers.insert(X_REAL_IP, conn.client_ip.clone());
+    match info.host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
     };
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(info.port));
-    let scheme = HeaderValue::from_static(info.scheme.as_str());
+    headers.insert(X_FORWARDED_PORT, conn.port.clone());
+    let scheme = HeaderValue::from_static(conn.scheme.as_str());
     headers.insert(X_FORWARDED_PROTO, scheme.clone());
     headers.insert(X_FORWARDED_SCHEME, scheme.clone());
     headers.insert(X_SCHEME, scheme);
@@ -100,13 +117,9 @@ mod tests {
         headers.insert(X_REAL_IP, HeaderValue::from_static("6.6.6.6"));
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let id = HeaderValue::from_static("abc");
-        let info = Forwarded {
-            client_ip: "10.1.2.3".parse().unwrap(),
-            host: Some("A.com:8080"),
-            port: 80,
-            scheme: Scheme::Http,
-            request_id: &id,
-        };
+        let host = HeaderValue::from_static("A.com:8080");
+        let conn = ConnForwarded::new("::ffff:10.1.2.3".parse().unwrap(), 80, Scheme::Http);
+        let info = Forwarded { conn: &conn, host: Some(&host), request_id: &id };
         set_forwarded(&mut headers, &info);
         assert_eq!(headers.get_all(X_FORWARDED_FOR).iter().collect::<Vec<_>>(), ["10.1.2.3"]);
         assert_eq!(headers[X_REAL_IP], "10.1.2.3");
@@ -123,13 +136,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_HOST, HeaderValue::from_static("evil.com"));
         let id = new_request_id();
-        let info = Forwarded {
-            client_ip: "::1".parse().unwrap(),
-            host: None,
-            port: 443,
-            scheme: Scheme::Https,
-            request_id: &id,
-        };
+        let conn = ConnForwarded::new("::1".parse().unwrap(), 443, Scheme::Https);
+        let info = Forwarded { conn: &conn, host: None, request_id: &id };
         set_forwarded(&mut headers, &info);
         assert!(!headers.contains_key(X_FORWARDED_HOST));
         assert_eq!(headers[X_FORWARDED_FOR], "::1");

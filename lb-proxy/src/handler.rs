@@ -5,28 +5,30 @@
 //! [`response_filter`] (headers on every response, ours too) and
 //! [`logging`] (the access log line).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{EXPECT, HOST, SERVER, SET_COOKIE};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RoutePolicy, RouteTable};
 
 use crate::access_log;
+use crate::body::{ProxyBody, ReadGapBody};
 use crate::client_policy::{self, Admission};
-use crate::errors::{ProxyBody, ProxyError, SERVER_NAME, redirect_response};
-use crate::forwarded::{self, Forwarded, Scheme, X_REQUEST_ID};
+use crate::errors::{ProxyError, SERVER_NAME, redirect_response};
+use crate::forwarded::{self, ConnForwarded, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
 use crate::limits;
-use crate::request::{raw_host, redirect_location, upstream_path_and_query};
+use crate::request::{host_value, raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
 use crate::upstream::{self, Peers, Settings, UpstreamRequest, Upstreams};
-use crate::upstream_timeouts::ReadGapBody;
 use crate::{affinity, canary};
 
 /// What all requests of one proxy share.
@@ -41,11 +43,19 @@ pub(crate) struct Shared {
 }
 
 /// The client connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct ConnInfo {
     pub client: SocketAddr,
-    pub local: SocketAddr,
     pub scheme: Scheme,
+    /// Its forwarding header values, made once for all its requests.
+    pub forwarded: ConnForwarded,
+}
+
+impl ConnInfo {
+    /// The connection from `client` to the listener at `local`.
+    pub(crate) fn new(client: SocketAddr, local: SocketAddr, scheme: Scheme) -> Self {
+        Self { client, scheme, forwarded: ConnForwarded::new(client.ip(), local.port(), scheme) }
+    }
 }
 
 /// What one request collects for its response and its log line.
@@ -54,10 +64,11 @@ struct Session {
     request_id: HeaderValue,
     method: Method,
     version: Version,
-    /// As the client sent it.
-    host: Option<String>,
-    path: String,
-    backend: Option<String>,
+    /// As the client sent it (see [`host_value`]).
+    host: Option<HeaderValue>,
+    /// As the client sent it (the log shows its path).
+    uri: Uri,
+    backend: Option<Arc<Backend>>,
     peer: Option<SocketAddr>,
     error: Option<String>,
     /// The affinity cookie to set on the response.
@@ -73,8 +84,8 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
         request_id: forwarded::request_id(request.headers()),
         method: request.method().clone(),
         version: request.version(),
-        host: raw_host(request.uri(), request.headers()).ok().flatten().map(str::to_owned),
-        path: request.uri().path().to_owned(),
+        host: host_value(request.uri(), request.headers()),
+        uri: request.uri().clone(),
         backend: None,
         peer: None,
         error: None,
@@ -99,11 +110,11 @@ async fn proxy(
     session: &mut Session,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (backend, path, policy, ingress) = match request_filter(shared, conn, &request)? {
+    let (backend, path_and_query, policy, ingress) = match request_filter(shared, conn, &request)? {
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
-        Decision::Proxy { backend, path, policy, ingress } => (backend, path, policy, ingress),
+        Decision::Proxy { backend, path_and_query, policy, ingress } => (backend, path_and_query, policy, ingress),
     };
-    session.backend = Some(backend.service.to_string());
+    session.backend = Some(Arc::clone(&backend));
     let slot = match &policy {
         Some(p) => {
             let request_head = (request.method(), request.headers());
@@ -132,7 +143,8 @@ async fn proxy(
     if let Some(sticky) = sticky {
         peers = affinity::first(peers, sticky);
     }
-    let (upstream_request, body, client_upgrade) = upstream_request_filter(conn, session, request, &path, &settings)?;
+    let (upstream_request, body, client_upgrade) =
+        upstream_request_filter(conn, session, request, path_and_query, &settings)?;
     let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers, &settings).await {
         Ok(answer) => answer,
         Err((error, peer)) => {
@@ -157,9 +169,16 @@ enum Decision {
     /// Plain HTTP on a TLS host, `app-root`, `permanent-redirect`, …
     Redirect(StatusCode, HeaderValue),
     /// To `backend`, with the path to send (see `lb_routes::Route::upstream_path`)
+    /// and the original query (`None`: they make no valid URI, a 400 once
+    /// the request is admitted)
     /// and the route's policy; its Ingress when the policy has limits
     /// (their zones are the Ingress's).
-    Proxy { backend: Arc<Backend>, path: String, policy: Option<Arc<RoutePolicy>>, ingress: Option<ObjectName> },
+    Proxy {
+        backend: Arc<Backend>,
+        path_and_query: Option<PathAndQuery>,
+        policy: Option<Arc<RoutePolicy>>,
+        ingress: Option<ObjectName>,
+    },
 }
 
 /// Host, path, route. Loads the route table once; the request keeps only
@@ -212,11 +231,13 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
         None => selected.backend.cloned().ok_or(ProxyError::NoRoute)?,
     };
     let upstream = match selected.route {
-        Some(route) => route.upstream_path(raw_path, &path).into_owned(),
-        None => lb_routes::upstream_path(raw_path, &path).to_string(),
+        Some(route) => route.upstream_path(raw_path, &path),
+        None => Cow::Borrowed(lb_routes::upstream_path(raw_path, &path)),
     };
+    let path_and_query = upstream_path_and_query(request.uri(), &upstream);
     let ingress = selected.route.filter(|r| r.policy.client.limits.is_some()).map(|r| r.ingress.clone());
-    Ok(Decision::Proxy { backend, path: upstream, policy: selected.route.map(|r| Arc::clone(&r.policy)), ingress })
+    let policy = selected.route.map(|r| Arc::clone(&r.policy));
+    Ok(Decision::Proxy { backend, path_and_query, policy, ingress })
 }
 
 /// `{scheme}://{Host as sent}{root}` (nginx: `$scheme://$http_host`).
@@ -245,7 +266,7 @@ fn upstream_request_filter(
     conn: &ConnInfo,
     session: &Session,
     mut request: Request<Incoming>,
-    path: &str,
+    path_and_query: Option<PathAndQuery>,
     settings: &Settings,
 ) -> Result<(UpstreamRequest, Incoming, Option<OnUpgrade>), ProxyError> {
     let transport = settings.transport;
@@ -259,26 +280,19 @@ fn upstream_request_filter(
     headers.remove(EXPECT);
     if parts.uri.authority().is_some() {
         // HTTP/2 `:authority` or absolute-form: that is the host.
-        if let Some(host) = session.host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()) {
-            headers.insert(HOST, host);
+        if let Some(host) = &session.host {
+            headers.insert(HOST, host.clone());
         }
     }
     forwarded::set_forwarded(
         &mut headers,
-        &Forwarded {
-            client_ip: conn.client.ip().to_canonical(),
-            host: session.host.as_deref(),
-            port: conn.local.port(),
-            scheme: conn.scheme,
-            request_id: &session.request_id,
-        },
+        &Forwarded { conn: &conn.forwarded, host: session.host.as_ref(), request_id: &session.request_id },
     );
     // After X-Forwarded-Host, which keeps the client's host.
     if let Some(vhost) = &settings.vhost {
         headers.insert(HOST, vhost.clone());
     }
-    let path_and_query =
-        upstream_path_and_query(&parts.uri, path).ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
+    let path_and_query = path_and_query.ok_or(ProxyError::BadPath(lb_routes::PathError::BadEncoding))?;
     let request = UpstreamRequest { method: parts.method, path_and_query, headers, transport };
     Ok((request, body, client_upgrade))
 }
@@ -328,15 +342,19 @@ fn logging(conn: &ConnInfo, session: &Session, status: StatusCode, start: Instan
     if !access_log::enabled() {
         return;
     }
+    let backend: &dyn std::fmt::Display = match &session.backend {
+        Some(backend) => &backend.service,
+        None => &"-",
+    };
     access_log::record(&access_log::Entry {
         client: conn.client.ip(),
         scheme: conn.scheme.as_str(),
         version: session.version,
         method: &session.method,
-        host: session.host.as_deref().unwrap_or("-"),
-        path: &session.path,
+        host: session.host.as_ref().and_then(|host| host.to_str().ok()).unwrap_or("-"),
+        path: session.uri.path(),
         status: status.as_u16(),
-        backend: session.backend.as_deref().unwrap_or("-"),
+        backend,
         upstream: session.peer,
         duration: start.elapsed(),
         request_id: session.request_id.to_str().unwrap_or("-"),

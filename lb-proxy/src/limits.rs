@@ -39,8 +39,7 @@ use http_body_util::BodyExt;
 use lb_routes::ObjectName;
 use lb_routes::policy::{Limits, RateLimit, RatePeriod};
 
-use crate::conn::TrackedBody;
-use crate::errors::ProxyBody;
+use crate::body::{ProxyBody, TrackedBody};
 
 /// The most client addresses one zone tracks (nginx's default 5 MB zone
 /// holds some 40 000 to 80 000).

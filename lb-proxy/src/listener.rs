@@ -33,7 +33,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo, TrackedBody};
+use crate::body::TrackedBody;
+use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo};
 use crate::forwarded::Scheme;
 use crate::handler::{ConnInfo, Shared, handle};
 
@@ -45,7 +46,7 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// hyper's smallest accepted HTTP/1.1 read buffer.
 const H1_MIN_BUF: usize = 8192;
 
-/// The client-side limits of [`crate::ProxyConfig`].
+/// The client-side limits of [`ProxyConfig`](crate::config::ProxyConfig).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ClientLimits {
     pub header_timeout: Duration,
@@ -76,7 +77,7 @@ pub(crate) async fn serve_plain(
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else { return };
-    let info = ConnInfo { client, local, scheme: Scheme::Http };
+    let info = ConnInfo::new(client, local, Scheme::Http);
     serve(stream, Protocol::Detect, info, shared, limits, drain).await;
 }
 
@@ -108,7 +109,7 @@ pub(crate) async fn serve_tls(
         Some(_) => Protocol::Http1,
         None => Protocol::Detect,
     };
-    let info = ConnInfo { client, local, scheme: Scheme::Https };
+    let info = ConnInfo::new(client, local, Scheme::Https);
     serve(tls, protocol, info, shared, limits, drain).await;
 }
 
@@ -125,9 +126,12 @@ async fn serve<I>(
     let state = ConnState::new();
     let builder = builder(protocol, &limits, &state);
     let service_state = state.clone();
+    let client = info.client;
+    let info = Arc::new(info);
     let service = service_fn(move |request| {
         let active = ActiveRequest::begin(&service_state);
         let shared = shared.clone();
+        let info = Arc::clone(&info);
         async move {
             let response = handle(&shared, &info, request).await;
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, active)))
@@ -163,13 +167,13 @@ async fn serve<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(client = %info.client, error = %crate::upstream::error_chain(&*error), "client connection ended with an error");
+                    tracing::debug!(%client, error = %crate::errors::error_chain(&*error), "client connection ended with an error");
                 }
                 break;
             }
             () = idle, if !closing => {
                 if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout, limits.header_timeout) == idle_deadline {
-                    tracing::debug!(client = %info.client, "closing idle client connection");
+                    tracing::debug!(%client, "closing idle client connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }

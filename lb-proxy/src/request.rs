@@ -27,6 +27,18 @@ pub(crate) fn raw_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Result<Optio
     }
 }
 
+/// The host as the client sent it ([`raw_host`]) as a header value, for
+/// the `Host` and `X-Forwarded-Host` the upstream gets: the `Host` header
+/// itself, or the URI's authority. `None` when there is none or it is not
+/// valid (the request is then refused with a 400, or routed without host).
+pub(crate) fn host_value(uri: &Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    let host = raw_host(uri, headers).ok()??;
+    match uri.authority() {
+        None => headers.get(HOST).cloned(),
+        Some(_) => HeaderValue::from_str(host).ok(),
+    }
+}
+
 /// The upstream request's path and query: the path to send and the
 /// original query byte for byte (`?` kept even when the query is empty).
 pub(crate) fn upstream_path_and_query(uri: &Uri, path: &str) -> Option<PathAndQuery> {
@@ -84,6 +96,16 @@ mod tests {
         assert_eq!(raw_host(&uri, &HeaderMap::new()).unwrap(), Some("c.com"));
         let uri: Uri = "https://[::1]:8443/".parse().unwrap();
         assert_eq!(raw_host(&uri, &HeaderMap::new()).unwrap(), Some("[::1]:8443"));
+    }
+
+    #[test]
+    fn host_values_are_the_raw_host() {
+        let uri: Uri = "/a".parse().unwrap();
+        assert_eq!(host_value(&uri, &headers(&["A.com:8080"])).unwrap(), "A.com:8080");
+        assert_eq!(host_value(&uri, &headers(&[])), None);
+        assert_eq!(host_value(&uri, &headers(&["a.com", "b.com"])), None);
+        let uri: Uri = "http://user:pw@c.com:81/x".parse().unwrap();
+        assert_eq!(host_value(&uri, &headers(&["a.com"])).unwrap(), "c.com:81");
     }
 
     #[test]

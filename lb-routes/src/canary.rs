@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 
-use crate::table::{Backend, ObjectName};
+use crate::backend::Backend;
+use crate::object::ObjectName;
 
 /// The most a compiled header pattern may take, as for path regexes.
 const PATTERN_SIZE_LIMIT: usize = 256 * 1024;

@@ -1,110 +1,15 @@
 //! The route table.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::HostPattern;
+pub use crate::backend::{Backend, BackendTarget, ServicePortRef, UpstreamProtocol};
 use crate::canary::Canary;
-use crate::host::wildcard_suffix;
-use crate::policy::{PathRegex, RoutePolicy};
+use crate::host::{HostPattern, wildcard_suffix};
+pub use crate::object::ObjectName;
+pub use crate::route::Route;
 use crate::tls::CertStore;
 pub use crate::vhost::VirtualHost;
-
-/// `namespace/name` of a Kubernetes object, for logs and error pages.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectName {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl fmt::Display for ObjectName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// An Ingress backend's Service and port, as written in the Ingress.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ServicePortRef {
-    pub service: ObjectName,
-    /// `80` or `http`.
-    pub port: String,
-}
-
-impl fmt::Display for ServicePortRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.service, self.port)
-    }
-}
-
-/// How the proxy speaks to a backend.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1 (the default).
-    #[default]
-    Http1,
-    /// HTTP/2 with prior knowledge, for Service ports with `appProtocol:
-    /// kubernetes.io/h2c` or `grpc`.
-    H2c,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackendTarget {
-    /// The ready endpoints (pod address and target port), balanced per
-    /// request. Empty: the proxy answers 503.
-    Endpoints(Vec<SocketAddr>),
-    /// An `ExternalName` Service: `host` is resolved through DNS when used;
-    /// an unresolvable name answers 502.
-    ExternalName { host: String, port: u16 },
-}
-
-/// Where matched requests go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    pub service: ServicePortRef,
-    pub target: BackendTarget,
-    pub protocol: UpstreamProtocol,
-}
-
-/// One path of an Ingress rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
-    /// The Ingress the path comes from.
-    pub ingress: ObjectName,
-    /// The path as written (trailing slash kept), for logs.
-    pub path: String,
-    pub path_type: crate::path::PathType,
-    pub backend: Arc<Backend>,
-    /// The path as a regex, when its host matches paths by regex
-    /// (`use-regex` on one of its Ingresses); `Exact` paths never are.
-    pub regex: Option<PathRegex>,
-    /// What the route does besides forwarding (its Ingress's annotations).
-    pub policy: Arc<RoutePolicy>,
-    /// The backend of a canary Ingress for the same host, path and path
-    /// type, and which requests go there.
-    pub canary: Option<Arc<Canary>>,
-}
-
-impl Route {
-    /// A plain route: no regex, no policy.
-    pub fn new(ingress: ObjectName, path: String, path_type: crate::path::PathType, backend: Arc<Backend>) -> Self {
-        Self { ingress, path, path_type, backend, regex: None, policy: Arc::default(), canary: None }
-    }
-
-    /// The path to send upstream for a request whose path is `raw` (as the
-    /// client sent it) and `normalized`: the rewrite target when there is
-    /// one, else [`upstream_path`](crate::upstream_path).
-    pub fn upstream_path<'a>(&self, raw: &'a str, normalized: &'a str) -> std::borrow::Cow<'a, str> {
-        if let (Some(target), Some(regex)) = (&self.policy.rewrite, &self.regex)
-            && let Some(captures) = regex.captures(normalized)
-        {
-            return std::borrow::Cow::Owned(target.expand(&captures));
-        }
-        std::borrow::Cow::Borrowed(crate::path::upstream_path(raw, normalized))
-    }
-}
 
 /// The answer of [`RouteTable::select`].
 #[derive(Debug)]

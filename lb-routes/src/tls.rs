@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use crate::HostPattern;
-use crate::host::wildcard_suffix;
+use crate::host::{HostPattern, wildcard_suffix};
 
 /// The certificates of the `spec.tls` sections, by host: exact names and
 /// `*.suffix` wildcards (one label).

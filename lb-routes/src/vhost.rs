@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::path::{PathType, normalize_path, prefix_candidates, prefix_key};
-use crate::table::{Backend, Route};
+use crate::route::Route;
 
 /// The routes of one host pattern (or of the rules without host).
 #[derive(Clone, Debug, Default)]

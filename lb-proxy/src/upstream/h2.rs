@@ -8,11 +8,13 @@
 //! authority, this pool is keyed by the endpoint the request was balanced
 //! to, so the request URI (hence `:authority`) can carry the client's host.
 //!
-//! - Connecting: TCP (nodelay), TLS when asked (see
-//!   [`upstream_tls`](crate::upstream_tls)) and the HTTP/2 handshake, all
-//!   within the connect timeout of the request that opens it. Requests that arrive while a connection to their
-//!   endpoint is being opened wait for it rather than opening their own;
-//!   if that connect fails, they all fail with it.
+//! - Connecting: TCP (nodelay), TLS when asked (see [`tls`](super::tls))
+//!   and the HTTP/2 handshake, all within the connect timeout of the
+//!   request that opens it. Requests that arrive while a connection to
+//!   their endpoint is being opened wait for it rather than opening their
+//!   own; if that connect fails, they all fail with it.
+//! - Sending: a connection found closed before the request went out on it
+//!   is replaced by a new one to the same endpoint, for any request.
 //! - Liveness: HTTP/2 PING every 30 s while streams are open, the
 //!   connection is dropped when a PING is not answered within 20 s.
 //! - Eviction: a connection that is closed is replaced on next use; one
@@ -28,6 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use http::{Request, Response};
+
+use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
@@ -35,8 +40,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::upstream::{POOL_IDLE_TIMEOUT, ReclaimableBody};
-use crate::upstream_tls;
+use super::retry::Failure;
+use super::{POOL_IDLE_TIMEOUT, tls};
+use crate::body::ReclaimableBody;
+use crate::errors::error_chain;
 
 /// How long a connection no request used is kept.
 const IDLE_TIMEOUT: Duration = POOL_IDLE_TIMEOUT;
@@ -47,12 +54,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub(crate) type H2cSender = SendRequest<ReclaimableBody>;
+type H2cSender = SendRequest<ReclaimableBody>;
 
 /// Opening a connection failed (TCP connect, timeout or handshake): no
 /// request was sent on it.
 #[derive(Clone, Debug)]
-pub(crate) struct ConnectError {
+struct ConnectError {
     message: Arc<str>,
     timed_out: bool,
 }
@@ -62,9 +69,9 @@ impl ConnectError {
         Self { message: message.into(), timed_out: false }
     }
 
-    /// The connect timeout ran out (rather than the endpoint refusing).
-    pub(crate) fn timed_out(&self) -> bool {
-        self.timed_out
+    /// The attempt's failure: nothing was sent.
+    fn into_failure(self) -> Failure {
+        Failure::Connect { message: self.message.to_string(), timed_out: self.timed_out }
     }
 }
 
@@ -77,7 +84,7 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// The HTTP/2 connections of one proxy.
-pub(crate) struct H2cPool {
+pub(super) struct H2cPool {
     inner: Arc<Inner>,
     tls: TlsConnector,
 }
@@ -115,24 +122,53 @@ impl State {
 impl H2cPool {
     /// A pool; with a Tokio runtime at hand, also starts its sweeper (which
     /// ends with the pool).
-    pub(crate) fn new() -> Self {
+    pub(super) fn new() -> Self {
         let inner = Arc::new(Inner { slots: Mutex::new(HashMap::new()) });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweeper(Arc::downgrade(&inner)));
         }
-        let tls = TlsConnector::from(Arc::new(upstream_tls::client_config(&[upstream_tls::ALPN_H2])));
+        let tls = TlsConnector::from(Arc::new(tls::client_config(&[tls::ALPN_H2])));
         Self { inner, tls }
+    }
+
+    /// One attempt on the connection to `peer` (TLS when `tls`). A pooled
+    /// connection that turns out closed before the request went out on it
+    /// is replaced once by a new one.
+    pub(super) async fn send(
+        &self,
+        peer: SocketAddr,
+        tls: bool,
+        connect_timeout: Duration,
+        mut request: Request<ReclaimableBody>,
+    ) -> Result<Response<Incoming>, Failure> {
+        for _ in 0..2 {
+            let mut sender = self.sender(peer, tls, connect_timeout).await.map_err(ConnectError::into_failure)?;
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => {
+                        tracing::debug!(%peer, error = %error_chain(error.error()), "h2 connection closed, reconnecting");
+                        request = unsent;
+                    }
+                    None => {
+                        let error = error.into_error();
+                        return Err(Failure::Request {
+                            message: error_chain(&error),
+                            invalid_header: error.is_parse(),
+                        });
+                    }
+                },
+            }
+        }
+        // The replacement connection closed too before taking the request.
+        let message = format!("h2 connections to {peer} close before taking requests");
+        Err(Failure::Connect { message, timed_out: false })
     }
 
     /// A handle on the connection to `peer` (TLS when `tls`), opened within
     /// `connect_timeout` if there is none (or it is closed or idle for too
     /// long).
-    pub(crate) async fn sender(
-        &self,
-        peer: SocketAddr,
-        tls: bool,
-        connect_timeout: Duration,
-    ) -> Result<H2cSender, ConnectError> {
+    async fn sender(&self, peer: SocketAddr, tls: bool, connect_timeout: Duration) -> Result<H2cSender, ConnectError> {
         let slot = self.slot((peer, tls));
         let finished_before = slot.attempts.load(Ordering::Acquire);
         let mut state = slot.state.lock().await;
@@ -236,7 +272,7 @@ async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration
     })??;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%peer, error = %crate::upstream::error_chain(&error), "h2 upstream connection failed");
+            tracing::debug!(%peer, error = %error_chain(&error), "h2 upstream connection failed");
         }
     });
     Ok(sender)
@@ -254,7 +290,7 @@ where
         .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
         .await
-        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", crate::upstream::error_chain(&error))))?;
+        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", error_chain(&error))))?;
     Ok((sender, Box::pin(connection)))
 }
 

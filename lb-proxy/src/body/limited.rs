@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::errors::BoxError;
+use super::BoxError;
 
 /// Whether a body with this size hint declares more than `limit` bytes.
 pub(crate) fn declared_over(hint: &SizeHint, limit: Option<u64>) -> bool {
