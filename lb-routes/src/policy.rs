@@ -7,6 +7,7 @@ mod client;
 mod upstream;
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::{Captures, Regex, RegexBuilder};
 
@@ -25,8 +26,9 @@ pub const REGEX_MAX_LEN: usize = 1024;
 
 /// A path matched as ingress-nginx matches paths of a host that uses
 /// regexes: case-insensitively, anchored at the start only (`~* "^path"`).
+/// Cloning shares the compiled regex.
 #[derive(Clone, Debug)]
-pub struct PathRegex(Regex);
+pub struct PathRegex(Arc<Regex>);
 
 impl PathRegex {
     /// Compiles `path` (as written in the Ingress), or says why it cannot.
@@ -39,7 +41,7 @@ impl PathRegex {
             .size_limit(REGEX_SIZE_LIMIT)
             .dfa_size_limit(REGEX_SIZE_LIMIT)
             .build()
-            .map(Self)
+            .map(|regex| Self(Arc::new(regex)))
             .map_err(|e| match e {
                 regex::Error::CompiledTooBig(_) => "the path regex is too complex".to_string(),
                 e => format!("not a valid regex: {}", e.to_string().lines().last().unwrap_or_default().trim()),
@@ -52,6 +54,11 @@ impl PathRegex {
 
     pub fn is_match(&self, path: &str) -> bool {
         self.0.is_match(path)
+    }
+
+    /// Whether both are the same compiled regex (not only the same pattern).
+    pub fn same_compiled(&self, other: &PathRegex) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

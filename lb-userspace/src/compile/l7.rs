@@ -18,6 +18,7 @@ mod backends;
 mod canary;
 mod classes;
 mod ingress;
+mod regexes;
 mod tls;
 mod x509;
 
@@ -34,6 +35,7 @@ use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Changes, ObjectKey, Snapshot, object_key};
 use backends::BackendResolver;
 use classes::OurClasses;
+pub use regexes::PathRegexes;
 use tls::CertificateLoader;
 
 /// The `spec.controller` of the IngressClasses we serve, by default.
@@ -60,7 +62,7 @@ impl Default for L7Options {
 /// Problems in the objects are returned as diagnostics; what they concern
 /// is left out and everything else is compiled.
 pub fn compile_l7(snapshot: &Snapshot, options: &L7Options) -> (RouteTable, Vec<Diagnostic>) {
-    let compiled = compile_l7_tracked(snapshot, options);
+    let compiled = compile_l7_tracked(snapshot, options, &mut PathRegexes::new());
     (compiled.table, compiled.diagnostics)
 }
 
@@ -91,8 +93,10 @@ impl L7Dependencies {
     }
 }
 
-/// [`compile_l7`], also saying which Services the table depends on.
-pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options) -> L7Compiled {
+/// [`compile_l7`], also saying which Services the table depends on, with
+/// the path regexes kept from the last compile (`regexes`).
+pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options, regexes: &mut PathRegexes) -> L7Compiled {
+    regexes.begin();
     let mut ingresses = our_ingresses(snapshot, options);
     ingresses.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
     // Annotations first: a rejected Ingress is left out, and every path of
@@ -101,7 +105,7 @@ pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options) -> L7Compile
     let mut accepted = Vec::new();
     let mut regex_hosts = HashSet::new();
     for ingress in ingresses {
-        match annotations::parse(&IngressRef::new(ingress), ingress) {
+        match annotations::parse(&IngressRef::new(ingress), ingress, regexes) {
             Ok(annotations) => {
                 // A canary's other annotations are its main Ingress's.
                 if annotations.use_regex && annotations.canary.is_none() {
@@ -120,6 +124,7 @@ pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options) -> L7Compile
         fallback_owners: HashMap::new(),
         certificate_owners: HashMap::new(),
         regex_hosts,
+        regexes,
         diagnostics: rejected,
     };
     let (canaries, mains): (Vec<_>, Vec<_>) = accepted.into_iter().partition(|(_, a)| a.canary.is_some());
@@ -178,6 +183,7 @@ struct Compiler<'a> {
     certificate_owners: HashMap<HostPattern, (ObjectName, ObjectName)>,
     /// The hosts (`None`: the rules without host) whose paths are regexes.
     regex_hosts: HashSet<Option<HostPattern>>,
+    regexes: &'a mut PathRegexes,
     diagnostics: Vec<Diagnostic>,
 }
 

@@ -7,7 +7,7 @@ use lb_proxy::{ProxyConfig, RouteHandle};
 use tracing::{debug, info, warn};
 
 use crate::cli::IngressArgs;
-use crate::compile::l7::{L7Dependencies, L7Options, compile_l7_tracked};
+use crate::compile::l7::{L7Dependencies, L7Options, PathRegexes, compile_l7_tracked};
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 
@@ -17,6 +17,8 @@ pub struct L7 {
     /// The last compile: a snapshot whose changes concern none of its
     /// objects is not compiled again.
     last: Option<LastCompile>,
+    /// The path regexes of the last compile, for the next one.
+    regexes: PathRegexes,
 }
 
 struct LastCompile {
@@ -31,7 +33,7 @@ impl L7 {
     pub fn new(args: &IngressArgs, routes: RouteHandle) -> Self {
         let options =
             L7Options { controller_name: args.controller_name.clone(), ingress_class: args.ingress_class.clone() };
-        Self { routes, options, last: None }
+        Self { routes, options, last: None, regexes: PathRegexes::new() }
     }
 
     /// Which Ingresses are ours.
@@ -53,12 +55,12 @@ impl L7 {
                 return last.diagnostics.clone();
             }
         }
-        let compiled = compile_l7_tracked(snapshot, &self.options);
+        let compiled = compile_l7_tracked(snapshot, &self.options, &mut self.regexes);
         for diagnostic in &compiled.diagnostics {
             warn!("{diagnostic}");
         }
         self.routes.update(compiled.table);
-        info!(ingresses = snapshot.ingresses.len(), "routes applied");
+        info!(ingresses = snapshot.ingresses.len(), regexes_compiled = self.regexes.compiled(), "routes applied");
         let (dependencies, diagnostics) = (compiled.dependencies, compiled.diagnostics);
         self.last = Some(LastCompile { snapshot: snapshot.clone(), dependencies, diagnostics: diagnostics.clone() });
         diagnostics

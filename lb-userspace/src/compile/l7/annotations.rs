@@ -25,11 +25,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use lb_routes::policy::DEFAULT_AFFINITY_COOKIE;
-use lb_routes::{
-    CanaryRule, CookieAffinity, HttpsRedirect, PathRegex, PathType, Redirect, RewriteTarget, RoutePolicy, SameSite,
-};
+use lb_routes::{CanaryRule, CookieAffinity, HttpsRedirect, PathType, Redirect, RewriteTarget, RoutePolicy, SameSite};
 
-use super::IngressRef;
+use super::{IngressRef, PathRegexes};
 use crate::diagnostics::Diagnostic;
 
 /// The prefix of ingress-nginx's annotations.
@@ -51,8 +49,12 @@ pub(super) struct Annotations {
 }
 
 /// Parses the Ingress's annotations; the first bad one rejects it.
-pub(super) fn parse(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, Box<Diagnostic>> {
-    parse_values(ing, ingress).map_err(|Rejection { field, reason }| {
+pub(super) fn parse(
+    ing: &IngressRef<'_>,
+    ingress: &Ingress,
+    regexes: &mut PathRegexes,
+) -> Result<Annotations, Box<Diagnostic>> {
+    parse_values(ing, ingress, regexes).map_err(|Rejection { field, reason }| {
         Box::new(ing.diagnostic(field, format!("{reason}; the Ingress is not served")))
     })
 }
@@ -67,7 +69,7 @@ fn reject(name: &str, reason: String) -> Rejection {
     Rejection { field: format!("metadata.annotations[{PREFIX}{name}]"), reason }
 }
 
-fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, Rejection> {
+fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress, regexes: &mut PathRegexes) -> Result<Annotations, Rejection> {
     let empty = BTreeMap::new();
     let all = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
     let values = Values(all.iter().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?, v.as_str()))).collect());
@@ -103,7 +105,7 @@ fn parse_values(ing: &IngressRef<'_>, ingress: &Ingress) -> Result<Annotations, 
         Some(other) => return Err(reject("affinity", format!("{:?}: only \"cookie\" is supported", shorten(other)))),
     };
     if use_regex {
-        check_regex_paths(ingress).map_err(|(field, reason)| Rejection { field, reason })?;
+        check_regex_paths(ingress, regexes).map_err(|(field, reason)| Rejection { field, reason })?;
     }
     let upstream = upstream::parse(&values)?;
     let client = client::parse(&values)?;
@@ -254,7 +256,7 @@ fn parse_url(value: &str) -> Result<String, String> {
 }
 
 /// Every non-`Exact` path of a regex Ingress compiles as a path regex.
-fn check_regex_paths(ingress: &Ingress) -> Result<(), (String, String)> {
+fn check_regex_paths(ingress: &Ingress, regexes: &mut PathRegexes) -> Result<(), (String, String)> {
     let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
     for (i, rule) in rules.into_iter().flatten().enumerate() {
         let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or_default();
@@ -263,7 +265,7 @@ fn check_regex_paths(ingress: &Ingress) -> Result<(), (String, String)> {
                 continue;
             }
             let written = path.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("/");
-            PathRegex::new(written).map_err(|e| (format!("spec.rules[{i}].http.paths[{j}].path"), e))?;
+            regexes.get(written).map_err(|e| (format!("spec.rules[{i}].http.paths[{j}].path"), e))?;
         }
     }
     Ok(())

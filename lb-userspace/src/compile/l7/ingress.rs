@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressRule, IngressSpec, IngressTLS};
-use lb_routes::{Backend, HostPattern, PathRegex, PathType, Route, normalize_path};
+use lb_routes::{Backend, HostPattern, PathType, Route, normalize_path};
 
 use super::annotations::Annotations;
 use super::{Compiler, IngressRef};
@@ -89,7 +89,7 @@ impl Compiler<'_> {
         let regex_host = self.regex_hosts.contains(&host.cloned());
         let Some((path_type, rule_path)) = self.path_rule(ing, field, path, regex_host) else { return };
         let regex = if regex_host && path_type != PathType::Exact {
-            match PathRegex::new(&rule_path) {
+            match self.regexes.get(&rule_path) {
                 Ok(regex) => Some(regex),
                 Err(e) => {
                     let message = format!("{rule_path:?}: {e} (its host matches paths by regex); ignored");

@@ -1098,7 +1098,7 @@ fn unknown_annotations_are_ignored() {
 /// Whether the table compiled from `old` depends on what changed in `new`.
 fn affected(old: &str, new: &str) -> bool {
     let (old, new) = (snapshot(old), snapshot(new));
-    let compiled = compile_l7_tracked(&old, &L7Options::default());
+    let compiled = compile_l7_tracked(&old, &L7Options::default(), &mut PathRegexes::new());
     compiled.dependencies.affected_by(&new.changes_since(&old), &old, &new)
 }
 
@@ -1108,7 +1108,7 @@ fn routes_depend_on_ingresses_secrets_and_the_services_they_name() {
     let web_pods = slice("web-1", "web", "[{name: http, port: 8080}]", &[("10.244.1.1", "")]);
     let other = format!("{}{}", service("other"), slice("other-1", "other", "[{port: 8080}]", &[("10.244.1.9", "")]));
     let base = format!("{web}{}{web_pods}{other}", service("web"));
-    let compiled = compile_l7_tracked(&snapshot(&base), &L7Options::default());
+    let compiled = compile_l7_tracked(&snapshot(&base), &L7Options::default(), &mut PathRegexes::new());
     let names: Vec<String> = compiled.dependencies.services.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
     assert_eq!(names, ["default/missing", "default/web"], "found or not, both are named");
 
@@ -1131,4 +1131,37 @@ fn routes_depend_on_ingresses_secrets_and_the_services_they_name() {
     assert!(affected(&base, &format!("{base}{}", class_yaml("other", "example.com/other", false))));
     let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\n";
     assert!(affected(&base, &format!("{base}{secret}")));
+}
+
+#[test]
+fn path_regexes_are_compiled_once_per_pattern_and_kept_for_the_next_compile() {
+    let regex_ingress = |name: &str, host: &str, extra_path: &str| {
+        let mut paths = vec![("/api/v[0-9]+/items", "ImplementationSpecific", "web"), ("/app", "Prefix", "web")];
+        if !extra_path.is_empty() {
+            paths.push((extra_path, "Prefix", "web"));
+        }
+        ingress(name, "", &[rule(host, &paths)])
+            .replace("metadata: {", "metadata: {annotations: {nginx.ingress.kubernetes.io/use-regex: \"true\"}, ")
+    };
+    let yaml = |extra: &str| {
+        service("web")
+            + &regex_ingress("a", "a.example", "")
+            + &regex_ingress("b", "b.example", "")
+            + &regex_ingress("c", "c.example", extra)
+    };
+    let mut regexes = PathRegexes::new();
+    let first = compile_l7_tracked(&snapshot(&yaml("")), &L7Options::default(), &mut regexes);
+    assert_eq!(shown(&first.diagnostics), Vec::<String>::new());
+    assert_eq!(regexes.compiled(), 2, "three hosts, two patterns");
+    let regex_of = |table: &RouteTable, host: &str| {
+        backend_for(table, Some(host), "/api/v2/items").expect("routed");
+        table.select(Some(host), "/api/v2/items").route.and_then(|r| r.regex.clone()).expect("a regex route")
+    };
+    assert!(regex_of(&first.table, "a.example").same_compiled(&regex_of(&first.table, "c.example")));
+
+    let changed = snapshot(&yaml("/new"));
+    let second = compile_l7_tracked(&changed, &L7Options::default(), &mut regexes);
+    assert_eq!(regexes.compiled(), 1, "only the new pattern");
+    assert!(regex_of(&first.table, "b.example").same_compiled(&regex_of(&second.table, "b.example")));
+    assert_eq!(render(&second.table), render(&compile_l7(&changed, &L7Options::default()).0));
 }
