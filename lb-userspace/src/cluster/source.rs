@@ -14,9 +14,15 @@
 //!   keeps only those that the Ingresses of our classes name.
 //! - Fields the compilers never read (managed fields, node images) are
 //!   dropped as objects arrive.
+//! - Each kind's objects are also kept sorted by (namespace, name), updated
+//!   per watch event with the store's own `Arc`: a snapshot is a copy of
+//!   pointers in order, and an object the watch did not touch is the same
+//!   allocation in every snapshot (what [`Snapshot::changes_since`] relies
+//!   on), so a change costs no sort and no deep comparison of the cluster.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -24,7 +30,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -32,7 +38,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::compile::l7::{L7Options, referenced_secrets};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ObjectKey, Snapshot};
 
 /// How long to wait after a change for the rest of a burst (a rollout
 /// changes many EndpointSlices in a row).
@@ -43,12 +49,27 @@ pub const TLS_SECRETS: &str = "type=kubernetes.io/tls";
 
 /// The stores of every kind the snapshot is built from.
 struct Stores {
-    services: Store<Service>,
-    endpoint_slices: Store<EndpointSlice>,
-    ingresses: Store<Ingress>,
-    ingress_classes: Store<IngressClass>,
-    secrets: Store<Secret>,
-    nodes: Store<Node>,
+    services: Reflected<Service>,
+    endpoint_slices: Reflected<EndpointSlice>,
+    ingresses: Reflected<Ingress>,
+    ingress_classes: Reflected<IngressClass>,
+    secrets: Reflected<Secret>,
+    nodes: Reflected<Node>,
+}
+
+/// One kind's reflector store, and its objects in (namespace, name) order.
+struct Reflected<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    sorted: Sorted<K>,
+}
+
+type Sorted<K> = Arc<Mutex<BTreeMap<ObjectKey, Arc<K>>>>;
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Reflected<K> {
+    /// The objects, sorted, shared with the store.
+    fn objects(&self) -> Vec<Arc<K>> {
+        self.sorted.lock().expect("not poisoned").values().cloned().collect()
+    }
 }
 
 /// Follows the cluster through `client` and sends a snapshot whenever what
@@ -108,43 +129,29 @@ pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender
 impl Stores {
     async fn wait_until_ready(&self) -> Result<()> {
         let dropped = "a Kubernetes reflector stopped before its first list";
-        self.services.wait_until_ready().await.context(dropped)?;
-        self.endpoint_slices.wait_until_ready().await.context(dropped)?;
-        self.ingresses.wait_until_ready().await.context(dropped)?;
-        self.ingress_classes.wait_until_ready().await.context(dropped)?;
-        self.secrets.wait_until_ready().await.context(dropped)?;
-        self.nodes.wait_until_ready().await.context(dropped)
+        self.services.store.wait_until_ready().await.context(dropped)?;
+        self.endpoint_slices.store.wait_until_ready().await.context(dropped)?;
+        self.ingresses.store.wait_until_ready().await.context(dropped)?;
+        self.ingress_classes.store.wait_until_ready().await.context(dropped)?;
+        self.secrets.store.wait_until_ready().await.context(dropped)?;
+        self.nodes.store.wait_until_ready().await.context(dropped)
     }
 
     /// The stores' objects as a snapshot, with only the referenced Secrets.
     fn snapshot(&self, options: &L7Options) -> Snapshot {
         let mut snapshot = Snapshot {
-            services: objects(&self.services),
-            endpoint_slices: objects(&self.endpoint_slices),
-            ingresses: objects(&self.ingresses),
-            ingress_classes: objects(&self.ingress_classes),
+            services: self.services.objects(),
+            endpoint_slices: self.endpoint_slices.objects(),
+            ingresses: self.ingresses.objects(),
+            ingress_classes: self.ingress_classes.objects(),
             secrets: Vec::new(),
-            nodes: objects(&self.nodes),
+            nodes: self.nodes.objects(),
         };
         let wanted = referenced_secrets(&snapshot, options);
-        snapshot.secrets = self
-            .secrets
-            .state()
-            .into_iter()
-            .filter(|s| wanted.contains(&(s.namespace().unwrap_or_default(), s.name_any())))
-            .collect();
-        snapshot.sort();
+        snapshot.secrets = self.secrets.objects();
+        snapshot.secrets.retain(|s| wanted.contains(&(s.namespace().unwrap_or_default(), s.name_any())));
         snapshot
     }
-}
-
-/// The store's objects, shared with it: an object the watch did not
-/// replace is the same `Arc` in every snapshot.
-fn objects<K: Resource + Clone>(store: &Store<K>) -> Vec<Arc<K>>
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    store.state()
 }
 
 /// Starts a reflector of `api` into a new store; every change wakes
@@ -156,7 +163,7 @@ fn reflect<K>(
     config: watcher::Config,
     changed: &Arc<Notify>,
     mut strip: impl FnMut(&mut K) + Send + 'static,
-) -> Store<K>
+) -> Reflected<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -168,6 +175,8 @@ where
     });
     let stream = reflector::reflector(writer, stream);
     let changed = changed.clone();
+    let sorted: Sorted<K> = Arc::default();
+    let (store, order) = (reader.clone(), sorted.clone());
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
@@ -178,6 +187,7 @@ where
                         info!(%kind, "watching the Kubernetes API again");
                         failing = false;
                     }
+                    keep_sorted(&order, &store, &event);
                     if !matches!(event, watcher::Event::Init | watcher::Event::InitApply(_)) {
                         changed.notify_one();
                     }
@@ -191,7 +201,36 @@ where
             }
         }
     });
-    reader
+    Reflected { store: reader, sorted }
+}
+
+/// Applies a watch event, which the store has just applied, to the sorted
+/// objects: one key for an object's change; all of them when a (re)list
+/// ends, as the store swaps its whole content then.
+fn keep_sorted<K: Resource<DynamicType = ()> + Clone + 'static>(
+    sorted: &Sorted<K>,
+    store: &Store<K>,
+    event: &watcher::Event<K>,
+) {
+    let key = |object: &K| (object.namespace().unwrap_or_default(), object.name_any());
+    let mut sorted = sorted.lock().expect("not poisoned");
+    match event {
+        watcher::Event::Apply(object) => match store.get(&ObjectRef::from_obj(object)) {
+            Some(stored) => {
+                sorted.insert(key(object), stored);
+            }
+            None => {
+                sorted.remove(&key(object));
+            }
+        },
+        watcher::Event::Delete(object) => {
+            sorted.remove(&key(object));
+        }
+        watcher::Event::InitDone => {
+            *sorted = store.state().into_iter().map(|object| (key(&object), object)).collect();
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
 }
 
 /// Node status carries the images on the node: megabytes per node, unused.
