@@ -1,19 +1,18 @@
-//! Loading a directory of manifests into a [`Snapshot`].
+//! Loading a directory of manifests into a [`Snapshot`]: listing its
+//! manifest files and parsing one file into its objects and diagnostics
+//! (the [`DirCache`] remembers them per file and resolves duplicates).
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{Metadata, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::cache::{DirCache, Entry, Found, Object};
 use super::documents::{Document, parse_documents};
 use crate::diagnostics::{Diagnostic, document_ref, object_ref};
 use crate::snapshot::Snapshot;
@@ -22,36 +21,14 @@ use crate::snapshot::Snapshot;
 /// (unreadable files, documents that do not parse, objects without a name,
 /// duplicates) are returned as diagnostics; everything else still loads.
 pub fn load_dir(dir: &Path) -> (Snapshot, Vec<Diagnostic>) {
-    try_load_dir(dir).unwrap_or_else(|e| {
-        (
+    let mut cache = DirCache::default();
+    match cache.refresh(dir, &Default::default()) {
+        Ok(_) => cache.snapshot(),
+        Err(e) => (
             Snapshot::default(),
             vec![Diagnostic::new(dir.display().to_string(), "", format!("cannot read directory: {e}"))],
-        )
-    })
-}
-
-/// Like [`load_dir`], but fails when the directory itself cannot be listed,
-/// so a watcher can keep its last snapshot instead of emptying it.
-pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)> {
-    let mut load = Load::default();
-    for file in manifest_files(dir)? {
-        match fs::read_to_string(&file) {
-            Ok(text) => load.file(&file, &text),
-            Err(e) => {
-                load.diagnostics.push(Diagnostic::new(file.display().to_string(), "", format!("cannot read: {e}")))
-            }
-        }
+        ),
     }
-    let mut snapshot = Snapshot {
-        services: shared(load.services),
-        endpoint_slices: shared(load.endpoint_slices),
-        ingresses: shared(load.ingresses),
-        ingress_classes: shared(load.ingress_classes),
-        secrets: shared(load.secrets),
-        nodes: shared(load.nodes),
-    };
-    snapshot.sort();
-    Ok((snapshot, load.diagnostics))
 }
 
 /// The manifest files of `dir`, sorted by name: `*.yaml`, `*.yml` and
@@ -59,15 +36,24 @@ pub(crate) fn try_load_dir(dir: &Path) -> io::Result<(Snapshot, Vec<Diagnostic>)
 /// files (`.name`, which also covers Kubernetes' `..data` volume links) and
 /// editor temporary files (`name~`, `#name#`, `.name.swp`) are ignored.
 pub fn manifest_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(manifest_entries(dir)?.into_iter().map(|(path, _)| path).collect())
+}
+
+/// [`manifest_files`] with each file's metadata (of the file a link points to).
+pub(super) fn manifest_entries(dir: &Path) -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if is_manifest_name(name) && path.is_file() {
-            files.push(path);
+        if !is_manifest_name(name) {
+            continue;
+        }
+        if let Some(metadata) = fs::metadata(&path).ok().filter(|m| m.is_file()) {
+            files.push((path, metadata));
         }
     }
-    files.sort();
+    // By name: the same order as by path, as they share their directory, but cheaper.
+    files.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
     Ok(files)
 }
 
@@ -113,28 +99,28 @@ impl Origin<'_> {
     }
 }
 
-#[derive(Default)]
-struct Load {
-    services: Vec<Service>,
-    endpoint_slices: Vec<EndpointSlice>,
-    ingresses: Vec<Ingress>,
-    ingress_classes: Vec<IngressClass>,
-    secrets: Vec<Secret>,
-    nodes: Vec<Node>,
-    diagnostics: Vec<Diagnostic>,
-    /// Object reference → where it was first defined.
-    seen: HashMap<String, String>,
+/// The objects and diagnostics of one file's text, in document order.
+/// Duplicates are not looked for here: they may be in other files.
+pub(super) fn parse_file(file: &Path, text: &str) -> Vec<Entry> {
+    let mut parse = Parse::default();
+    for document in parse_documents(file, text) {
+        let origin = Origin { file, document: &document, prefix: String::new() };
+        match &document.value {
+            Ok(value) => parse.value(&origin, value.clone()),
+            Err(message) => parse.problem(origin.diagnostic(None, "", message.clone())),
+        }
+    }
+    parse.entries
 }
 
-impl Load {
-    fn file(&mut self, file: &Path, text: &str) {
-        for document in parse_documents(file, text) {
-            let origin = Origin { file, document: &document, prefix: String::new() };
-            match &document.value {
-                Ok(value) => self.value(&origin, value.clone()),
-                Err(message) => self.diagnostics.push(origin.diagnostic(None, "", message.clone())),
-            }
-        }
+#[derive(Default)]
+struct Parse {
+    entries: Vec<Entry>,
+}
+
+impl Parse {
+    fn problem(&mut self, diagnostic: Diagnostic) {
+        self.entries.push(Entry::Problem(diagnostic));
     }
 
     fn value(&mut self, origin: &Origin<'_>, value: Value) {
@@ -143,21 +129,21 @@ impl Load {
         }
         if !value.is_object() {
             let message = "not a Kubernetes object (a mapping with apiVersion, kind and metadata)";
-            return self.diagnostics.push(origin.diagnostic(None, "", message));
+            return self.problem(origin.diagnostic(None, "", message));
         }
         let text = |field| value.get(field).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let (Some(api_version), Some(kind)) = (text("apiVersion"), text("kind")) else {
             let field = if text("apiVersion").is_none() { "apiVersion" } else { "kind" };
-            return self.diagnostics.push(origin.diagnostic(None, field, "missing; the document is skipped"));
+            return self.problem(origin.diagnostic(None, field, "missing; the document is skipped"));
         };
         match (api_version.as_str(), kind.as_str()) {
             (_, "List") => self.list(origin, value),
-            ("v1", "Service") => self.object(origin, value, |load| &mut load.services),
-            ("discovery.k8s.io/v1", "EndpointSlice") => self.object(origin, value, |load| &mut load.endpoint_slices),
-            ("networking.k8s.io/v1", "Ingress") => self.object(origin, value, |load| &mut load.ingresses),
-            ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, |load| &mut load.ingress_classes),
-            ("v1", "Secret") => self.object(origin, value, |load| &mut load.secrets),
-            ("v1", "Node") => self.object(origin, value, |load| &mut load.nodes),
+            ("v1", "Service") => self.object(origin, value, Object::Service),
+            ("discovery.k8s.io/v1", "EndpointSlice") => self.object(origin, value, Object::EndpointSlice),
+            ("networking.k8s.io/v1", "Ingress") => self.object(origin, value, Object::Ingress),
+            ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, Object::IngressClass),
+            ("v1", "Secret") => self.object(origin, value, Object::Secret),
+            ("v1", "Node") => self.object(origin, value, Object::Node),
             _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),
         }
     }
@@ -166,7 +152,7 @@ impl Load {
         let items = match value.get_mut("items").map(Value::take) {
             Some(Value::Array(items)) => items,
             None | Some(Value::Null) => Vec::new(),
-            Some(_) => return self.diagnostics.push(origin.diagnostic(Some("List".into()), "items", "not a list")),
+            Some(_) => return self.problem(origin.diagnostic(Some("List".into()), "items", "not a list")),
         };
         for (i, item) in items.into_iter().enumerate() {
             let prefix = origin.field(&format!("items[{i}]"));
@@ -174,7 +160,7 @@ impl Load {
         }
     }
 
-    fn object<K>(&mut self, origin: &Origin<'_>, value: Value, list: impl FnOnce(&mut Self) -> &mut Vec<K>)
+    fn object<K>(&mut self, origin: &Origin<'_>, value: Value, kind: fn(Arc<K>) -> Object)
     where
         K: DeserializeOwned + Metadata<Ty = ObjectMeta> + Resource<Scope: 'static>,
     {
@@ -189,12 +175,12 @@ impl Load {
                     // Secret data is base64; the decoder's own words are terse.
                     message = format!("not valid base64 ({message}); the Secret is skipped");
                 }
-                return self.diagnostics.push(origin.diagnostic(described, field, message));
+                return self.problem(origin.diagnostic(described, field, message));
             }
         };
         let Some(name) = object.metadata().name.clone().filter(|n| !n.is_empty()) else {
             let message = format!("a {} needs a name", K::KIND);
-            return self.diagnostics.push(origin.diagnostic(Some(K::KIND.into()), "metadata.name", message));
+            return self.problem(origin.diagnostic(Some(K::KIND.into()), "metadata.name", message));
         };
         let meta = object.metadata_mut();
         if is_cluster_scoped::<K>() {
@@ -203,12 +189,13 @@ impl Load {
             meta.namespace = Some("default".into());
         }
         let reference = object_ref(K::KIND, meta.namespace.as_deref().unwrap_or_default(), &name);
-        if let Some(first) = self.seen.get(&reference) {
-            let message = format!("duplicate of the one in {first}; this one is ignored");
-            return self.diagnostics.push(origin.diagnostic(Some(reference), "metadata.name", message));
-        }
-        self.seen.insert(reference, origin.location());
-        list(self).push(object);
+        self.entries.push(Entry::Object(Found {
+            object: kind(Arc::new(object)),
+            reference,
+            location: origin.location(),
+            document: origin.describe(),
+            name_field: origin.field("metadata.name"),
+        }));
     }
 }
 
@@ -224,9 +211,4 @@ fn described_object<K: Resource<Scope: 'static>>(value: &Value) -> Option<String
 /// cleared, and they are named `Kind /name`.
 fn is_cluster_scoped<K: Resource<Scope: 'static>>() -> bool {
     std::any::TypeId::of::<K::Scope>() == std::any::TypeId::of::<k8s_openapi::ClusterResourceScope>()
-}
-
-/// Objects as a snapshot holds them.
-fn shared<K>(objects: Vec<K>) -> Vec<Arc<K>> {
-    objects.into_iter().map(Arc::new).collect()
 }

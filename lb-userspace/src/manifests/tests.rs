@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -5,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::cache::{DirCache, Refresh};
 use super::*;
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
@@ -203,4 +206,154 @@ fn nodes_are_cluster_scoped_and_keep_their_labels() {
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(shown[0].starts_with("Node /node1 ("), "{}", shown[0]);
     assert!(shown[0].contains("duplicate"), "{}", shown[0]);
+}
+
+/// Refreshes `cache` from `dir`, re-reading the files `named`, and checks
+/// that its snapshot and diagnostics are those of a fresh full load.
+fn refresh(cache: &mut DirCache, dir: &Path, named: &[&str]) -> (Refresh, Snapshot, Vec<Diagnostic>) {
+    let named: BTreeSet<OsString> = named.iter().map(OsString::from).collect();
+    let refresh = cache.refresh(dir, &named).unwrap();
+    let (snapshot, diagnostics) = cache.snapshot();
+    let fresh = load_dir(dir);
+    assert_eq!((&snapshot, &diagnostics), (&fresh.0, &fresh.1), "the cache and a full load differ");
+    (refresh, snapshot, diagnostics)
+}
+
+fn parsed(n: usize) -> Refresh {
+    Refresh { parsed: n, changed: n > 0 }
+}
+
+fn port(service: &k8s_openapi::api::core::v1::Service) -> i32 {
+    service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port
+}
+
+#[test]
+fn a_change_to_one_file_of_10000_reparses_that_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..10_000 {
+        fs::write(dir.path().join(format!("s{i:05}.yaml")), service(&format!("s{i:05}"))).unwrap();
+    }
+    let mut cache = DirCache::default();
+    assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(10_000));
+    let (before, _) = cache.snapshot();
+    assert_eq!(before.services.len(), 10_000);
+    assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(0), "nothing changed");
+
+    fs::write(dir.path().join("s04321.yaml"), service("s04321").replace("port: 80", "port: 8080")).unwrap();
+    let (refreshed, after, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!(refreshed, parsed(1));
+    assert_eq!(diagnostics, []);
+    for (old, new) in before.services.iter().zip(&after.services) {
+        let edited = new.metadata.name.as_deref() == Some("s04321");
+        assert_eq!(Arc::ptr_eq(old, new), !edited, "{:?}", new.metadata.name);
+    }
+    assert_eq!(port(after.service("default", "s04321").unwrap()), 8080);
+    let changes = after.changes_since(&before);
+    assert_eq!(changes.services, [("default".to_string(), "s04321".to_string())].into());
+}
+
+#[test]
+fn a_removed_file_takes_its_objects_along() {
+    let dir = dir_with(&[("a.yaml", &format!("{}---\n{SLICE_A}", service("a"))), ("b.yaml", &service("b"))]);
+    let mut cache = DirCache::default();
+    let (_, before, _) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!(names(&before), (vec!["default/a".into(), "default/b".into()], vec!["web/a-1".into()]));
+    fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let (refreshed, after, _) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!(refreshed, Refresh { parsed: 0, changed: true });
+    assert_eq!(names(&after), (vec!["default/b".into()], vec![]));
+    assert!(Arc::ptr_eq(&before.services[1], &after.services[0]));
+}
+
+#[test]
+fn a_rewritten_file_keeps_its_unchanged_objects() {
+    let dir = dir_with(&[("a.yaml", &format!("{}---\n{}", service("x"), service("y")))]);
+    let mut cache = DirCache::default();
+    let (_, before, _) = refresh(&mut cache, dir.path(), &[]);
+    fs::write(dir.path().join("a.yaml"), format!("{}---\n{}", service("x"), service("y").replace("80", "8080")))
+        .unwrap();
+    let (refreshed, after, _) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!(refreshed, parsed(1));
+    assert!(Arc::ptr_eq(&before.services[0], &after.services[0]), "x did not change");
+    assert!(!Arc::ptr_eq(&before.services[1], &after.services[1]));
+    assert_eq!(port(&after.services[1]), 8080);
+    // Read again unchanged (an event named it): nothing changed.
+    let (refreshed, again, _) = refresh(&mut cache, dir.path(), &["a.yaml"]);
+    assert_eq!(refreshed, Refresh { parsed: 1, changed: false });
+    assert!(again.services.iter().zip(&after.services).all(|(a, b)| Arc::ptr_eq(a, b)));
+}
+
+#[test]
+fn a_file_named_by_an_event_is_read_again_though_its_stamp_did_not_change() {
+    let dir = dir_with(&[("a.yaml", &service("a"))]);
+    let path = dir.path().join("a.yaml");
+    let mut cache = DirCache::default();
+    refresh(&mut cache, dir.path(), &[]);
+    // A rewrite of the same size within one tick of the file system's clock.
+    let modified = fs::metadata(&path).unwrap().modified().unwrap();
+    fs::write(&path, service("a").replace("80", "81")).unwrap();
+    fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(0), "the stamp looks unchanged");
+    let named: BTreeSet<OsString> = [OsString::from("a.yaml")].into();
+    assert_eq!(cache.refresh(dir.path(), &named).unwrap(), parsed(1));
+    assert_eq!(port(&cache.snapshot().0.services[0]), 81);
+}
+
+#[test]
+fn duplicates_are_resolved_in_file_name_order_across_changes() {
+    let dir = dir_with(&[("a.yaml", &service("x")), ("b.yaml", &service("x").replace("80", "81"))]);
+    let mut cache = DirCache::default();
+    let (_, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!((port(&snapshot.services[0]), diagnostics.len()), (80, 1));
+    assert!(diagnostics[0].to_string().contains("b.yaml document 1"), "{}", diagnostics[0]);
+
+    // A file sorting first now defines it first.
+    fs::write(dir.path().join("0.yaml"), service("x").replace("80", "90")).unwrap();
+    let (refreshed, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!((refreshed, port(&snapshot.services[0]), diagnostics.len()), (parsed(1), 90, 2));
+    assert!(diagnostics.iter().all(|d| d.message.contains("0.yaml document 1")), "{diagnostics:?}");
+
+    // Without the first two, the last one is no duplicate any more, though it is not read again.
+    fs::remove_file(dir.path().join("0.yaml")).unwrap();
+    fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let (refreshed, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!((refreshed, port(&snapshot.services[0])), (Refresh { parsed: 0, changed: true }, 81));
+    assert_eq!(diagnostics, []);
+}
+
+#[test]
+fn bad_files_stay_diagnosed_until_fixed() {
+    let bad = "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: eighty\n";
+    let dir = dir_with(&[("a.yaml", &format!("a: [\n---\n{bad}---\n{}", service("x"))), ("b.yaml", &service("y"))]);
+    fs::write(dir.path().join("c.yaml"), b"\xff not UTF-8").unwrap();
+    let mut cache = DirCache::default();
+    let (_, before, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    let shown: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown[0].contains("a.yaml document 1, line 1: invalid YAML"), "{}", shown[0]);
+    assert!(shown[1].starts_with("Service default/bad (") && shown[1].contains("spec.ports[0].port"), "{}", shown[1]);
+    assert!(shown[2].contains("c.yaml") && shown[2].contains("cannot read"), "{}", shown[2]);
+    assert_eq!(names(&before).0, ["default/x", "default/y"]);
+
+    // An unreadable file is tried again each time; the others are not.
+    let (refreshed, _, again) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!((refreshed, again), (Refresh { parsed: 1, changed: false }, diagnostics));
+
+    fs::write(dir.path().join("a.yaml"), format!("{}---\n{}", service("x"), service("z"))).unwrap();
+    fs::remove_file(dir.path().join("c.yaml")).unwrap();
+    let (refreshed, after, diagnostics) = refresh(&mut cache, dir.path(), &[]);
+    assert_eq!((refreshed, diagnostics), (parsed(1), vec![]));
+    assert_eq!(names(&after).0, ["default/x", "default/y", "default/z"]);
+    assert!(Arc::ptr_eq(&before.services[0], &after.services[0]), "x did not change");
+    assert!(Arc::ptr_eq(&before.services[1], &after.services[1]), "b.yaml was not read again");
+}
+
+#[test]
+fn an_unlistable_directory_leaves_the_cache_as_it_was() {
+    let dir = dir_with(&[("a.yaml", &service("a"))]);
+    let mut cache = DirCache::default();
+    refresh(&mut cache, dir.path(), &[]);
+    assert!(cache.refresh(&dir.path().join("missing"), &BTreeSet::new()).is_err());
+    assert_eq!(names(&cache.snapshot().0).0, ["default/a"]);
+    assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(0));
 }

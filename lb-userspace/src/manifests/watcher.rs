@@ -1,29 +1,55 @@
 //! Watching a directory of manifests and publishing a new [`Snapshot`]
 //! whenever what it holds changes.
+//!
+//! A burst of events (an editor's write-rename-chmod, a tool writing
+//! several files) is loaded once: the watcher waits until [`QUIET`] passed
+//! without an event, or [`CAP`] after the burst's first event when events
+//! keep coming (see [`settle_deadline`]). So a change shows in about 15 ms,
+//! and a steady stream of writes still publishes every 150 ms.
+//!
+//! The files are remembered between loads ([`DirCache`]): a load re-reads
+//! only the files whose stamp changed and those the events named.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use super::loader::try_load_dir;
+use super::cache::DirCache;
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::Snapshot;
 
-/// How long to wait after a change for the rest of a burst (an editor's
-/// write-rename-chmod, `kubectl`-like tools writing several files).
-const DEBOUNCE: Duration = Duration::from_millis(150);
+/// How long the directory must stay quiet after an event before it is
+/// loaded: the rest of a burst comes within this.
+const QUIET: Duration = Duration::from_millis(15);
+
+/// The longest wait after a burst's first event, however long it goes on.
+const CAP: Duration = Duration::from_millis(150);
 
 /// A re-scan interval, in case the file system lost an event (network
 /// file systems, a directory that was replaced, queue overflows). A re-scan
-/// only reads the files' metadata; the files are parsed again only when
-/// that changed (with 10,000 Services, parsing them all every 2 s would
+/// only reads the files' metadata; a file is parsed again only when its
+/// metadata changed (with 10,000 Services, parsing them all every 2 s would
 /// keep a core busy).
 const RESCAN: Duration = Duration::from_secs(2);
+
+/// When to load after a burst whose first event came at `first` and latest
+/// at `last`: once [`QUIET`] passed since the latest, and at the latest
+/// [`CAP`] after the first.
+fn settle_deadline(first: Instant, last: Instant) -> Instant {
+    (last + QUIET).min(first + CAP)
+}
+
+/// The names of the files that events named since the last load: they are
+/// read again even when their stamp looks unchanged.
+type Named = Arc<Mutex<BTreeSet<OsString>>>;
 
 /// Loads `dir`, sends the snapshot, then reloads it whenever a file in it
 /// changes (or every [`RESCAN`] interval, as a safety net) and sends the new
@@ -37,8 +63,12 @@ pub async fn watch_dir(dir: PathBuf, tx: watch::Sender<Arc<Snapshot>>) -> anyhow
         bail!("manifests directory {} does not exist or is not a directory", dir.display());
     }
     let (changed_tx, mut changed) = mpsc::channel(1);
+    let named = Named::default();
+    let events_named = named.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| match event {
         Ok(event) if is_change(&event) => {
+            let names = event.paths.iter().filter_map(|path| path.file_name());
+            events_named.lock().unwrap_or_else(|e| e.into_inner()).extend(names.map(OsString::from));
             let _ = changed_tx.try_send(());
         }
         Ok(_) => {}
@@ -49,30 +79,38 @@ pub async fn watch_dir(dir: PathBuf, tx: watch::Sender<Arc<Snapshot>>) -> anyhow
         .watch(&dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch manifests directory {}", dir.display()))?;
 
-    let mut reloader =
-        Reloader { watched: directory_identity(&dir), dir, diagnostics: None, readable: true, fingerprint: None };
-    if let Some(snapshot) = reloader.reload().await {
+    let mut reloader = Reloader {
+        watched: directory_identity(&dir),
+        dir,
+        named,
+        cache: DirCache::default(),
+        diagnostics: None,
+        readable: true,
+    };
+    if let Some(snapshot) = reloader.reload(true).await {
         tx.send_replace(Arc::new(snapshot));
     }
-    let mut rescan = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
+    let mut rescan = tokio::time::interval_at(Instant::now() + RESCAN, RESCAN);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tx.closed() => return Ok(()),
-            Some(()) = changed.recv() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                while changed.try_recv().is_ok() {}
-            }
-            _ = rescan.tick() => {
-                reloader.rewatch(&mut watcher);
-                if !reloader.files_changed() {
-                    continue;
-                }
-            }
+            Some(()) = changed.recv() => settle(&mut changed).await,
+            _ = rescan.tick() => reloader.rewatch(&mut watcher),
         }
-        if let Some(snapshot) = reloader.reload().await {
+        if let Some(snapshot) = reloader.reload(false).await {
             publish(&tx, snapshot);
         }
+    }
+}
+
+/// Waits for the end of a burst of events, the first of which just came
+/// (see [`settle_deadline`]).
+async fn settle(changed: &mut mpsc::Receiver<()>) {
+    let first = Instant::now();
+    let mut last = first;
+    while let Ok(Some(())) = tokio::time::timeout_at(settle_deadline(first, last), changed.recv()).await {
+        last = Instant::now();
     }
 }
 
@@ -88,7 +126,7 @@ fn is_change(event: &Event) -> bool {
 
 fn publish(tx: &watch::Sender<Arc<Snapshot>>, snapshot: Snapshot) {
     tx.send_if_modified(|current| {
-        let changed = **current != snapshot;
+        let changed = !current.same_as(&snapshot);
         if changed {
             tracing::info!(
                 services = snapshot.services.len(),
@@ -101,43 +139,50 @@ fn publish(tx: &watch::Sender<Arc<Snapshot>>, snapshot: Snapshot) {
     });
 }
 
-/// Reloads the directory, remembering the last diagnostics so that a
-/// re-scan that finds nothing new does not log them again.
+/// Reloads the directory through its cache, remembering the last
+/// diagnostics so that a reload that finds nothing new does not log them
+/// again.
 struct Reloader {
     dir: PathBuf,
+    /// The files events named since the last reload.
+    named: Named,
+    cache: DirCache,
     diagnostics: Option<Vec<Diagnostic>>,
     /// Whether the directory was readable at the last load.
     readable: bool,
     /// The identity of the directory being watched.
     watched: Option<(u64, u64)>,
-    /// The files' metadata at the last load.
-    fingerprint: Option<Vec<FileStamp>>,
 }
 
-/// What a re-scan compares: a file's name, inode, size and modification time.
-type FileStamp = (PathBuf, u64, u64, i64, i64);
-
 impl Reloader {
-    /// Whether the files' metadata differs from the last load's (or cannot
-    /// be read: then the load reports why).
-    fn files_changed(&self) -> bool {
-        let now = fingerprint(&self.dir);
-        now.is_none() || now != self.fingerprint
-    }
-
-    /// The directory's snapshot, or `None` (logged) when it cannot be read.
-    async fn reload(&mut self) -> Option<Snapshot> {
-        // Taken before reading, so a write during the load shows at the next re-scan.
-        self.fingerprint = fingerprint(&self.dir);
+    /// The directory's snapshot when its files changed since the last
+    /// reload (or always, with `always`), or `None`: nothing changed, or
+    /// the directory cannot be read (logged).
+    async fn reload(&mut self, always: bool) -> Option<Snapshot> {
+        // Taken before reading: an event during the load names its file for the next one.
+        let named = std::mem::take(&mut *self.named.lock().unwrap_or_else(|e| e.into_inner()));
         let dir = self.dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || try_load_dir(&dir)).await;
+        let mut cache = std::mem::take(&mut self.cache);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let refreshed = cache.refresh(&dir, &named);
+            let snapshot = match &refreshed {
+                Ok(refresh) if refresh.changed || always => Some(cache.snapshot()),
+                _ => None,
+            };
+            (cache, refreshed.map(|refresh| (refresh, snapshot)))
+        })
+        .await;
         match loaded {
-            Ok(Ok((snapshot, diagnostics))) => {
-                self.log(diagnostics);
+            Ok((cache, Ok((refresh, snapshot)))) => {
+                self.cache = cache;
                 self.readable = true;
+                tracing::debug!(files_parsed = refresh.parsed, changed = refresh.changed, "manifests reloaded");
+                let (snapshot, diagnostics) = snapshot?;
+                self.log(diagnostics);
                 Some(snapshot)
             }
-            Ok(Err(e)) => {
+            Ok((cache, Err(e))) => {
+                self.cache = cache;
                 if self.readable {
                     tracing::warn!(
                         "cannot read manifests directory {}: {e}; keeping the last objects",
@@ -148,6 +193,7 @@ impl Reloader {
                 None
             }
             Err(e) => {
+                // The cache is lost: the next reload reads every file again.
                 tracing::error!("loading manifests panicked: {e}");
                 None
             }
@@ -179,22 +225,6 @@ impl Reloader {
     }
 }
 
-/// The metadata of the directory's manifest files, sorted by name; `None`
-/// when the directory cannot be listed.
-fn fingerprint(dir: &Path) -> Option<Vec<FileStamp>> {
-    use std::os::unix::fs::MetadataExt;
-    let files = super::loader::manifest_files(dir).ok()?;
-    let mut stamps: Vec<FileStamp> = files
-        .into_iter()
-        .filter_map(|path| {
-            let m = std::fs::metadata(&path).ok()?;
-            Some((path, m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-        })
-        .collect();
-    stamps.sort();
-    Some(stamps)
-}
-
 /// (device, inode) of a directory, to notice that it was replaced.
 fn directory_identity(dir: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -202,22 +232,17 @@ fn directory_identity(dir: &Path) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod fingerprint_tests {
-    use super::fingerprint;
+mod settle_tests {
+    use super::*;
 
     #[test]
-    fn a_rescan_sees_only_changed_manifest_metadata() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yaml"), "kind: Service\n").unwrap();
-        let first = fingerprint(dir.path()).unwrap();
-        assert_eq!(first.len(), 1);
-        assert_eq!(fingerprint(dir.path()), Some(first.clone()), "nothing changed");
-        std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
-        assert_eq!(fingerprint(dir.path()), Some(first.clone()), "other files do not count");
-        std::fs::write(dir.path().join("a.yaml"), "kind: Service\n# longer\n").unwrap();
-        assert_ne!(fingerprint(dir.path()), Some(first.clone()), "a rewrite counts");
-        std::fs::write(dir.path().join("b.yml"), "").unwrap();
-        assert_eq!(fingerprint(dir.path()).unwrap().len(), 2, "a new file counts");
-        assert_eq!(fingerprint(&dir.path().join("missing")), None);
+    fn a_burst_is_loaded_once_quiet_or_at_the_cap() {
+        let first = Instant::now();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(settle_deadline(first, first), first + QUIET, "a lone event waits QUIET");
+        assert_eq!(settle_deadline(first, first + ms(5)), first + ms(5) + QUIET, "each event restarts the wait");
+        assert_eq!(settle_deadline(first, first + ms(140)), first + CAP, "but not past the cap");
+        assert_eq!(settle_deadline(first, first + ms(500)), first + CAP);
+        assert!(QUIET < ms(20) && CAP <= ms(150));
     }
 }
