@@ -26,6 +26,7 @@ fn l7_smoke_measures_all_three_subjects() {
     let metrics = report.metrics();
     for metric in [
         "max_rps",
+        "rps_per_cpu_s",
         "latency_p50_ms",
         "latency_p99_ms",
         "reload_failed_requests",
@@ -44,6 +45,22 @@ fn l7_smoke_measures_all_three_subjects() {
             assert!(m.value > 0.0, "max_rps [{}]: {subject} measured {}", c.scenario_label(), m.value);
         }
     }
+    // Every max-rate run has its requests per CPU-second, with the proxy's
+    // CPU use beside it, beside its req/s.
+    for c in report.of_metric("rps_per_cpu_s") {
+        for subject in ["lb", "nginx", "HAProxy"] {
+            let m = c.get(subject).unwrap_or_else(|| panic!("rps_per_cpu_s [{}]: no {subject}", c.scenario_label()));
+            let cpu = m.extra.get("proxy_cpu").copied().unwrap_or(0.0);
+            assert!(
+                m.value > 0.0 && cpu > 0.0,
+                "rps_per_cpu_s [{}]: {subject} {} at {cpu} CPU",
+                c.scenario_label(),
+                m.value
+            );
+        }
+    }
+    assert_eq!(report.of_metric("rps_per_cpu_s").count(), report.of_metric("max_rps").count());
+    assert!(report.notes.iter().any(|n| n.contains("straight to the static backend")), "{:#?}", report.notes);
     for c in report.of_metric("memory_mib") {
         for m in &c.measurements {
             assert!(m.value > 1.0, "memory of {} is {} MiB", m.subject, m.value);

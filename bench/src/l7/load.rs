@@ -103,11 +103,22 @@ pub fn uris_file(dir: &Path, target: &Target, tls: bool, port: u16) -> Result<Pa
     Ok(file)
 }
 
+/// Called at every poll (about every 50 ms) while h2load runs, with its
+/// PID and the time since it started (the CPU probe of a max-rate run).
+pub type Watch<'a> = &'a mut dyn FnMut(u32, Duration);
+
 /// Runs h2load and reads its summary (and, with `log`, the latencies).
-pub fn run(addr: SocketAddr, proto: Proto, shape: &Shape, uris: &Path, log: Option<&Path>) -> Result<Outcome> {
+pub fn run(
+    addr: SocketAddr,
+    proto: Proto,
+    shape: &Shape,
+    uris: &Path,
+    log: Option<&Path>,
+    watch: Option<Watch>,
+) -> Result<Outcome> {
     let args = args(addr, proto, shape, uris, log);
     let bound = shape.duration + shape.warm_up + Duration::from_secs(30);
-    let stdout = run_bounded(H2LOAD, &args, bound)?;
+    let stdout = run_bounded(H2LOAD, &args, bound, watch)?;
     let mut out = parse_summary(&stdout).with_context(|| format!("h2load {}:\n{stdout}", args.join(" ")))?;
     if let Some(log) = log {
         let text = std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
@@ -124,7 +135,7 @@ pub fn run(addr: SocketAddr, proto: Proto, shape: &Shape, uris: &Path, log: Opti
 }
 
 /// Runs `program args`, killing it if it outlives `bound`; its stdout.
-fn run_bounded(program: &str, args: &[String], bound: Duration) -> Result<String> {
+fn run_bounded(program: &str, args: &[String], bound: Duration, mut watch: Option<Watch>) -> Result<String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -136,6 +147,9 @@ fn run_bounded(program: &str, args: &[String], bound: Duration) -> Result<String
     loop {
         if child.try_wait()?.is_some() {
             break;
+        }
+        if let Some(w) = watch.as_mut() {
+            w(child.id(), started.elapsed());
         }
         if started.elapsed() > bound {
             let _ = child.kill();

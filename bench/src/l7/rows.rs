@@ -18,6 +18,15 @@ pub struct Metric {
 
 pub const MAX_RPS: Metric =
     Metric { id: "max_rps", title: "Requests/s at fixed concurrency", unit: "req/s", better: Better::Higher };
+/// The max-rate runs' req/s over the subject's CPU-seconds per second in
+/// the same window (all its processes and threads): what one CPU of the
+/// proxy serves, whether or not the proxy was the run's bottleneck.
+pub const RPS_PER_CPU: Metric = Metric {
+    id: "rps_per_cpu_s",
+    title: "Requests per CPU-second of the proxy",
+    unit: "req per CPU-s",
+    better: Better::Higher,
+};
 pub const P50: Metric =
     Metric { id: "latency_p50_ms", title: "Latency p50 at a fixed offered rate", unit: "ms", better: Better::Lower };
 pub const P99: Metric =

@@ -10,17 +10,24 @@ use lb_testbed::l7::net::wait_for_port;
 use lb_testbed::l7::{TestCa, unique_loopback_ip};
 use serde_json::json;
 
+use super::backend::{self, StaticBackend};
+use super::cpu::{self, Window};
 use super::load::{self, Proto};
 use super::model::{BACKEND_PORT, IngressSet};
+use super::percore::{self, CpuLog, Direct, DirectRun};
 use super::plan::{Plan, ReloadRun, SetSize};
 use super::proxy::{Kind, Placement, Proxy};
 use super::reload;
-use super::rows::{MAX_RPS, MEMORY, P50, P99, RELOAD_FAILED, RELOAD_VISIBLE, RELOAD_WS, Rows, UPGRADE_FAILED};
+use super::rows::{
+    MAX_RPS, MEMORY, P50, P99, RELOAD_FAILED, RELOAD_VISIBLE, RELOAD_WS, RPS_PER_CPU, Rows, UPGRADE_FAILED,
+};
 use super::upgrade;
 use crate::meta::Meta;
 use crate::{Report, RunOptions};
 
-/// The echo pods every Service's endpoints are taken from.
+/// The echo pods the Services of the reload, upgrade and memory tests have
+/// as endpoints (the throughput and latency runs' Services have the
+/// [`StaticBackend`]'s addresses).
 struct Pods {
     ips: Vec<Ipv4Addr>,
     _procs: Vec<Process>,
@@ -57,11 +64,17 @@ fn pin() -> Result<Placement> {
     Ok(Placement { proxy_cpu: Some(0) })
 }
 
-fn make_set(size: SetSize, pods: &Pods, ca: &TestCa) -> Result<IngressSet> {
+/// The set of `size` with Services whose endpoints are `ips`.
+fn make_set(size: SetSize, ips: &[Ipv4Addr], ca: &TestCa) -> Result<IngressSet> {
     match size {
-        SetSize::Few => IngressSet::few(&pods.ips, ca),
-        SetSize::Many(n) => IngressSet::many(n, &pods.ips, ca),
+        SetSize::Few => IngressSet::few(ips, ca),
+        SetSize::Many(n) => IngressSet::many(n, ips, ca),
     }
+}
+
+/// Every subject serving `set`.
+fn start_all(rt: &tokio::runtime::Runtime, set: &IngressSet, dir: &Path, place: &Placement) -> Result<Vec<Proxy>> {
+    Kind::ALL.into_iter().map(|kind| rt.block_on(Proxy::start(kind, set, dir, place))).collect()
 }
 
 /// Subjects in the order of round `r`: rotated, so none is always first.
@@ -85,75 +98,144 @@ pub fn run(opts: &RunOptions) -> Result<Report> {
     let ca = TestCa::new()?;
     let mut rows = Rows::default();
     let mut notes = Vec::new();
-    let direct = direct_rps(&plan, &pods, work.path())?;
-    for &size in plan.sets.iter().filter(|_| plan.runs("traffic") || plan.runs("reload")) {
-        let set = make_set(size, &pods, &ca)?;
+    let mut cpu_log = CpuLog::default();
+    // The static backend of the throughput and latency runs, on this
+    // process's CPU (the generator's), and what h2load reaches without a
+    // proxy.
+    let traffic_backend = if plan.runs("traffic") {
+        let b = StaticBackend::start(&work.path().join("backend"), plan.pods)?;
+        let direct = direct(&plan, &pods, &b, &place, work.path())?;
+        Some((b, direct))
+    } else {
+        None
+    };
+    for &size in &plan.sets {
         let started = Instant::now();
-        let mut proxies = Vec::new();
-        for kind in Kind::ALL {
-            proxies.push(rt.block_on(Proxy::start(kind, &set, work.path(), &place))?);
+        if let Some((backend, _)) = &traffic_backend {
+            let set = make_set(size, &backend.ips, &ca)?;
+            let proxies = start_all(&rt, &set, work.path(), &place)?;
+            let env = Traffic { plan: &plan, place: &place, backend, dir: work.path() };
+            traffic(&env, &set, &proxies, &mut rows, &mut cpu_log, &mut notes)?;
         }
-        if plan.runs("traffic") {
-            traffic(&plan, &set, &proxies, work.path(), &mut rows, &mut notes)?;
+        let reloads: Vec<&ReloadRun> = plan.reloads.iter().filter(|r| r.set == size && plan.runs("reload")).collect();
+        if !reloads.is_empty() {
+            // Its WebSockets need lb-echo's echo.
+            let set = make_set(size, &pods.ips, &ca)?;
+            let mut proxies = start_all(&rt, &set, work.path(), &place)?;
+            for reload in reloads {
+                changes(&rt, reload, &set, &mut proxies, &mut rows, &mut notes)?;
+            }
         }
-        for reload in plan.reloads.iter().filter(|r| r.set == size && plan.runs("reload")) {
-            changes(&rt, reload, &set, &mut proxies, &mut rows, &mut notes)?;
-        }
-        eprintln!("[l7] set {} done in {:.0?}", set.label, started.elapsed());
+        eprintln!("[l7] set {size:?} done in {:.0?}", started.elapsed());
     }
+    let direct = traffic_backend.map(|(b, direct)| {
+        drop(b);
+        direct
+    });
     if plan.runs("upgrade") {
-        let set = make_set(SetSize::Few, &pods, &ca)?;
+        let set = make_set(SetSize::Few, &pods.ips, &ca)?;
         upgrades(&rt, &plan, &set, &place, work.path(), &mut rows, &mut notes)?;
     }
     if plan.runs("memory") {
         memory(&rt, &plan, &pods, &ca, &place, work.path(), &mut rows)?;
     }
-    let mut report = Report::new("l7", opts.profile, meta, params(&plan, &place, &pods, direct));
+    let mut report = Report::new("l7", opts.profile, meta, params(&plan, &place, &pods, direct.as_ref()));
     rows.into_report(&mut report);
-    for n in standing_notes(&plan, &place, direct).into_iter().chain(notes) {
+    let cpu_notes = cpu_log.notes(direct.as_ref());
+    for n in standing_notes(&plan, &place).into_iter().chain(cpu_notes).chain(notes) {
         report.note(n);
     }
     Ok(report)
 }
 
-/// h2load straight to one echo pod (HTTP/1.1, plaintext): the ceiling of
-/// the generator and backends' CPU.
-fn direct_rps(plan: &Plan, pods: &Pods, dir: &Path) -> Result<f64> {
-    let target = super::model::Target { host: "direct.test".into(), paths: vec!["/".into()] };
-    let uris = load::uris_file(dir, &target, false, BACKEND_PORT)?;
-    let addr = SocketAddr::from((pods.ips[0], BACKEND_PORT));
-    Ok(load::run(addr, Proto::H1, &plan.max_h1, &uris, None)?.ok_rps)
+/// h2load without a proxy, from this process's CPU (the generator's): to
+/// one lb-echo pod (HTTP/1.1, plaintext), and to the static backend with
+/// every max-rate shape — the ceiling of the generator and backend's CPU.
+fn direct(plan: &Plan, pods: &Pods, backend: &StaticBackend, place: &Placement, dir: &Path) -> Result<Direct> {
+    let target = |tls| {
+        let t = super::model::Target { host: "direct.test".into(), paths: vec!["/".into()] };
+        load::uris_file(dir, &t, tls, if tls { backend::TLS_PORT } else { BACKEND_PORT })
+    };
+    let echo = SocketAddr::from((pods.ips[0], BACKEND_PORT));
+    let echo_h1_rps = load::run(echo, Proto::H1, &plan.max_h1, &target(false)?, None, None)?.ok_rps;
+    eprintln!("[l7] h2load straight to one lb-echo pod: {echo_h1_rps:.0} req/s (h1)");
+    let mut runs = Vec::new();
+    for &(proto, tls) in &plan.max_scenarios {
+        let shape = plan.max_shape(proto);
+        let mut probe = cpu::Probe::new(shape, Vec::new(), backend.pids());
+        let o = load::run(
+            backend.addr(tls),
+            proto,
+            shape,
+            &target(tls)?,
+            None,
+            Some(&mut |pid: u32, t: Duration| probe.poll(pid, t)),
+        )?;
+        if o.ok == 0 {
+            bail!("the static backend answered no request with 2xx ({} {} tls={tls})", o.failed, proto.as_str());
+        }
+        let w = probe.window().unwrap_or_default();
+        let run = DirectRun {
+            proto,
+            tls,
+            rps: o.ok_rps,
+            backend_cpu: w.backends_util(),
+            h2load_cpu: w.generator_util(),
+            generator_cpu_busy: w.busy(generator_cpu(place)),
+        };
+        eprintln!(
+            "[l7] h2load straight to the static backend, {} tls={tls}: {:.0} req/s (backend {:.2} CPU, h2load {:.2}, \
+             generator CPU busy {:.2})",
+            proto.as_str(),
+            run.rps,
+            run.backend_cpu,
+            run.h2load_cpu,
+            run.generator_cpu_busy.unwrap_or(f64::NAN)
+        );
+        runs.push(run);
+    }
+    Ok(Direct { echo_h1_rps, backend: runs })
+}
+
+/// The CPU h2load and the backends run on (this process's), if pinned.
+fn generator_cpu(place: &Placement) -> Option<usize> {
+    place.proxy_cpu.map(|_| 1)
 }
 
 fn scenario(set: &IngressSet, proto: Proto, tls: bool) -> Vec<(&'static str, String)> {
     vec![("set", set.label.clone()), ("proto", proto.as_str().into()), ("tls", if tls { "on" } else { "off" }.into())]
 }
 
+/// What the traffic runs share.
+struct Traffic<'a> {
+    plan: &'a Plan,
+    place: &'a Placement,
+    backend: &'a StaticBackend,
+    dir: &'a Path,
+}
+
 /// The max-rate and fixed-rate runs, subjects interleaved.
 fn traffic(
-    plan: &Plan,
+    env: &Traffic,
     set: &IngressSet,
     proxies: &[Proxy],
-    dir: &Path,
     rows: &mut Rows,
+    cpu_log: &mut CpuLog,
     notes: &mut Vec<String>,
 ) -> Result<()> {
+    let (plan, dir) = (env.plan, env.dir);
+    let backend_pids = env.backend.pids();
     for r in 0..plan.rounds {
         for &(proto, tls) in &plan.max_scenarios {
             let port = proxies[0].addr(tls).port();
             let uris = load::uris_file(dir, set.target(tls), tls, port)?;
             for i in order(r) {
                 let p = &proxies[i];
-                let Some(o) = measure(p, tls, proto, plan.max_shape(proto), &uris, None, notes) else { continue };
-                eprintln!(
-                    "[l7] {} {} {} tls={tls}: {:.0} req/s",
-                    set.label,
-                    p.kind.subject(),
-                    proto.as_str(),
-                    o.ok_rps
-                );
-                let extra = [("failed", o.failed as f64), ("requests", o.done as f64)];
-                rows.add(MAX_RPS, &scenario(set, proto, tls), p.kind, o.ok_rps, &extra);
+                let shape = plan.max_shape(proto);
+                let Some((o, window)) = measure(p, tls, proto, shape, &uris, None, Some(&backend_pids), notes) else {
+                    continue;
+                };
+                max_rate_sample(env, set, p, proto, tls, &o, window, rows, cpu_log, notes);
                 p.truncate_logs();
             }
         }
@@ -163,7 +245,8 @@ fn traffic(
             for i in order(r) {
                 let p = &proxies[i];
                 let log = dir.join("h2load-requests.log");
-                let Some(o) = measure(p, tls, proto, plan.latency_shape(proto), &uris, Some(&log), notes) else {
+                let shape = plan.latency_shape(proto);
+                let Some((o, _)) = measure(p, tls, proto, shape, &uris, Some(&log), None, notes) else {
                     continue;
                 };
                 if o.ok_rps < 0.9 * f64::from(plan.latency_rps) {
@@ -189,10 +272,78 @@ fn traffic(
     Ok(())
 }
 
-/// One h2load run against `p`. A run that fails (ran over its time, no 2xx
-/// answer) is repeated once after a pause; if that fails too, the round
-/// has no sample of `p` (noted; a subject with no sample at all makes the
-/// report invalid).
+/// A max-rate run's samples: req/s, and req per CPU-second of the proxy
+/// with the CPU figures of its window.
+#[allow(clippy::too_many_arguments)]
+fn max_rate_sample(
+    env: &Traffic,
+    set: &IngressSet,
+    p: &Proxy,
+    proto: Proto,
+    tls: bool,
+    o: &load::Outcome,
+    window: Option<Window>,
+    rows: &mut Rows,
+    cpu_log: &mut CpuLog,
+    notes: &mut Vec<String>,
+) {
+    let scen = scenario(set, proto, tls);
+    let mut extra = vec![("failed", o.failed as f64), ("requests", o.done as f64)];
+    let per_cpu = window.as_ref().and_then(|w| Some((w, cpu::per_cpu_second(o.ok_rps, w.proxy_util())?)));
+    let Some((w, per_cpu)) = per_cpu else {
+        eprintln!("[l7] {} {} {} tls={tls}: {:.0} req/s", set.label, p.kind.subject(), proto.as_str(), o.ok_rps);
+        notes.push(format!(
+            "{} {} tls={tls} on {}: no CPU window this round (h2load ended early or the proxy's CPU time was not seen)",
+            p.kind.subject(),
+            proto.as_str(),
+            set.label
+        ));
+        rows.add(MAX_RPS, &scen, p.kind, o.ok_rps, &extra);
+        return;
+    };
+    let (proxy_cpu, gen_cpu) = (env.place.proxy_cpu, generator_cpu(env.place));
+    eprintln!(
+        "[l7] {} {} {} tls={tls}: {:.0} req/s, proxy {:.2} CPU → {per_cpu:.0} req per CPU-s (backend {:.2}, h2load \
+         {:.2}, generator CPU busy {:.2})",
+        set.label,
+        p.kind.subject(),
+        proto.as_str(),
+        o.ok_rps,
+        w.proxy_util(),
+        w.backends_util(),
+        w.generator_util(),
+        w.busy(gen_cpu).unwrap_or(f64::NAN)
+    );
+    extra.push(("proxy_cpu", w.proxy_util()));
+    rows.add(MAX_RPS, &scen, p.kind, o.ok_rps, &extra);
+    let mut extra = vec![
+        ("req_s", o.ok_rps),
+        ("proxy_cpu", w.proxy_util()),
+        ("backend_cpu", w.backends_util()),
+        ("h2load_cpu", w.generator_util()),
+        ("window_s", w.wall_s),
+    ];
+    extra.extend(w.busy(proxy_cpu).map(|b| ("proxy_cpu_busy", b)));
+    extra.extend(w.busy(gen_cpu).map(|b| ("generator_cpu_busy", b)));
+    rows.add(RPS_PER_CPU, &scen, p.kind, per_cpu, &extra);
+    cpu_log.add(percore::Sample {
+        scenario: percore::label(&set.label, proto, tls),
+        proto,
+        tls,
+        subject: p.kind.subject(),
+        rps: o.ok_rps,
+        window: w.clone(),
+        proxy_cpu,
+        generator_cpu: gen_cpu,
+    });
+}
+
+/// One h2load run against `p`; with `backends`, the CPU of `p`, of those
+/// and of h2load in the middle of the run. A run that fails (ran over its
+/// time, no 2xx answer) is repeated once after a pause; if that fails too,
+/// the round has no sample of `p` (noted; a subject with no sample at all
+/// makes the report invalid).
+#[allow(clippy::too_many_arguments)]
 fn measure(
     p: &Proxy,
     tls: bool,
@@ -200,10 +351,21 @@ fn measure(
     shape: &load::Shape,
     uris: &Path,
     log: Option<&Path>,
+    backends: Option<&[u32]>,
     notes: &mut Vec<String>,
-) -> Option<load::Outcome> {
+) -> Option<(load::Outcome, Option<Window>)> {
     let what = if shape.rps_per_client.is_some() { "fixed rate" } else { "max rate" };
-    let once = || load::run(p.addr(tls), proto, shape, uris, log).and_then(|o| check(p, &o, what).map(|()| o));
+    let once = || {
+        let mut probe = backends.map(|b| cpu::Probe::new(shape, p.pids(), b.to_vec()));
+        let mut poll = |pid: u32, t: Duration| {
+            if let Some(probe) = probe.as_mut() {
+                probe.poll(pid, t)
+            }
+        };
+        let o = load::run(p.addr(tls), proto, shape, uris, log, Some(&mut poll))?;
+        check(p, &o, what)?;
+        anyhow::Ok((o, probe.and_then(|probe| probe.window())))
+    };
     let mut first_error = None;
     for attempt in 0..2 {
         match once() {
@@ -393,7 +555,7 @@ fn memory(
     Ok(())
 }
 
-fn params(plan: &Plan, place: &Placement, pods: &Pods, direct: f64) -> serde_json::Value {
+fn params(plan: &Plan, place: &Placement, pods: &Pods, direct: Option<&Direct>) -> serde_json::Value {
     let uris = Path::new("URIS");
     let addr: SocketAddr = "127.0.0.1:8000".parse().expect("address");
     let cmd = |proto, shape| format!("h2load {}", load::args(addr, proto, shape, uris, None).join(" "));
@@ -402,7 +564,9 @@ fn params(plan: &Plan, place: &Placement, pods: &Pods, direct: f64) -> serde_jso
         "proxy_cpu": place.proxy_cpu,
         "generator_and_backends_cpu": place.proxy_cpu.map(|_| 1),
         "echo_pods": pods.ips.len(),
-        "direct_backend_rps_h1": direct,
+        "traffic_backend": format!("nginx, worker_processes 1, on the generator CPU, `return 200 \"{}\"` on {} loopback addresses, no access log", backend::BODY.escape_default(), plan.pods),
+        "direct": direct,
+        "cpu_window": "utime+stime from /proc/PID/stat of every process of the subject, the backend and h2load, and /proc/stat per CPU, from 10% to 90% of h2load's measured phase",
         "h2load_max_h1": cmd(Proto::H1, &plan.max_h1),
         "h2load_max_h2": cmd(Proto::H2, &plan.max_h2),
         "h2load_latency_h1": cmd(Proto::H1, &plan.latency_h1),
@@ -413,15 +577,24 @@ fn params(plan: &Plan, place: &Placement, pods: &Pods, direct: f64) -> serde_jso
     })
 }
 
-fn standing_notes(plan: &Plan, place: &Placement, direct: f64) -> Vec<String> {
+fn standing_notes(plan: &Plan, place: &Placement) -> Vec<String> {
     let mut notes = vec![
         format!(
-            "Each proxy is pinned to CPU {} (taskset); h2load and the {} echo pods share the other CPU. \
-             h2load straight to one echo pod reached {direct:.0} req/s (HTTP/1.1): a proxy figure near it is \
-             bounded by the generator and backends, not by the proxy.",
+            "Each proxy is pinned to CPU {} (taskset); h2load and the backends share the other CPU. The throughput and \
+             latency runs' Services point at a static backend: one nginx worker answering every request with a fixed \
+             3-byte body on {} loopback addresses (no access log, keep-alive without a request limit), much cheaper \
+             per request than the lb-echo pods, which answer with a JSON echo of the request and, sharing the \
+             generator's CPU, capped the faster proxies. The reload, upgrade and memory tests keep {} lb-echo pods: \
+             their WebSockets need an echo.",
             place.proxy_cpu.unwrap_or(0),
+            plan.pods,
             plan.pods
         ),
+        "Requests per CPU-second of the proxy: each max-rate run's req/s divided by the CPU-seconds per second that \
+         all the subject's processes (nginx master and worker, HAProxy, lb with all its threads) spent in the middle \
+         80% of h2load's measured phase (utime + stime from /proc/PID/stat). Unlike req/s it does not depend on the \
+         proxy having its CPU to itself or being the bottleneck: it is the per-core comparison."
+            .into(),
         "One worker each: lb --worker-threads 1, nginx worker_processes 1, HAProxy nbthread 1.".into(),
         "Latency is measured by h2load --rps from each request's start (closed loop per connection: a stall delays the \
          next request instead of queueing it, so p99 under stalls is understated equally for every subject)."
