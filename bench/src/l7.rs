@@ -21,7 +21,7 @@
 //!   Ingresses.
 
 mod backend;
-mod cpu;
+pub(crate) mod cpu;
 mod haproxy;
 mod lbagent;
 mod load;
