@@ -13,15 +13,29 @@ use lb_routes::{CookieAffinity, SameSite};
 
 use crate::upstream::{MAX_ATTEMPTS, Peers};
 
-/// The token of an endpoint in the affinity cookie.
+/// The token of an endpoint in the affinity cookie: its hash as 16
+/// lowercase hex digits.
 pub(crate) fn token(endpoint: SocketAddr) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(endpoint.to_string().as_bytes()))
+    format!("{:016x}", hash(endpoint))
 }
 
-/// The endpoint the request's cookie names, if it is one of `endpoints`.
+fn hash(endpoint: SocketAddr) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(endpoint.to_string().as_bytes())
+}
+
+/// The hash a cookie value shows, if it is a [`token`] (exactly 16
+/// lowercase hex digits: one value per hash).
+fn token_hash(value: &str) -> Option<u64> {
+    let hex = value.len() == 16 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(value, 16).ok()).flatten()
+}
+
+/// The endpoint the request's cookie names, if it is one of `endpoints`
+/// (the cookie is read once, then each endpoint's hash compared with it).
 pub(crate) fn sticky(affinity: &CookieAffinity, headers: &HeaderMap, endpoints: &[SocketAddr]) -> Option<SocketAddr> {
     let value = crate::cookies::value(headers, &affinity.name)?;
-    endpoints.iter().copied().find(|e| token(*e) == value)
+    let wanted = token_hash(&value)?;
+    endpoints.iter().copied().find(|e| hash(*e) == wanted)
 }
 
 /// `peers` with `first` tried first (and the others after it, up to the
@@ -85,6 +99,16 @@ mod tests {
         let other = CookieAffinity { name: "INGRESSCOOKIE".into(), ..affinity() };
         assert_eq!(sticky(&other, &headers, &endpoints), None);
         assert_eq!(sticky(&affinity(), &HeaderMap::new(), &endpoints), None);
+    }
+
+    #[test]
+    fn only_tokens_show_a_hash() {
+        let endpoint: SocketAddr = "[fd00::1]:8080".parse().unwrap();
+        assert_eq!(token_hash(&token(endpoint)), Some(hash(endpoint)));
+        assert_eq!(token_hash("000000000000000a"), Some(10));
+        for other in ["000000000000000A", "a", "0000000000000000a", "+00000000000000a", "", "g000000000000000"] {
+            assert_eq!(token_hash(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -76,11 +76,12 @@ impl ProxyError {
 /// `{code} {reason}\n` as `text/plain`, e.g. `404 Not Found`.
 pub(crate) fn status_response(status: StatusCode) -> Response<ProxyBody> {
     let text = format!("{} {}\n", status.as_str(), status.canonical_reason().unwrap_or(""));
-    let mut response = Response::new(full(text.clone()));
+    let length = HeaderValue::from(text.len());
+    let mut response = Response::new(full(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    headers.insert(CONTENT_LENGTH, length);
     response
 }
 

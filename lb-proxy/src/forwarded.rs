@@ -101,8 +101,18 @@ fn is_sane_request_id(id: &[u8]) -> bool {
 /// 128 random bits as 32 lowercase hex digits (the format of nginx's
 /// `$request_id`).
 pub(crate) fn new_request_id() -> HeaderValue {
-    let id: u128 = rand::rng().random();
-    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+    HeaderValue::from_bytes(&hex(rand::rng().random())).expect("hex is a valid header value")
+}
+
+/// `id` as 32 lowercase hex digits (`{id:032x}`, without a `String`).
+fn hex(id: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0; 32];
+    for (at, digit) in text.iter_mut().enumerate() {
+        let shift = 4 * (31 - at);
+        *digit = DIGITS[usize::from((id >> shift) as u8 & 0xf)];
+    }
+    text
 }
 
 #[cfg(test)]
@@ -168,6 +178,13 @@ mod tests {
         headers.append(X_REQUEST_ID, HeaderValue::from_static("b"));
         assert_eq!(request_id(&headers).len(), 32);
         assert!(is_sane_request_id("x".repeat(200).as_bytes()));
+    }
+
+    #[test]
+    fn ids_are_32_hex_digits() {
+        for id in [0, 1, 0xfedc_ba98_7654_3210_0123_4567_89ab_cdef, u128::MAX] {
+            assert_eq!(hex(id), format!("{id:032x}").as_bytes());
+        }
     }
 
     #[test]

@@ -4,20 +4,25 @@
 //! which is also what keeps a `Content-Length` / `Transfer-Encoding`
 //! disagreement from turning into request smuggling).
 
-use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    CONNECTION, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Always hop-by-hop, whatever `Connection` says.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TRANSFER_ENCODING,
+    TE,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
 ];
+
+/// `Proxy`, removed from requests (httpoxy).
+const PROXY: HeaderName = HeaderName::from_static("proxy");
 
 /// Never removed because `Connection` names them: a client must not be able
 /// to strip the routing host or the body framing on the upstream side.
@@ -43,13 +48,16 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// set.
 fn strip(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = connection_tokens(headers)
+        // The fixed set goes anyway (`keep-alive`, `upgrade`: the usual
+        // tokens need no name of their own).
+        .filter(|token| !HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name.as_str())))
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .filter(|name| !PROTECTED.contains(name))
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -81,7 +89,7 @@ pub(crate) fn te_has_trailers(headers: &HeaderMap) -> bool {
 pub(crate) fn strip_request(headers: &mut HeaderMap, keep: &RequestHop) {
     strip(headers);
     headers.remove(TRAILER);
-    headers.remove("proxy");
+    headers.remove(PROXY);
     if let Some(upgrade) = &keep.upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(UPGRADE, upgrade.clone());

@@ -1,6 +1,7 @@
 //! Hosts: normalising the request's `Host` / `:authority` and Ingress host
 //! patterns.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -88,21 +89,23 @@ fn is_dns_name(name: &str) -> bool {
 
 /// The host part of a `Host` header or `:authority` (or TLS SNI name):
 /// without port, without trailing dot, lowercase. IPv6 literals keep their
-/// brackets. `None` when the value is not a plausible host.
+/// brackets. `None` when the value is not a plausible host. Borrowed from
+/// `authority` when only a port or trailing dot goes (the usual request:
+/// no copy).
 ///
 /// Plausible: a bracketed IPv6 address (written back in its canonical
 /// form, `[::1]`), or dot-separated non-empty labels of letters, digits,
 /// `-` and `_` (underscores appear in real-world names). A port, when
 /// present, is 0 to 5 digits (`a.com:` is allowed, as RFC 3986 allows).
 /// Userinfo (`user@host`), spaces, slashes and percent-encodings are not.
-pub fn normalize_host(authority: &str) -> Option<String> {
+pub fn normalize_host(authority: &str) -> Option<Cow<'_, str>> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (literal, after) = rest.split_once(']')?;
         if !valid_port(after) {
             return None;
         }
         let address: Ipv6Addr = literal.parse().ok()?;
-        return Some(format!("[{address}]"));
+        return Some(Cow::Owned(format!("[{address}]")));
     }
     let (host, port) = authority.split_at(authority.find(':').unwrap_or(authority.len()));
     if !valid_port(port) {
@@ -114,7 +117,13 @@ pub fn normalize_host(authority: &str) -> Option<String> {
         && host.split('.').all(|label| {
             !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
-    plausible.then(|| host.to_ascii_lowercase())
+    plausible.then(|| {
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        }
+    })
 }
 
 /// What may follow the host: nothing, or `:` and at most five digits.
@@ -187,6 +196,7 @@ mod tests {
     #[test]
     fn normalizes_hosts() {
         assert_eq!(normalize_host("A.com").as_deref(), Some("a.com"));
+        assert!(matches!(normalize_host("a.com:8080"), Some(Cow::Borrowed("a.com"))));
         assert_eq!(normalize_host("a.com:8080").as_deref(), Some("a.com"));
         assert_eq!(normalize_host("a.com.").as_deref(), Some("a.com"));
         assert_eq!(normalize_host("a.com.:443").as_deref(), Some("a.com"));
