@@ -110,6 +110,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_SERVICES, value_name = "N")]
     pub max_services: u32,
 
+    /// Maximum number of frontends (address, port, protocol on which a
+    /// service port is offered): cluster IPs, external and load balancer
+    /// addresses, and node ports on each of this node's addresses (for
+    /// traffic from outside) and on every node's addresses (for the
+    /// node's and pods' own sockets). About 100 bytes each.
+    #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FRONTENDS, value_name = "N")]
+    pub max_frontends: u32,
+
     /// Conntrack capacity (LRU: the least recently used flows are evicted
     /// when it is full).
     #[arg(long, default_value_t = lb_common::DEFAULT_CONNTRACK_ENTRIES, value_name = "N")]

@@ -51,6 +51,9 @@ impl LbMapDiff {
         let settings = DataplaneSettings {
             maglev_table_size: SCALE_MAGLEV_SIZE,
             max_services: u32::try_from(services.max(1)).context("too many services")?,
+            // The bench's Services have a cluster IP and an external IP:
+            // one XDP and two socket frontends each.
+            max_frontends: u32::try_from(3 * services.max(1)).context("too many services")?,
             conntrack_entries: CONNTRACK_ENTRIES,
             ..DataplaneSettings::default()
         };

@@ -11,8 +11,8 @@ use aya::maps::{IterableMap, MapData};
 use aya::programs::{SchedClassifier, Xdp};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    DEFAULT_MAX_BACKENDS, MAP_BACKENDS, MAP_CONNTRACK, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PROG_TC_EGRESS,
-    PROG_XDP,
+    DEFAULT_MAX_BACKENDS, MAP_BACKENDS, MAP_CONNTRACK, MAP_FRONTENDS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES,
+    PROG_TC_EGRESS, PROG_XDP,
 };
 use lb_userspace::dataplane::{Datapath, DataplaneMaps, DataplaneSettings, object};
 
@@ -35,6 +35,7 @@ pub fn load(settings: &DataplaneSettings, backends: u32) -> Result<(Programs, Da
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_MAGLEV, settings.maglev_slots())
         .map_max_entries(MAP_SERVICES, settings.max_services)
+        .map_max_entries(MAP_FRONTENDS, settings.max_frontends)
         .map_max_entries(MAP_SERVICE_STATS, settings.max_services)
         .map_max_entries(MAP_CONNTRACK, settings.conntrack_entries)
         .map_max_entries(MAP_BACKENDS, backends)

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
-use lb_common::{Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_SERVICES, maglev};
+use lb_common::{Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, maglev};
 
 /// An inclusive port range written `MIN-MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,9 @@ impl fmt::Display for PortRange {
 pub struct DataplaneSettings {
     pub maglev_table_size: u32,
     pub max_services: u32,
+    /// `FRONTENDS` capacity: every (address, port, protocol) on which a
+    /// service port is offered, for XDP and for the sockets.
+    pub max_frontends: u32,
     pub conntrack_entries: u32,
     pub snat_ports: PortRange,
     pub tcp_timeout_s: u32,
@@ -97,6 +100,7 @@ impl Default for DataplaneSettings {
         Self {
             maglev_table_size: maglev::DEFAULT_TABLE_SIZE,
             max_services: DEFAULT_MAX_SERVICES,
+            max_frontends: DEFAULT_MAX_FRONTENDS,
             conntrack_entries: DEFAULT_CONNTRACK_ENTRIES,
             snat_ports: PortRange { min: config.snat_port_min, max: config.snat_port_max },
             tcp_timeout_s: config.tcp_timeout_s,
@@ -117,6 +121,7 @@ impl DataplaneSettings {
             slots <= u64::from(u32::MAX),
             "--max-services × --maglev-table-size ({slots}) exceeds the 2^32 Maglev slots a map can index"
         );
+        ensure!(self.max_frontends >= 1, "--max-frontends must be at least 1");
         ensure!(self.conntrack_entries >= 1024, "--conntrack-entries must be at least 1024");
         Ok(())
     }

@@ -51,6 +51,7 @@ impl DataPathSettings {
             maps: DataplaneSettings {
                 maglev_table_size: args.maglev_table_size,
                 max_services: args.max_services,
+                max_frontends: args.max_frontends,
                 conntrack_entries: args.conntrack_entries,
                 snat_ports,
                 ..DataplaneSettings::default()
