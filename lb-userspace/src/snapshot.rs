@@ -132,6 +132,13 @@ impl Snapshot {
         find(&self.services, namespace, name)
     }
 
+    /// The Service `name` of `namespace` as a reference to it names it: in
+    /// `default`, a Service without a namespace is found too.
+    pub fn service_in(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
+        let found = self.service(namespace, name);
+        found.or_else(|| if namespace == "default" { self.service("", name) } else { None })
+    }
+
     /// The EndpointSlice `namespace`/`name`.
     pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<&Arc<EndpointSlice>> {
         find(&self.endpoint_slices, namespace, name)

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use lb_common::maglev;
 
@@ -187,7 +186,7 @@ impl L4Compiler {
                 }
                 old_views.insert(key.clone(), old.entries.keys().cloned().collect());
             }
-            if let Some(service) = find_service(snapshot, &key) {
+            if let Some(service) = snapshot.service_in(&key.0, &key.1) {
                 let slices = self.slices.for_service(&key);
                 let output = compile_service(&context, service, &slices, &mut self.rows);
                 self.claims.add(&key, &output.claims, &mut touched);
@@ -287,12 +286,6 @@ impl L4Compiler {
 /// A Service's key as its slices name it (an empty namespace is `default`).
 fn service_key((namespace, name): (&str, &str)) -> ObjectKey {
     (if namespace.is_empty() { "default" } else { namespace }.to_string(), name.to_string())
-}
-
-fn find_service<'a>(snapshot: &'a Snapshot, (namespace, name): &ObjectKey) -> Option<&'a Service> {
-    let found = snapshot.service(namespace, name);
-    let found = found.or_else(|| if namespace == "default" { snapshot.service("", name) } else { None });
-    found.map(|s| &**s)
 }
 
 /// The `addressType: IPv4` EndpointSlices by the Service they belong to

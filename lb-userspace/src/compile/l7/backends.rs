@@ -96,9 +96,7 @@ impl<'a> BackendResolver<'a> {
     }
 
     fn service(&self, namespace: &str, name: &str) -> Option<&'a Service> {
-        let found = self.snapshot.service(namespace, name);
-        let found = found.or_else(|| if namespace == "default" { self.snapshot.service("", name) } else { None });
-        found.map(|s| &**s)
+        self.snapshot.service_in(namespace, name).map(|s| &**s)
     }
 
     /// The backend of `backend` (at `field` in the Ingress `ing`). `None`
