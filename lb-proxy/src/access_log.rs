@@ -6,8 +6,8 @@
 //! line through its field visitors and wrote it with one `write(2)` — about
 //! a tenth of the proxy's CPU (BENCHMARKS.md). A line is formatted into a
 //! buffer of its thread and appended to a shared buffer, which goes to
-//! stderr in one `write(2)` once it holds [`FLUSH_BYTES`], every
-//! [`FLUSH_INTERVAL`] (while the proxy runs), and when the proxy returns
+//! stderr in one `write(2)` once it holds `FLUSH_BYTES`, every
+//! `FLUSH_INTERVAL` (while the proxy runs), and when the proxy returns
 //! from [`crate::Proxy::run`]: no line is lost at a clean exit.
 //!
 //! It is on and off like the `tracing` event it replaces:

@@ -1,18 +1,18 @@
 //! The L7 proxy: what replaces ingress-nginx.
 //!
-//! - Listeners ([`listener`](crate::listener)): plain HTTP (HTTP/1.1, and
+//! - Listeners (`listener`): plain HTTP (HTTP/1.1, and
 //!   HTTP/2 with prior knowledge) and TLS (rustls, ALPN `h2` and
 //!   `http/1.1`, certificate by SNI from the current route table, else a
 //!   self-signed default certificate).
-//! - Requests ([`handler`](crate::handler)): routed over an
+//! - Requests (`handler`): routed over an
 //!   [`lb_routes::RouteTable`] that [`RouteHandle::update`] swaps
 //!   atomically; each request loads the table once, at its start.
-//! - Upstreams ([`upstream`](crate::upstream)): a pooled keep-alive
+//! - Upstreams (`upstream`): a pooled keep-alive
 //!   HTTP/1.1 client and one multiplexed HTTP/2 (h2c) connection per
 //!   endpoint, the endpoint chosen per request, retries on connection
 //!   failures, `ExternalName` backends resolved through DNS.
 //! - Upgrades (WebSocket...) are spliced in their own tasks.
-//! - Listeners are shared ([`sockets`](crate::sockets)): `SO_REUSEPORT`,
+//! - Listeners are shared ([`sockets`]): `SO_REUSEPORT`,
 //!   so a new proxy can listen beside an old one, which then closes its
 //!   listeners and drains ([`Proxy::run`]).
 //!
