@@ -116,9 +116,10 @@ impl L4 {
     /// check node ports; problems are logged (and returned), and whatever
     /// compiled keeps being served.
     pub async fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
-        let concerned =
-            self.compiler.last_snapshot().map(|old| snapshot.changes_since(old).services_concerned(old, snapshot));
-        let (delta, mut diagnostics) = self.compiler.compile(snapshot);
+        // Found once, for the compiler and the health checks.
+        let changes = self.compiler.last_snapshot().map(|old| (snapshot.changes_since(old), old.clone()));
+        let concerned = changes.as_ref().map(|(changes, old)| changes.services_concerned(old, snapshot));
+        let (delta, mut diagnostics) = self.compiler.compile_changes(snapshot, changes.as_ref().map(|(c, _)| c));
         let tables = self.compiler.tables();
         let checks = match (self.checks.take(), concerned) {
             (Some((checks, problems)), Some(concerned)) if !concerns_health_checks(&concerned, &checks, snapshot) => {

@@ -22,7 +22,7 @@ use super::{CompileOptions, MaglevRows, NodeContext, ZONE_LABEL};
 use crate::compile::endpoints::SERVICE_NAME_LABEL;
 use crate::compile::tables::{DataplaneTables, ServiceView, TablesDelta};
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::{ObjectKey, Snapshot, object_key};
+use crate::snapshot::{Changes, ObjectKey, Snapshot, object_key};
 
 pub struct L4Compiler {
     node: NodeContext,
@@ -34,8 +34,8 @@ pub struct L4Compiler {
     /// Every Service's output, by (namespace, name).
     outputs: HashMap<ObjectKey, ServiceOutput>,
     claims: Claims,
-    /// The Services with problems of their own, and theirs.
-    problems: BTreeMap<ObjectKey, Vec<Diagnostic>>,
+    /// The Services with problems of their own (their outputs hold them).
+    problems: BTreeSet<ObjectKey>,
     /// Diagnostics of the claims that lost their frontend.
     conflicts: BTreeMap<FrontendSlot, Vec<Diagnostic>>,
     tables: DataplaneTables,
@@ -85,7 +85,7 @@ impl L4Compiler {
             slices: SliceOwners::default(),
             outputs: HashMap::new(),
             claims: Claims::default(),
-            problems: BTreeMap::new(),
+            problems: BTreeSet::new(),
             conflicts: BTreeMap::new(),
             tables: DataplaneTables::default(),
             rows: MaglevRows::default(),
@@ -121,10 +121,21 @@ impl L4Compiler {
     /// problem of the snapshot's objects (what they concern is left out,
     /// everything else is compiled).
     pub fn compile(&mut self, snapshot: &Arc<Snapshot>) -> (Option<TablesDelta>, Vec<Diagnostic>) {
+        let changes = self.last.as_ref().map(|last| snapshot.changes_since(last));
+        self.compile_changes(snapshot, changes.as_ref())
+    }
+
+    /// [`L4Compiler::compile`] with the changes since
+    /// [`L4Compiler::last_snapshot`] already found by the caller.
+    pub fn compile_changes(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        changes: Option<&Changes>,
+    ) -> (Option<TablesDelta>, Vec<Diagnostic>) {
         let cluster = ClusterContext::of(snapshot, &self.node);
-        let delta = match self.last.take() {
-            Some(last) if cluster == self.cluster => {
-                let dirty = self.dirty_services(&last, snapshot);
+        let delta = match changes {
+            Some(changes) if self.last.is_some() && cluster == self.cluster => {
+                let dirty = self.dirty_services(changes, snapshot);
                 Some(self.recompile(snapshot, dirty))
             }
             _ => {
@@ -150,8 +161,7 @@ impl L4Compiler {
 
     /// The Services to compile again: those that changed and those whose
     /// slices changed (re-indexing the slices that changed).
-    fn dirty_services(&mut self, last: &Snapshot, snapshot: &Snapshot) -> BTreeSet<ObjectKey> {
-        let changes = snapshot.changes_since(last);
+    fn dirty_services(&mut self, changes: &Changes, snapshot: &Snapshot) -> BTreeSet<ObjectKey> {
         let mut dirty: BTreeSet<ObjectKey> = changes.services.iter().map(|(ns, n)| service_key((ns, n))).collect();
         for key in &changes.endpoint_slices {
             dirty.extend(self.slices.remove(key));
@@ -191,7 +201,7 @@ impl L4Compiler {
                 let output = compile_service(&context, service, &slices, &mut self.rows);
                 self.claims.add(&key, &output.claims, &mut touched);
                 if !output.diagnostics.is_empty() {
-                    self.problems.insert(key.clone(), output.diagnostics.clone());
+                    self.problems.insert(key.clone());
                 }
                 self.outputs.insert(key.clone(), output);
             }
@@ -275,7 +285,7 @@ impl L4Compiler {
             let message = format!("{} is not a prime number; no Maglev rows are built", self.options.maglev_table_size);
             out.push(Diagnostic::new("compile options", "maglev_table_size", message));
         }
-        out.extend(self.problems.values().flatten().cloned());
+        out.extend(self.problems.iter().flat_map(|key| self.outputs[key].diagnostics.iter().cloned()));
         out.extend(self.conflicts.values().flatten().cloned());
         let mut seen = std::collections::HashSet::new();
         out.retain(|d| seen.insert(d.clone()));
