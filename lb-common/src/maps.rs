@@ -16,6 +16,7 @@
 //! | `AFFINITY`       | LRU hash        | [`AffinityKey`]| [`Affinity`]     |
 //! | `SOCKET_REVNAT`  | LRU hash        | [`SocketRevNatKey`] | [`SocketRevNat`] |
 //! | `AGENT_STATE`    | array           | [`AgentState`] | `u64`            |
+//! | `HANDOFFS`       | LRU hash        | [`HandoffKey`] | [`Handoff`]      |
 
 pub const MAP_FRONTENDS: &str = "FRONTENDS";
 pub const MAP_SERVICES: &str = "SERVICES";
@@ -29,9 +30,10 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_AFFINITY: &str = "AFFINITY";
 pub const MAP_SOCKET_REVNAT: &str = "SOCKET_REVNAT";
 pub const MAP_AGENT_STATE: &str = "AGENT_STATE";
+pub const MAP_HANDOFFS: &str = "HANDOFFS";
 
 /// Every map the agent pins (`--bpf-pin-dir`): the data path's whole state.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     MAP_FRONTENDS,
     MAP_SERVICES,
     MAP_BACKENDS,
@@ -44,6 +46,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     MAP_AFFINITY,
     MAP_SOCKET_REVNAT,
     MAP_AGENT_STATE,
+    MAP_HANDOFFS,
 ];
 
 /// Indexes of `AGENT_STATE`: what the agent keeps beside the maps so a
@@ -304,6 +307,36 @@ pub struct Handoff {
 /// `lbtx`.
 pub const HANDOFF_MAGIC: u32 = 0x6c62_7478;
 
+/// The global (`.rodata`, set at load) that says where `lb_xdp` leaves its
+/// [`Handoff`] notes: non-zero, in the frame's XDP metadata; zero, in the
+/// `HANDOFFS` map, for kernels whose verifier refuses
+/// `bpf_xdp_adjust_meta`. The branch not taken is never verified.
+pub const GLOBAL_HANDOFF_IN_METADATA: &str = "HANDOFF_IN_METADATA";
+
+/// The IPv4 flag bit (reserved, "must be zero", RFC 791) that marks a frame
+/// whose note is in `HANDOFFS` (network byte order, in the flags and
+/// fragment offset word). It also keeps GRO from merging such frames,
+/// whose notes are one per frame. `lb_tc_ingress` clears it.
+pub const IP_FLAG_HANDED_OFF_BE: u16 = 0x8000u16.to_be();
+
+/// Key of a note in `HANDOFFS`: the translated frame's addresses, L4
+/// protocol and ports (zero for other protocols), as stored in the frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HandoffKey {
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub _pad: [u8; 3],
+}
+
+/// `HANDOFFS` entries when the notes go there: one per translated flow
+/// direction in flight, so as many as conntrack has (the agent sizes it so).
+/// When notes go in the metadata the map is unused and kept small.
+pub const HANDOFF_ENTRIES_UNUSED: u32 = 64;
+
 /// Run-time settings of the data path (`CONFIG[0]`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -493,6 +526,7 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Interface {}
     unsafe impl aya::Pod for Handoff {}
+    unsafe impl aya::Pod for HandoffKey {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ServiceStats {}
     unsafe impl aya::Pod for AffinityKey {}
@@ -581,6 +615,7 @@ mod tests {
         assert_eq!(size_of::<Interface>(), 8);
         // XDP metadata is at most 32 bytes, in 4-byte steps.
         assert_eq!(size_of::<Handoff>(), 20);
+        assert_eq!(size_of::<HandoffKey>(), 16);
         assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<ServiceStats>(), 32);
         assert_eq!(size_of::<AffinityKey>(), 16);

@@ -7,10 +7,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES, DEFAULT_CONNTRACK_ENTRIES,
-    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, DEFAULT_SOCKET_REVNAT_ENTRIES, Flow,
-    AGENT_STATE_ENTRIES, FlowKey,
-    Frontend, FrontendKey, Interface, MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
+    AGENT_STATE_ENTRIES, Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES,
+    DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES,
+    DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey, Frontend, FrontendKey, HANDOFF_ENTRIES_UNUSED, Handoff, HandoffKey,
+    Interface, MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
 #[map]
@@ -64,3 +64,8 @@ pub static SOCKET_REVNAT: LruHashMap<SocketRevNatKey, SocketRevNat> =
 /// with the rest.
 #[map]
 pub static AGENT_STATE: Array<u64> = Array::with_max_entries(AGENT_STATE_ENTRIES, 0);
+
+/// The notes `lb_xdp` leaves for `lb_tc_ingress` when the kernel cannot
+/// carry them in XDP metadata (see `transmit.rs`); sized by the agent.
+#[map]
+pub static HANDOFFS: LruHashMap<HandoffKey, Handoff> = LruHashMap::with_max_entries(HANDOFF_ENTRIES_UNUSED, 0);

@@ -35,7 +35,7 @@ pub const OFF_UDP_CHECK: usize = L4_OFF + 6;
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_RST: u8 = 0x04;
 
-const ETH_P_IPV4_BE: u16 = 0x0800u16.to_be();
+pub const ETH_P_IPV4_BE: u16 = 0x0800u16.to_be();
 const IP_MF_OFFSET_MASK_BE: u16 = 0x3fffu16.to_be();
 
 /// The fields of a packet that lb looks at, as stored in the packet

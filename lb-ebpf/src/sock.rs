@@ -22,10 +22,10 @@
 //! what a client of a dropped flow ends with. The errno is set with
 //! `bpf_set_retval`, so the application does not see `EPERM`.
 
+use aya_ebpf::EbpfContext;
 use aya_ebpf::bindings::bpf_sock_addr;
 use aya_ebpf::helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval};
 use aya_ebpf::programs::SockAddrContext;
-use aya_ebpf::EbpfContext;
 use lb_common::{
     Counter, FrontendKey, PROTO_TCP, PROTO_UDP, SCOPE_SOCKET, SERVICE_DROP_WHEN_EMPTY, SocketRevNat, SocketRevNatKey,
 };

@@ -15,6 +15,15 @@
 //! egress of the interface named in the note — an ordinary skb transmit,
 //! which every driver supports — or lets it into the stack. The frame never
 //! reaches the IP layer or netfilter on the way out.
+//!
+//! Some kernels' verifiers refuse `bpf_xdp_adjust_meta` to XDP programs.
+//! There the agent loads the programs with `HANDOFF_IN_METADATA` zero, and
+//! the note goes in the `HANDOFFS` map instead, under the translated
+//! frame's addresses and ports, with the reserved IPv4 flag set on the
+//! frame to say it has one; `lb_tc_ingress` looks only at marked frames and
+//! clears the flag. The notes of one flow direction are all the same, so
+//! they stay (one entry per flow, the LRU drops old ones). A frame someone
+//! else sent with the flag set and no note passes untouched.
 
 use aya_ebpf::{
     bindings::{
@@ -24,13 +33,30 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_xdp_adjust_meta},
     programs::{TcContext, XdpContext},
 };
-use lb_common::{Counter, HANDOFF_MAGIC, Handoff, INTERFACE_TC_TRANSMIT};
+use lb_common::{Counter, HANDOFF_MAGIC, Handoff, HandoffKey, INTERFACE_TC_TRANSMIT, IP_FLAG_HANDED_OFF_BE};
 
-use crate::maps::INTERFACES;
+use crate::csum::replace16;
+use crate::maps::{HANDOFFS, INTERFACES};
 use crate::nat::L4Fix;
+use crate::packet::{
+    ETH_P_IPV4_BE, L4_OFF, OFF_ETH_TYPE, OFF_IP_CHECK, OFF_IP_DADDR, OFF_IP_FRAG, OFF_IP_PROTO, OFF_IP_SADDR,
+    OFF_L4_DPORT, OFF_L4_SPORT, read, write,
+};
 use crate::stats::count;
+use lb_common::{PROTO_TCP, PROTO_UDP};
 
 const HANDOFF_LEN: usize = core::mem::size_of::<Handoff>();
+
+/// Where notes go (`lb_common::GLOBAL_HANDOFF_IN_METADATA`): set by the
+/// agent at load time, a constant to the verifier.
+#[unsafe(no_mangle)]
+static HANDOFF_IN_METADATA: u8 = 1;
+
+#[inline(always)]
+fn in_metadata() -> bool {
+    // SAFETY: a read of our own global (volatile: its value comes at load).
+    unsafe { core::ptr::read_volatile(&HANDOFF_IN_METADATA) != 0 }
+}
 
 /// Whether a frame that arrived on this context's port and leaves through
 /// `egress` (0: into the stack) is finished by TC: either end is flagged.
@@ -79,18 +105,6 @@ pub fn pass(ctx: &XdpContext, tc: Option<L4Fix>) -> u32 {
 /// Leaves the note for `lb_tc_ingress` and passes the frame.
 #[inline(always)]
 fn hand_off(ctx: &XdpContext, ifindex: u32, fix: &L4Fix) -> u32 {
-    // SAFETY: helper on our own context.
-    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(HANDOFF_LEN as i32)) } != 0 {
-        // The frame is already rewritten: neither the stack nor a
-        // receiver would take it as it is.
-        count(Counter::DropHandoff);
-        return XDP_DROP;
-    }
-    let (meta, data) = (ctx.metadata(), ctx.data());
-    if meta + HANDOFF_LEN > data {
-        count(Counter::DropHandoff);
-        return XDP_DROP;
-    }
     let note = Handoff {
         magic: HANDOFF_MAGIC,
         ifindex,
@@ -100,35 +114,88 @@ fn hand_off(ctx: &XdpContext, ifindex: u32, fix: &L4Fix) -> u32 {
         udp: fix.udp as u8,
         _pad: 0,
     };
+    let verdict = if in_metadata() { note_in_metadata(ctx, &note) } else { note_in_map(ctx, &note) };
+    if verdict == XDP_PASS {
+        count(Counter::XdpHandoff);
+    } else {
+        // The frame is already rewritten: neither the stack nor a
+        // receiver would take it as it is.
+        count(Counter::DropHandoff);
+    }
+    verdict
+}
+
+#[inline(always)]
+fn note_in_metadata(ctx: &XdpContext, note: &Handoff) -> u32 {
+    // SAFETY: helper on our own context.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(HANDOFF_LEN as i32)) } != 0 {
+        return XDP_DROP;
+    }
+    let (meta, data) = (ctx.metadata(), ctx.data());
+    if meta + HANDOFF_LEN > data {
+        return XDP_DROP;
+    }
     // SAFETY: the metadata area holds HANDOFF_LEN bytes, checked above.
-    unsafe { (meta as *mut Handoff).write_unaligned(note) };
-    count(Counter::XdpHandoff);
+    unsafe { (meta as *mut Handoff).write_unaligned(*note) };
     XDP_PASS
+}
+
+/// The note in `HANDOFFS` (written only when the flow's differs), the
+/// frame marked.
+#[inline(always)]
+fn note_in_map(ctx: &XdpContext, note: &Handoff) -> u32 {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if data + L4_OFF + 4 > data_end {
+        return XDP_DROP;
+    }
+    // SAFETY: the IPv4 header and the first 4 L4 bytes, checked above.
+    let key = unsafe { handoff_key(data) };
+    unsafe {
+        let flags: u16 = read(data, OFF_IP_FRAG);
+        let marked = flags | IP_FLAG_HANDED_OFF_BE;
+        write(data, OFF_IP_CHECK, replace16(read(data, OFF_IP_CHECK), flags, marked));
+        write(data, OFF_IP_FRAG, marked);
+    }
+    // SAFETY: a copy of the value is compared, nothing kept.
+    if unsafe { HANDOFFS.get(&key) } == Some(note) {
+        return XDP_PASS;
+    }
+    match HANDOFFS.insert(&key, note, 0) {
+        Ok(()) => XDP_PASS,
+        Err(_) => XDP_DROP,
+    }
+}
+
+/// The key of a translated frame's note.
+///
+/// # Safety
+/// `data .. data + L4_OFF + 4` must be inside the packet.
+#[inline(always)]
+unsafe fn handoff_key(data: usize) -> HandoffKey {
+    unsafe {
+        let protocol: u8 = read(data, OFF_IP_PROTO);
+        let ports = protocol == PROTO_TCP || protocol == PROTO_UDP;
+        HandoffKey {
+            src_addr: read(data, OFF_IP_SADDR),
+            dst_addr: read(data, OFF_IP_DADDR),
+            src_port: if ports { read(data, OFF_L4_SPORT) } else { 0 },
+            dst_port: if ports { read(data, OFF_L4_DPORT) } else { 0 },
+            protocol,
+            _pad: [0; 3],
+        }
+    }
 }
 
 /// `lb_tc_ingress`: finishes frames that XDP handed over; everything else
 /// goes on into the stack untouched.
 #[inline(always)]
 pub fn handle_ingress(ctx: &TcContext) -> i32 {
-    // SAFETY: reading fields of the program's own context.
-    let (meta, data, gso_segs) =
-        unsafe { ((*ctx.skb.skb).data_meta as usize, (*ctx.skb.skb).data as usize, (*ctx.skb.skb).gso_segs) };
-    if meta + HANDOFF_LEN > data {
+    let note = if in_metadata() { take_metadata_note(ctx) } else { take_map_note(ctx) };
+    let Some(note) = note else {
         return TC_ACT_OK;
-    }
-    // SAFETY: the metadata area holds HANDOFF_LEN bytes, checked above.
-    let note = unsafe { (meta as *const Handoff).read_unaligned() };
-    if note.magic != HANDOFF_MAGIC {
-        return TC_ACT_OK;
-    }
-    // The note is used up. An skb keeps its metadata length when a veth
-    // passes it to the peer, and a driver that reuses the skb (as a veth
-    // running XDP does) leaves the old bytes where the next TC ingress
-    // hook reads its metadata: a note left standing would send the frame
-    // out again at the next node. (Written before any helper call, which
-    // may move the packet.)
-    // SAFETY: as above; the verifier lets TC programs write metadata.
-    unsafe { (meta as *mut Handoff).write_unaligned(Handoff::default()) };
+    };
+    // SAFETY: reading a field of the program's own context.
+    let gso_segs = unsafe { (*ctx.skb.skb).gso_segs };
     // GRO merged several frames of one flow into this skb and wrote their
     // TCP checksum anew from the translated addresses: nothing to fix.
     if note.l4_check_off != 0 && gso_segs <= 1 && fix_l4_checksum(ctx, &note).is_err() {
@@ -141,6 +208,52 @@ pub fn handle_ingress(ctx: &TcContext) -> i32 {
     }
     // SAFETY: plain helper call; it returns TC_ACT_REDIRECT.
     unsafe { bpf_redirect(note.ifindex, 0) as i32 }
+}
+
+/// The note XDP left in the skb's metadata, wiped.
+#[inline(always)]
+fn take_metadata_note(ctx: &TcContext) -> Option<Handoff> {
+    // SAFETY: reading fields of the program's own context.
+    let (meta, data) = unsafe { ((*ctx.skb.skb).data_meta as usize, (*ctx.skb.skb).data as usize) };
+    if meta + HANDOFF_LEN > data {
+        return None;
+    }
+    // SAFETY: the metadata area holds HANDOFF_LEN bytes, checked above.
+    let note = unsafe { (meta as *const Handoff).read_unaligned() };
+    if note.magic != HANDOFF_MAGIC {
+        return None;
+    }
+    // The note is used up. An skb keeps its metadata length when a veth
+    // passes it to the peer, and a driver that reuses the skb (as a veth
+    // running XDP does) leaves the old bytes where the next TC ingress
+    // hook reads its metadata: a note left standing would send the frame
+    // out again at the next node. (Written before any helper call, which
+    // may move the packet.)
+    // SAFETY: as above; the verifier lets TC programs write metadata.
+    unsafe { (meta as *mut Handoff).write_unaligned(Handoff::default()) };
+    Some(note)
+}
+
+/// The note in `HANDOFFS` of a frame XDP marked, the mark cleared. (The
+/// frames XDP passes are linear: their headers are in the skb's head.)
+#[inline(always)]
+fn take_map_note(ctx: &TcContext) -> Option<Handoff> {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if data + L4_OFF + 4 > data_end {
+        return None;
+    }
+    // SAFETY (reads): the IPv4 header and the first 4 L4 bytes, checked above.
+    let flags: u16 = unsafe { read(data, OFF_IP_FRAG) };
+    if unsafe { read::<u16>(data, OFF_ETH_TYPE) } != ETH_P_IPV4_BE || flags & IP_FLAG_HANDED_OFF_BE == 0 {
+        return None;
+    }
+    let key = unsafe { handoff_key(data) };
+    // SAFETY: the value is copied out.
+    let note = *unsafe { HANDOFFS.get(&key) }?;
+    let cleared = flags & !IP_FLAG_HANDED_OFF_BE;
+    ctx.l3_csum_replace(OFF_IP_CHECK, flags as u64, cleared as u64, 2).ok()?;
+    ctx.store(OFF_IP_FRAG, &cleared, 0).ok()?;
+    Some(note)
 }
 
 /// Applies the note's L4 checksum change: to a complete checksum the

@@ -28,12 +28,13 @@ use lb_userspace::compile::{
     BackendAddr, DataplaneTables, FrontendAddr, FrontendEntry, Protocol, ServiceEntry, ServicePortName, ServiceView,
 };
 use lb_userspace::dataplane::{
-    Applier, Datapath, DataplaneSettings, PortRange, XdpAttachMode, XdpTransmit, read_counters,
+    Applier, Datapath, DataplaneSettings, HandoffTransport, PortRange, XdpAttachMode, XdpTransmit, read_counters,
 };
 
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
+const TC_ACT_REDIRECT: u32 = 7;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -224,43 +225,74 @@ fn tcp_nodeport_syn_established_and_reply() {
 }
 
 /// `--xdp-transmit tc` (the default on a veth): the same translation, but
-/// the frame is passed with a note for `lb_tc_ingress` in its metadata
-/// instead of being sent by XDP, and its L4 checksum is left for TC, which
-/// can tell a partial checksum from a complete one. `BPF_PROG_TEST_RUN`
-/// hands back the metadata in front of the frame.
+/// the frame is passed with a note for `lb_tc_ingress` instead of being
+/// sent by XDP, and its L4 checksum is left for TC, which can tell a
+/// partial checksum from a complete one. The note goes in the frame's
+/// metadata where the kernel allows it (`BPF_PROG_TEST_RUN` hands the
+/// metadata back in front of the frame), else in the `HANDOFFS` map with
+/// the frame marked; both ways are run where the kernel has both.
 #[test]
 fn frames_are_handed_to_tc_on_a_veth() {
     let net = FixtureNet::create().expect("fixture namespace");
     net.run(|net| {
-        let mut l = load_with(net, settings(), XdpTransmit::Auto);
-        let cport = 40011;
-        let snat = expected_snat_port(cport, 30007);
-
-        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
-        let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, true);
-        assert_handed_off("syn", run_xdp(&mut l, &syn), &syn, &want, l.ifindex, TCP_CHECK);
-        assert_eq!(counter(&l, Counter::XdpHandoff), 1);
-        assert_eq!(counter(&l, Counter::Tx), 0, "nothing sent by XDP");
-
-        let reply = tcp(PEER_MAC, NODE_MAC, (REMOTE_POD, 80), (NODE_IP, snat), 64, false);
-        let want = tcp(NODE_MAC, CLIENT_MAC, (NODE_IP, 30007), (CLIENT, cport), 63, false);
-        assert_handed_off("reply", run_xdp(&mut l, &reply), &reply, &want, l.ifindex, TCP_CHECK);
-
-        // A local pod: into the stack (ifindex 0) once TC fixed the checksum.
-        let local = udp(CLIENT_MAC, NODE_MAC, (CLIENT, 5000), (NODE_IP, 30053), 64);
-        let (verdict, out) = run_xdp(&mut l, &local);
-        assert_eq!(verdict, XDP_PASS);
-        let note = Note::read(&out);
-        assert_eq!((note.ifindex, note.check_off, note.udp), (0, UDP_CHECK as u16, 1), "{note:?}");
-        assert_eq!(counter(&l, Counter::XdpHandoff), 3);
-
-        // TC ingress lets frames without a note through untouched (a note
-        // cannot be given to a TC test run: the kernel's own hand-off is
-        // exercised by the netns tests).
-        let (verdict, out) = run_tc_ingress(&mut l, &syn);
-        assert_eq!((verdict, out), (TC_ACT_OK, syn));
-        assert_eq!(counter(&l, Counter::TcHandoff), 0);
+        let mut ways = vec![HandoffTransport::Map];
+        let l = load_with(net, settings(), XdpTransmit::Auto);
+        if l.datapath.handoff_in_metadata() {
+            ways.push(HandoffTransport::Metadata);
+        }
+        drop(l);
+        for way in ways {
+            handed_to_tc(net, way);
+        }
     });
+}
+
+fn handed_to_tc(net: &FixtureNet, way: HandoffTransport) {
+    let mut l = load_with(net, DataplaneSettings { handoff: way, ..settings() }, XdpTransmit::Auto);
+    assert_eq!(l.datapath.handoff_in_metadata(), way == HandoffTransport::Metadata);
+    let cport = 40011;
+    let snat = expected_snat_port(cport, 30007);
+
+    let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
+    let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, true);
+    let ifindex = l.ifindex;
+    assert_handed_off(&format!("{way:?} syn"), &mut l, &syn, &want, ifindex, TCP_CHECK);
+    assert_eq!(counter(&l, Counter::XdpHandoff), 1);
+    assert_eq!(counter(&l, Counter::Tx), 0, "nothing sent by XDP");
+
+    let reply = tcp(PEER_MAC, NODE_MAC, (REMOTE_POD, 80), (NODE_IP, snat), 64, false);
+    let want = tcp(NODE_MAC, CLIENT_MAC, (NODE_IP, 30007), (CLIENT, cport), 63, false);
+    assert_handed_off(&format!("{way:?} reply"), &mut l, &reply, &want, ifindex, TCP_CHECK);
+
+    // A local pod: into the stack (ifindex 0) once TC fixed the checksum.
+    let local = udp(CLIENT_MAC, NODE_MAC, (CLIENT, 5000), (NODE_IP, 30053), 64);
+    let want = udp(CLIENT_MAC, NODE_MAC, (CLIENT, 5000), (LOCAL_POD, 5353), 64);
+    assert_handed_off(&format!("{way:?} local udp"), &mut l, &local, &want, 0, UDP_CHECK);
+    assert_eq!(counter(&l, Counter::XdpHandoff), 3);
+
+    // TC ingress lets frames without a note through untouched, also one
+    // marked by someone else.
+    let before = counter(&l, Counter::TcHandoff);
+    let (verdict, out) = run_tc_ingress(&mut l, &syn);
+    assert_eq!((verdict, out), (TC_ACT_OK, syn.clone()));
+    let foreign = with_handed_off_flag(&syn);
+    let (verdict, out) = run_tc_ingress(&mut l, &foreign);
+    assert_eq!((verdict, out), (TC_ACT_OK, foreign));
+    assert_eq!(counter(&l, Counter::TcHandoff), before);
+}
+
+/// `frame` with the reserved IPv4 flag set and its IPv4 checksum to match.
+fn with_handed_off_flag(frame: &[u8]) -> Vec<u8> {
+    let mut marked = frame.to_vec();
+    marked[14 + 6] |= 0x80;
+    marked[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let header = &marked[14..34];
+    let mut sum: u32 = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    marked[14 + 10..14 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    marked
 }
 
 const TCP_CHECK: usize = 14 + 20 + 16;
@@ -305,16 +337,34 @@ fn apply_diff(check: u16, diff: u32) -> u16 {
     !(sum as u16)
 }
 
-/// `out` = a note for `ifindex` + `want` with the L4 checksum still the
-/// one `sent` carried; the note's differences turn it into `want`'s.
+/// XDP on `sent` passes `want` with the L4 checksum still the one `sent`
+/// carried, and a note for `ifindex` whose differences turn it into
+/// `want`'s: in the metadata (read back here) or in `HANDOFFS` (the frame
+/// marked, and TC run on it).
 #[track_caller]
-fn assert_handed_off(name: &str, (verdict, out): (u32, Vec<u8>), sent: &[u8], want: &[u8], ifindex: u32, check: usize) {
+fn assert_handed_off(name: &str, l: &mut Loaded, sent: &[u8], want: &[u8], ifindex: u32, check: usize) {
+    let (verdict, out) = run_xdp(l, sent);
     assert_eq!(verdict, XDP_PASS, "{name}: verdict");
-    let note = Note::read(&out);
-    assert_eq!((note.ifindex, usize::from(note.check_off), note.udp), (ifindex, check, 0), "{name}: {note:?}");
-    let frame = &out[NOTE_LEN..];
+    let udp = u8::from(check == UDP_CHECK);
     let mut untouched_l4 = want.to_vec();
     untouched_l4[check..check + 2].copy_from_slice(&sent[check..check + 2]);
+    if !l.datapath.handoff_in_metadata() {
+        // The frame, marked; TC finds its note, clears the mark, fixes the
+        // checksum and sends the frame on.
+        assert_eq!(
+            hex(&out),
+            hex(&with_handed_off_flag(&untouched_l4)),
+            "{name}: marked frame (L4 checksum left for TC)"
+        );
+        let (verdict, finished) = run_tc_ingress(l, &out);
+        let sent_on = if ifindex == 0 { TC_ACT_OK } else { TC_ACT_REDIRECT };
+        assert_eq!(verdict, sent_on, "{name}: TC verdict");
+        assert_eq!(hex(&finished), hex(want), "{name}: the frame TC finished");
+        return;
+    }
+    let note = Note::read(&out);
+    assert_eq!((note.ifindex, usize::from(note.check_off), note.udp), (ifindex, check, udp), "{name}: {note:?}");
+    let frame = &out[NOTE_LEN..];
     assert_eq!(hex(frame), hex(&untouched_l4), "{name}: frame bytes (L4 checksum left for TC)");
     let sent_check = u16::from_ne_bytes([sent[check], sent[check + 1]]);
     let fixed = apply_diff(apply_diff(sent_check, note.pseudo_diff), note.ports_diff);

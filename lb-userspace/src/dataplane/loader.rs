@@ -20,16 +20,16 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_FRONTENDS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES,
-    PINNED_MAPS, PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6, PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6,
-    PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6, PROG_SOCK_SENDMSG4, PROG_SOCK_SENDMSG6, PROG_TC_EGRESS, PROG_TC_INGRESS,
-    PROG_XDP, addr_to_map,
+    GLOBAL_HANDOFF_IN_METADATA, HANDOFF_ENTRIES_UNUSED, INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_FRONTENDS,
+    MAP_HANDOFFS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PINNED_MAPS, PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6,
+    PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6, PROG_SOCK_SENDMSG4,
+    PROG_SOCK_SENDMSG6, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, addr_to_map,
 };
 use tracing::{info, warn};
 
 use super::layout::{self, MapLayout, PinAction};
 use super::pins::{PinDir, PinLock};
-use super::{DataplaneMaps, DataplaneSettings, object};
+use super::{DataplaneMaps, DataplaneSettings, HandoffTransport, object, probe};
 
 /// How to attach XDP: `auto` prefers native (driver) mode and falls back to
 /// generic (skb) mode when the driver has no XDP support.
@@ -95,6 +95,26 @@ pub struct Datapath {
     staged: Vec<&'static str>,
     /// The links pinned (or re-pinned) by this agent.
     pinned_links: BTreeSet<PathBuf>,
+    handoff_in_metadata: bool,
+}
+
+/// Where the notes go for `transport`: `Auto` probes the kernel.
+fn handoff_in_metadata(transport: HandoffTransport) -> bool {
+    match transport {
+        HandoffTransport::Metadata => true,
+        HandoffTransport::Map => false,
+        HandoffTransport::Auto => match probe::xdp_metadata_allowed() {
+            Ok(true) => true,
+            Ok(false) => {
+                info!("this kernel refuses XDP metadata to XDP programs: hand-off notes go in the HANDOFFS map");
+                false
+            }
+            Err(error) => {
+                warn!(%error, "cannot probe for XDP metadata support; assuming it is there");
+                true
+            }
+        },
+    }
 }
 
 /// What loading did with the pinned maps.
@@ -119,7 +139,10 @@ impl Datapath {
         } else {
             aya_log_common_level::WARN
         };
+        let handoff_in_metadata = handoff_in_metadata(settings.handoff);
+        let handoff_entries = if handoff_in_metadata { HANDOFF_ENTRIES_UNUSED } else { settings.conntrack_entries };
         let sizes: BTreeMap<&str, u32> = BTreeMap::from([
+            (MAP_HANDOFFS, handoff_entries),
             (MAP_MAGLEV, settings.maglev_slots()),
             (MAP_SERVICES, settings.max_services),
             (MAP_SERVICE_STATS, settings.max_services),
@@ -128,6 +151,8 @@ impl Datapath {
         ]);
         let mut loader = EbpfLoader::new();
         loader.override_global("AYA_LOG_LEVEL", &kernel_log_level, true);
+        let metadata_global = u8::from(handoff_in_metadata);
+        loader.override_global(GLOBAL_HANDOFF_IN_METADATA, &metadata_global, true);
         for (name, entries) in &sizes {
             loader.map_max_entries(name, *entries);
         }
@@ -180,7 +205,13 @@ impl Datapath {
         let mut maps = DataplaneMaps::take_from(&mut ebpf)?;
         maps.config.set(0, settings.kernel_config(), 0).context("writing CONFIG")?;
         let pins = pins.map(|lock| lock.dir().clone());
-        Ok((Self { ebpf, pins, staged, pinned_links: BTreeSet::new() }, maps, report))
+        Ok((Self { ebpf, pins, staged, pinned_links: BTreeSet::new(), handoff_in_metadata }, maps, report))
+    }
+
+    /// Whether XDP leaves its notes for TC in the frames' metadata (else in
+    /// the `HANDOFFS` map).
+    pub fn handoff_in_metadata(&self) -> bool {
+        self.handoff_in_metadata
     }
 
     /// After every program is attached: the maps staged as `NAME_new` take

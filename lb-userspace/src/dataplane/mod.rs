@@ -11,6 +11,7 @@ mod maps;
 pub mod object;
 pub mod pins;
 pub mod plan;
+mod probe;
 mod settings;
 mod stats;
 mod store;
@@ -21,6 +22,6 @@ pub use loader::{Attachment, Datapath, PinReport, VETH_DRIVER, XdpAttachMode, Xd
 pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use pins::{PinDir, PinLock};
-pub use settings::{DataplaneSettings, PortRange, default_snat_ports};
+pub use settings::{DataplaneSettings, HandoffTransport, PortRange, default_snat_ports};
 pub use stats::{CounterSnapshot, read_counters};
 pub use store::MapStore;

@@ -92,6 +92,20 @@ pub struct DataplaneSettings {
     pub tcp_timeout_s: u32,
     pub tcp_closing_timeout_s: u32,
     pub udp_timeout_s: u32,
+    /// Where XDP leaves its notes for TC on uplinks finished by TC.
+    pub handoff: HandoffTransport,
+}
+
+/// Where `lb_xdp` leaves the note for `lb_tc_ingress` on a frame it hands
+/// over (see `lb-ebpf/src/transmit.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HandoffTransport {
+    /// In the frame's XDP metadata when the kernel allows
+    /// `bpf_xdp_adjust_meta`, else in the `HANDOFFS` map.
+    #[default]
+    Auto,
+    Metadata,
+    Map,
 }
 
 impl Default for DataplaneSettings {
@@ -106,6 +120,7 @@ impl Default for DataplaneSettings {
             tcp_timeout_s: config.tcp_timeout_s,
             tcp_closing_timeout_s: config.tcp_closing_timeout_s,
             udp_timeout_s: config.udp_timeout_s,
+            handoff: HandoffTransport::Auto,
         }
     }
 }
