@@ -28,7 +28,7 @@ use crate::hop::{self, RequestHop};
 use crate::limits;
 use crate::request::{host_value, raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
-use crate::upstream::{self, Peers, Settings, UpstreamRequest, Upstreams};
+use crate::upstream::{self, Peers, Settings, UpstreamBody, UpstreamRequest, Upstreams};
 use crate::{affinity, canary};
 
 /// What all requests of one proxy share.
@@ -302,7 +302,7 @@ fn upstream_request_filter(
 /// upstream is silent for `read_timeout`.
 fn upstream_response_filter(
     shared: &Shared,
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamBody>,
     client_upgrade: Option<OnUpgrade>,
     peer: SocketAddr,
     read_timeout: Duration,

@@ -1,131 +1,311 @@
-//! HTTP/1.1 upstreams: a keep-alive pool (a `hyper_util` legacy client over
-//! `hyper-rustls` and `HttpConnector`) that connects to the request URI's
-//! scheme and authority and pools by them, so that URI names the endpoint
-//! (`https` for TLS: see [`tls`](super::tls)). Each connection is opened
-//! within the connect timeout of the request that asks for it (TLS
-//! handshake included).
+//! HTTP/1.1 upstreams: keep-alive connections pooled by endpoint address
+//! and transport (plain or TLS, see [`tls`](super::tls)), driven in the
+//! task of the request that uses them.
+//!
+//! A connection has no task of its own. The request's task drives it while
+//! it waits for the response head, and the response body drives it while
+//! the proxy streams that body to the client; when the body is done and the
+//! connection can take another request, it goes back to the pool. So a
+//! request wakes one task, not two (hyper-util's pooled client runs every
+//! connection as a task and hands requests and bodies to it over channels).
+//!
+//! - Connecting: TCP (nodelay, keepalive), TLS when asked, the HTTP/1.1
+//!   handshake, all within the connect timeout of the request that opens
+//!   it.
+//! - Reuse: the most recently parked connection first. One found closed (or
+//!   that closes before taking the request) is dropped and the next one
+//!   tried, then a new one: a request the upstream never saw is never
+//!   failed for a stale connection.
+//! - Not reused: a response body dropped before its end (the client went
+//!   away), `Connection: close`, a request body still being sent, a `101`
+//!   (the upgraded connection runs in its own task until the splice takes
+//!   it).
+//! - Eviction: at most [`MAX_IDLE_PER_ENDPOINT`] idle connections per
+//!   endpoint (ingress-nginx's `upstream-keepalive-connections`), dropped
+//!   after [`POOL_IDLE_TIMEOUT`] idle or when the upstream closes them (seen
+//!   by the next use or by a sweep).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::{Request, Response, StatusCode};
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use super::retry::Failure;
-use super::{POOL_IDLE_TIMEOUT, tls};
-use crate::body::{BoxError, ReclaimableBody};
+use super::{POOL_IDLE_TIMEOUT, UpstreamBody, tls};
+use crate::body::ReclaimableBody;
 use crate::errors::error_chain;
 
-/// The HTTP/1.1 connections of one proxy, keyed by endpoint and transport.
+/// Idle connections kept per endpoint and transport.
+pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 320;
+
+/// How often idle connections are checked for age and closing.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// TCP keepalive probes start after this long without traffic.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// An endpoint and whether its connections are TLS.
+type Key = (SocketAddr, bool);
+
+/// What runs a connection: reads, writes, and the end of an upgrade.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One open connection.
+struct Conn {
+    sender: SendRequest<ReclaimableBody>,
+    driver: Driver,
+}
+
+impl Conn {
+    /// Polls the driver once without a task to wake: `true` when the
+    /// connection is done (closed or failed).
+    fn finished_now(&mut self) -> bool {
+        self.driver.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready()
+    }
+
+    /// Open and ready for a new request, found without waiting.
+    fn reusable_now(&mut self) -> bool {
+        !self.finished_now() && self.sender.is_ready()
+    }
+}
+
+/// The HTTP/1.1 connections of one proxy.
 pub(super) struct H1Pool {
-    client: Client<Connector, ReclaimableBody>,
+    idle: Arc<IdleConns>,
+    tls: TlsConnector,
+}
+
+#[derive(Default)]
+struct IdleConns {
+    /// Per endpoint, oldest first.
+    by_endpoint: Mutex<HashMap<Key, VecDeque<Parked>>>,
+}
+
+struct Parked {
+    conn: Conn,
+    since: Instant,
+}
+
+/// How an exchange on a connection ended without a response.
+enum Unanswered {
+    /// The connection closed before it took the request, given back.
+    Unsent(Box<Request<ReclaimableBody>>),
+    Failed(Failure),
 }
 
 impl H1Pool {
-    /// A pool whose connections are opened within `default_timeout` when
-    /// a request does not say (see [`Connector`]).
-    pub(super) fn new(default_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        // The connect timeout is the route's: see `Connector`.
-        http.set_connect_timeout(None);
-        http.set_nodelay(true);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        http.enforce_http(false);
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(tls::client_config(&[]))
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let connector = Connector { https, default_timeout };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
-        Self { client }
+    /// A pool; with a Tokio runtime at hand, also starts its sweeper (which
+    /// ends with the pool).
+    pub(super) fn new() -> Self {
+        let idle = Arc::new(IdleConns::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweeper(Arc::downgrade(&idle)));
+        }
+        let tls = TlsConnector::from(Arc::new(tls::client_config(&[tls::ALPN_HTTP1])));
+        Self { idle, tls }
     }
 
-    /// One attempt, on a pooled connection to the endpoint `request`'s URI
-    /// names or on a new one opened within `connect_timeout`.
+    /// One attempt on `peer` (TLS when `tls`): on an idle connection, or
+    /// on a new one opened within `connect_timeout`. `request` has the
+    /// origin form.
     pub(super) async fn send(
         &self,
-        request: Request<ReclaimableBody>,
+        peer: SocketAddr,
+        tls: bool,
         connect_timeout: Duration,
-    ) -> Result<Response<Incoming>, Failure> {
-        CONNECT_TIMEOUT.scope(connect_timeout, self.client.request(request)).await.map_err(failure)
-    }
-}
-
-tokio::task_local! {
-    /// The connect timeout of the request the legacy client connects for.
-    static CONNECT_TIMEOUT: Duration;
-}
-
-/// The HTTP/1.1 client's connector: plain or TLS by the URI's scheme, in
-/// the connect timeout of the request that asks for the connection (read
-/// when the client starts connecting, in that request's task).
-#[derive(Clone)]
-struct Connector {
-    https: HttpsConnector<HttpConnector>,
-    default_timeout: Duration,
-}
-
-/// A connect that did not finish in time.
-#[derive(Debug, thiserror::Error)]
-#[error("connect timed out after {0:?}")]
-struct ConnectTimedOut(Duration);
-
-type Connecting = Pin<Box<dyn Future<Output = Result<MaybeHttpsStream<TokioIo<TcpStream>>, BoxError>> + Send>>;
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = MaybeHttpsStream<TokioIo<TcpStream>>;
-    type Error = BoxError;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.https.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Connecting {
-        let timeout = CONNECT_TIMEOUT.try_with(|t| *t).unwrap_or(self.default_timeout);
-        let connecting = self.https.call(uri);
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(result) => result,
-                Err(_) => Err(Box::new(ConnectTimedOut(timeout)) as BoxError),
+        mut request: Request<ReclaimableBody>,
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        let key = (peer, tls);
+        while let Some(conn) = self.idle.checkout(key) {
+            match exchange(conn, request, &self.idle, key).await {
+                Ok(response) => return Ok(response),
+                Err(Unanswered::Unsent(unsent)) => {
+                    tracing::debug!(%peer, "idle upstream connection closed before taking the request");
+                    request = *unsent;
+                }
+                Err(Unanswered::Failed(failure)) => return Err(failure),
             }
-        })
-    }
-}
-
-/// The failure of an attempt, from the legacy client's error.
-fn failure(error: hyper_util::client::legacy::Error) -> Failure {
-    if error.is_connect() {
-        let timed_out = has_cause::<ConnectTimedOut>(&error);
-        Failure::Connect { message: error_chain(&error), timed_out }
-    } else {
-        let invalid_header = has_cause_where(&error, |e: &hyper::Error| e.is_parse());
-        Failure::Request { message: error_chain(&error), invalid_header }
-    }
-}
-
-fn has_cause<E: std::error::Error + 'static>(error: &dyn std::error::Error) -> bool {
-    has_cause_where(error, |_: &E| true)
-}
-
-fn has_cause_where<E: std::error::Error + 'static>(error: &dyn std::error::Error, test: impl Fn(&E) -> bool) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(found) = cause.downcast_ref::<E>() {
-            return test(found);
         }
-        source = cause.source();
+        let conn = connect(peer, tls.then_some(&self.tls), connect_timeout).await?;
+        match exchange(conn, request, &self.idle, key).await {
+            Ok(response) => Ok(response),
+            Err(Unanswered::Unsent(_)) => Err(Failure::Request {
+                message: format!("the new connection to {peer} closed before taking the request"),
+                invalid_header: false,
+            }),
+            Err(Unanswered::Failed(failure)) => Err(failure),
+        }
     }
-    false
+}
+
+/// Sends `request` on `conn` and drives the connection until the response
+/// head is in; the response body drives it from then on.
+async fn exchange(
+    conn: Conn,
+    request: Request<ReclaimableBody>,
+    idle: &Arc<IdleConns>,
+    key: Key,
+) -> Result<Response<UpstreamBody>, Unanswered> {
+    let Conn { mut sender, mut driver } = conn;
+    let mut driving = true;
+    let mut response = pin!(sender.try_send_request(request));
+    let head = poll_fn(|cx| {
+        if driving && driver.as_mut().poll(cx).is_ready() {
+            // Closed or failed: the response future says how.
+            driving = false;
+        }
+        response.as_mut().poll(cx)
+    })
+    .await;
+    match head {
+        Ok(response) if driving && response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            // The driver hands the connection to the upgrade when it ends.
+            tokio::spawn(async move {
+                if let Err(error) = driver.await {
+                    tracing::debug!(error = %error_chain(&error), "upstream connection failed during upgrade");
+                }
+                drop(sender);
+            });
+            Ok(response.map(UpstreamBody::without_connection))
+        }
+        Ok(response) => {
+            let lease = driving.then(|| Lease { conn: Conn { sender, driver }, idle: Arc::clone(idle), key });
+            Ok(response.map(|body| UpstreamBody::new(body, lease)))
+        }
+        Err(mut error) => match error.take_message() {
+            Some(unsent) => Err(Unanswered::Unsent(Box::new(unsent))),
+            None => Err(Unanswered::Failed(failure(&error.into_error()))),
+        },
+    }
+}
+
+/// The connection a response body came on, driven by that body and given
+/// back to the pool when the body is done.
+pub(crate) struct Lease {
+    conn: Conn,
+    idle: Arc<IdleConns>,
+    key: Key,
+}
+
+impl Lease {
+    /// Drives the connection (reading the body, writing what is left of
+    /// the request): `false` once it is done.
+    pub(super) fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        self.conn.driver.as_mut().poll(cx).is_pending()
+    }
+
+    /// After the body's end: the connection goes back to the pool if it
+    /// can take another request.
+    pub(super) fn release(mut self) {
+        if self.conn.reusable_now() {
+            self.idle.park(self.key, self.conn);
+        }
+    }
+}
+
+impl IdleConns {
+    /// The most recently parked connection to `key` that is still open.
+    fn checkout(&self, key: Key) -> Option<Conn> {
+        loop {
+            let parked = {
+                let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+                let conns = by_endpoint.get_mut(&key)?;
+                let parked = conns.pop_back();
+                if parked.as_ref().is_some_and(|p| p.since.elapsed() >= POOL_IDLE_TIMEOUT) {
+                    // The newest is too old: so are the others.
+                    conns.clear();
+                }
+                parked?
+            };
+            let mut conn = parked.conn;
+            if parked.since.elapsed() < POOL_IDLE_TIMEOUT && conn.reusable_now() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn park(&self, key: Key, conn: Conn) {
+        let evicted = {
+            let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+            let conns = by_endpoint.entry(key).or_default();
+            let evicted = (conns.len() >= MAX_IDLE_PER_ENDPOINT).then(|| conns.pop_front()).flatten();
+            conns.push_back(Parked { conn, since: Instant::now() });
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Drops connections idle for too long or closed by the upstream.
+    fn sweep(&self) {
+        let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
+        by_endpoint.retain(|_, conns| {
+            conns.retain_mut(|parked| parked.since.elapsed() < POOL_IDLE_TIMEOUT && parked.conn.reusable_now());
+            !conns.is_empty()
+        });
+    }
+}
+
+async fn sweeper(idle: Weak<IdleConns>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(idle) = idle.upgrade() else { return };
+        idle.sweep();
+    }
+}
+
+/// TCP connect, TLS handshake (with `tls`) and HTTP/1.1 handshake within
+/// `timeout`.
+async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration) -> Result<Conn, Failure> {
+    let opening = async {
+        let stream = TcpStream::connect(peer).await.map_err(|error| format!("tcp connect error: {error}"))?;
+        // Not fatal: only latency, and noticing a dead peer sooner.
+        let _ = stream.set_nodelay(true);
+        let _ = SockRef::from(&stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+        match tls {
+            None => handshake(stream).await,
+            Some(tls) => {
+                let stream = tls
+                    .connect(ServerName::IpAddress(peer.ip().into()), stream)
+                    .await
+                    .map_err(|error| format!("tls handshake: {error}"))?;
+                handshake(stream).await
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, opening).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(message)) => Err(Failure::Connect { message, timed_out: false }),
+        Err(_) => Err(Failure::Connect { message: format!("connect timed out after {timeout:?}"), timed_out: true }),
+    }
+}
+
+async fn handshake<S>(stream: S) -> Result<Conn, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = Builder::new()
+        .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("http handshake: {}", error_chain(&error)))?;
+    Ok(Conn { sender, driver: Box::pin(connection.with_upgrades()) })
+}
+
+/// The failure of an attempt whose request may have gone out.
+fn failure(error: &hyper::Error) -> Failure {
+    Failure::Request { message: error_chain(error), invalid_header: error.is_parse() }
 }

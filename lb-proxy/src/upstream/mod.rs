@@ -8,9 +8,11 @@
 //! - [`peers`]: which endpoints a request tries, in which order.
 //! - [`request`]: the request each attempt sends.
 //! - Pools, created once per proxy and kept across route table swaps, both
-//!   keyed by endpoint address and transport: [`h1`], a keep-alive
-//!   HTTP/1.1 client, and [`h2`], one multiplexed HTTP/2 connection per
-//!   endpoint; [`tls`] for the TLS ones.
+//!   keyed by endpoint address and transport: [`h1`], keep-alive HTTP/1.1
+//!   connections driven by the requests that use them, and [`h2`], one
+//!   multiplexed HTTP/2 connection per endpoint; [`tls`] for the TLS ones.
+//! - [`response`]: the response body, which drives its HTTP/1.1 connection
+//!   and gives it back to the pool at its end.
 //! - Timeouts: the connect timeout per attempt (TLS handshake included),
 //!   the send and read timeouts between operations ([`timeouts`]).
 //! - [`retry`]: which failed attempts are tried again on the next
@@ -20,6 +22,7 @@ mod h1;
 mod h2;
 mod peers;
 mod request;
+mod response;
 mod retry;
 mod settings;
 mod timeouts;
@@ -45,6 +48,7 @@ use crate::resolve::Resolver;
 
 pub(crate) use self::peers::{MAX_ATTEMPTS, Peers};
 pub(crate) use self::request::UpstreamRequest;
+pub(crate) use self::response::UpstreamBody;
 pub(crate) use self::settings::Settings;
 
 /// How long an idle pooled upstream connection is kept (nginx's
@@ -62,7 +66,7 @@ pub(crate) struct Upstreams {
 impl Upstreams {
     pub(crate) fn new(config: &ProxyConfig) -> Self {
         Self {
-            http1: H1Pool::new(config.upstream_connect_timeout),
+            http1: H1Pool::new(),
             h2c: H2cPool::new(),
             resolver: Resolver::new(&config.dns_servers, config.upstream_connect_timeout),
             defaults: Defaults::new(config),
@@ -89,7 +93,7 @@ impl Upstreams {
         body: Incoming,
         peers: &Peers,
         settings: &Settings,
-    ) -> Result<(Response<Incoming>, SocketAddr), (ProxyError, Option<SocketAddr>)> {
+    ) -> Result<(Response<UpstreamBody>, SocketAddr), (ProxyError, Option<SocketAddr>)> {
         let replayable_method = request.method.is_idempotent() || settings.next.non_idempotent;
         let body = LimitedBody::new(body, settings.body_limit);
         let too_large = body.exceeded_flag();
@@ -102,11 +106,13 @@ impl Upstreams {
             let upstream = request
                 .for_peer(peer, body.for_attempt(progress.clone()), !more)
                 .map_err(|_| (ProxyError::Upstream(format!("cannot build the URI for {peer}")), Some(peer)))?;
+            let tls = request.transport.tls;
             let exchange = async {
                 if request.transport.http2 {
-                    self.h2c.send(peer, request.transport.tls, settings.connect_timeout, upstream).await
+                    let response = self.h2c.send(peer, tls, settings.connect_timeout, upstream).await?;
+                    Ok(response.map(UpstreamBody::without_connection))
                 } else {
-                    self.http1.send(upstream, settings.connect_timeout).await
+                    self.http1.send(peer, tls, settings.connect_timeout, upstream).await
                 }
             };
             let outcome = tokio::select! {

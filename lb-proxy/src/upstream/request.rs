@@ -1,7 +1,7 @@
-//! The request each attempt sends. HTTP/1.1: the absolute URI the pool
-//! needs (it connects to and pools by its scheme and authority, and sends
-//! the origin form), so that URI names the endpoint (`https` for TLS) and
-//! `Host` carries the client's host. HTTP/2: the URI's authority becomes
+//! The request each attempt sends. HTTP/1.1: the origin form (the pool
+//! connects to the endpoint it is given), and `Host` carries the client's
+//! host, or the endpoint's address when the client sent none (HTTP/1.0).
+//! HTTP/2: the URI's authority becomes
 //! `:authority`, so it is the client's host (the endpoint address when the
 //! client sent none) and the `Host` header is dropped (RFC 9113 8.3.1:
 //! they must not differ; HTTP/2 and gRPC servers route by `:authority`).
@@ -25,25 +25,31 @@ pub(crate) struct UpstreamRequest {
 
 impl UpstreamRequest {
     /// The request for one attempt on `peer`, with `body`: HTTP/1.1, the
-    /// URI names the peer and `Host` is as the client sent it (or
-    /// `upstream-vhost`); HTTP/2, the URI's authority is that host (see
-    /// [`h2c_authority`]) and the `Host` header goes. `last`: no attempt
-    /// follows, so this one takes the headers instead of a copy.
+    /// origin form and `Host` as the client sent it (or `upstream-vhost`);
+    /// HTTP/2, the URI's authority is that host (see [`h2c_authority`]) and
+    /// the `Host` header goes. `last`: no attempt follows, so this one
+    /// takes the headers instead of a copy.
     pub(super) fn for_peer<B>(&mut self, peer: SocketAddr, body: B, last: bool) -> Result<Request<B>, http::Error> {
         let mut headers = if last { std::mem::take(&mut self.headers) } else { self.headers.clone() };
-        let (authority, version) = if self.transport.http2 {
+        let (uri, version) = if self.transport.http2 {
             let authority = match h2c_authority(headers.get(HOST)) {
                 Some(authority) => authority,
                 None => peer_authority(peer)?,
             };
             headers.remove(HOST);
-            (authority, Version::HTTP_2)
+            let scheme = if self.transport.tls { Scheme::HTTPS } else { Scheme::HTTP };
+            let uri = Uri::builder()
+                .scheme(scheme)
+                .authority(authority)
+                .path_and_query(self.path_and_query.clone())
+                .build()?;
+            (uri, Version::HTTP_2)
         } else {
-            (peer_authority(peer)?, Version::HTTP_11)
+            if !headers.contains_key(HOST) {
+                headers.insert(HOST, HeaderValue::try_from(peer.to_string())?);
+            }
+            (Uri::from(self.path_and_query.clone()), Version::HTTP_11)
         };
-        let scheme = if self.transport.tls { Scheme::HTTPS } else { Scheme::HTTP };
-        let uri =
-            Uri::builder().scheme(scheme).authority(authority).path_and_query(self.path_and_query.clone()).build()?;
         let mut upstream = Request::new(body);
         *upstream.method_mut() = self.method.clone();
         *upstream.uri_mut() = uri;
@@ -103,14 +109,14 @@ mod tests {
     }
 
     #[test]
-    fn http1_uri_names_the_peer() {
+    fn http1_has_the_origin_form_and_a_host() {
         let (uri, host) = uri_and_host(H1, Some("a.com"), "10.0.0.1:80");
-        assert_eq!((uri.as_str(), host.as_deref()), ("http://10.0.0.1:80/a?b=1", Some("a.com")));
-        let (uri, _) = uri_and_host(H1, None, "[fd00::1]:8080");
-        assert_eq!(uri, "http://[fd00::1]:8080/a?b=1");
-        // TLS: the https scheme, so the pool never mixes it with plain ones.
+        assert_eq!((uri.as_str(), host.as_deref()), ("/a?b=1", Some("a.com")));
+        // No Host from the client (HTTP/1.0): the endpoint's address.
+        let (uri, host) = uri_and_host(H1, None, "[fd00::1]:8080");
+        assert_eq!((uri.as_str(), host.as_deref()), ("/a?b=1", Some("[fd00::1]:8080")));
         let (uri, _) = uri_and_host(Transport { http2: false, tls: true }, Some("a.com"), "10.0.0.1:443");
-        assert_eq!(uri, "https://10.0.0.1:443/a?b=1");
+        assert_eq!(uri, "/a?b=1");
     }
 
     #[test]

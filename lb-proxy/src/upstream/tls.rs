@@ -17,9 +17,11 @@ use crate::tls::provider;
 
 /// ALPN for HTTP/2 upstreams (`GRPCS`).
 pub(crate) const ALPN_H2: &[u8] = b"h2";
+/// ALPN for HTTP/1.1 upstreams (`HTTPS`).
+pub(crate) const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// A client configuration that trusts any certificate and sends no SNI,
-/// offering `alpn` (hyper-rustls sets its own for HTTP/1.1).
+/// offering `alpn`.
 pub(crate) fn client_config(alpn: &[&[u8]]) -> ClientConfig {
     let provider = provider();
     let mut config = ClientConfig::builder_with_provider(provider.clone())
