@@ -1,6 +1,12 @@
 use clap::Parser;
 use lb_userspace::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's allocator: the proxy allocates and frees
+/// small buffers on every request, where glibc's took 4–5% of its CPU
+/// (`_int_malloc`, `_int_free`, `malloc_consolidate`; BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -19,18 +19,19 @@ use super::BoxError;
 pub(crate) struct ReadTimedOut(Duration);
 
 /// A response body that fails when the upstream is silent for `gap` while
-/// a frame is awaited.
+/// a frame is awaited. The timer is made only when a frame is not there at
+/// once (most small bodies are in by the time they are polled).
 pub(crate) struct ReadGapBody<B> {
     inner: B,
     gap: Duration,
-    sleep: Pin<Box<Sleep>>,
-    /// A poll is pending (the clock runs).
-    waiting: bool,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Since when a frame is awaited (the clock runs), if one is.
+    waiting_since: Option<Instant>,
 }
 
 impl<B> ReadGapBody<B> {
     pub(crate) fn new(inner: B, gap: Duration) -> Self {
-        Self { inner, gap, sleep: Box::pin(tokio::time::sleep(gap)), waiting: false }
+        Self { inner, gap, sleep: None, waiting_since: None }
     }
 }
 
@@ -44,19 +45,28 @@ where
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if !this.waiting {
-            this.waiting = true;
-            this.sleep.as_mut().reset(Instant::now() + this.gap);
-        }
+        let since = *this.waiting_since.get_or_insert_with(Instant::now);
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = false;
+                this.waiting_since = None;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimedOut(this.gap))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = since + this.gap;
+                let sleep = match &mut this.sleep {
+                    Some(sleep) => {
+                        if sleep.deadline() != deadline {
+                            sleep.as_mut().reset(deadline);
+                        }
+                        sleep
+                    }
+                    None => this.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimedOut(this.gap))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
