@@ -137,6 +137,10 @@ struct Escaped<'f, 'g>(&'f mut std::fmt::Formatter<'g>);
 
 impl std::fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // Printable ASCII other than `"` and `\\` is written as it is.
+        if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
+            return self.0.write_str(s);
+        }
         for c in s.chars() {
             match c {
                 '\'' => self.0.write_char(c)?,

@@ -219,18 +219,18 @@ impl IdleConns {
     /// The most recently parked connection to `key` that is still open.
     fn checkout(&self, key: Key) -> Option<Conn> {
         loop {
-            let parked = {
+            let mut conn = {
                 let mut by_endpoint = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
                 let conns = by_endpoint.get_mut(&key)?;
-                let parked = conns.pop_back();
-                if parked.as_ref().is_some_and(|p| p.since.elapsed() >= POOL_IDLE_TIMEOUT) {
+                let parked = conns.pop_back()?;
+                if parked.since.elapsed() >= POOL_IDLE_TIMEOUT {
                     // The newest is too old: so are the others.
                     conns.clear();
+                    return None;
                 }
-                parked?
+                parked.conn
             };
-            let mut conn = parked.conn;
-            if parked.since.elapsed() < POOL_IDLE_TIMEOUT && conn.reusable_now() {
+            if conn.reusable_now() {
                 return Some(conn);
             }
         }
