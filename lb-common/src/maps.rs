@@ -16,7 +16,7 @@
 //! | `AFFINITY`       | LRU hash        | [`AffinityKey`]| [`Affinity`]     |
 //! | `SOCKET_REVNAT`  | LRU hash        | [`SocketRevNatKey`] | [`SocketRevNat`] |
 //! | `AGENT_STATE`    | array           | [`AgentState`] | `u64`            |
-//! | `HANDOFFS`       | LRU hash        | [`HandoffKey`] | [`Handoff`]      |
+//! | `HANDOFFS`       | LRU hash        | [`FlowKey`]    | [`Handoff`]      |
 
 pub const MAP_FRONTENDS: &str = "FRONTENDS";
 pub const MAP_SERVICES: &str = "SERVICES";
@@ -314,23 +314,11 @@ pub const HANDOFF_MAGIC: u32 = 0x6c62_7478;
 pub const GLOBAL_HANDOFF_IN_METADATA: &str = "HANDOFF_IN_METADATA";
 
 /// The IPv4 flag bit (reserved, "must be zero", RFC 791) that marks a frame
-/// whose note is in `HANDOFFS` (network byte order, in the flags and
+/// whose note is in `HANDOFFS`, under the translated frame's [`FlowKey`]
+/// (ports zero for protocols without) (network byte order, in the flags and
 /// fragment offset word). It also keeps GRO from merging such frames,
 /// whose notes are one per frame. `lb_tc_ingress` clears it.
 pub const IP_FLAG_HANDED_OFF_BE: u16 = 0x8000u16.to_be();
-
-/// Key of a note in `HANDOFFS`: the translated frame's addresses, L4
-/// protocol and ports (zero for other protocols), as stored in the frame.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HandoffKey {
-    pub src_addr: u32,
-    pub dst_addr: u32,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub protocol: u8,
-    pub _pad: [u8; 3],
-}
 
 /// `HANDOFFS` entries when the notes go there: one per translated flow
 /// direction in flight, so as many as conntrack has (the agent sizes it so).
@@ -526,7 +514,6 @@ mod pod {
     unsafe impl aya::Pod for Flow {}
     unsafe impl aya::Pod for Interface {}
     unsafe impl aya::Pod for Handoff {}
-    unsafe impl aya::Pod for HandoffKey {}
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for ServiceStats {}
     unsafe impl aya::Pod for AffinityKey {}
@@ -615,7 +602,6 @@ mod tests {
         assert_eq!(size_of::<Interface>(), 8);
         // XDP metadata is at most 32 bytes, in 4-byte steps.
         assert_eq!(size_of::<Handoff>(), 20);
-        assert_eq!(size_of::<HandoffKey>(), 16);
         assert_eq!(size_of::<Config>(), 24);
         assert_eq!(size_of::<ServiceStats>(), 32);
         assert_eq!(size_of::<AffinityKey>(), 16);

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use lb_common::{
     AGENT_STATE_ENTRIES, Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES,
     DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES,
-    DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey, Frontend, FrontendKey, HANDOFF_ENTRIES_UNUSED, Handoff, HandoffKey,
-    Interface, MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
+    DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey, Frontend, FrontendKey, HANDOFF_ENTRIES_UNUSED, Handoff, Interface,
+    MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
 #[map]
@@ -68,4 +68,4 @@ pub static AGENT_STATE: Array<u64> = Array::with_max_entries(AGENT_STATE_ENTRIES
 /// The notes `lb_xdp` leaves for `lb_tc_ingress` when the kernel cannot
 /// carry them in XDP metadata (see `transmit.rs`); sized by the agent.
 #[map]
-pub static HANDOFFS: LruHashMap<HandoffKey, Handoff> = LruHashMap::with_max_entries(HANDOFF_ENTRIES_UNUSED, 0);
+pub static HANDOFFS: LruHashMap<FlowKey, Handoff> = LruHashMap::with_max_entries(HANDOFF_ENTRIES_UNUSED, 0);

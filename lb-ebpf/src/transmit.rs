@@ -33,7 +33,7 @@ use aya_ebpf::{
     helpers::{bpf_redirect, bpf_xdp_adjust_meta},
     programs::{TcContext, XdpContext},
 };
-use lb_common::{Counter, HANDOFF_MAGIC, Handoff, HandoffKey, INTERFACE_TC_TRANSMIT, IP_FLAG_HANDED_OFF_BE};
+use lb_common::{Counter, FlowKey, HANDOFF_MAGIC, Handoff, INTERFACE_TC_TRANSMIT, IP_FLAG_HANDED_OFF_BE};
 
 use crate::csum::replace16;
 use crate::maps::{HANDOFFS, INTERFACES};
@@ -171,11 +171,11 @@ fn note_in_map(ctx: &XdpContext, note: &Handoff) -> u32 {
 /// # Safety
 /// `data .. data + L4_OFF + 4` must be inside the packet.
 #[inline(always)]
-unsafe fn handoff_key(data: usize) -> HandoffKey {
+unsafe fn handoff_key(data: usize) -> FlowKey {
     unsafe {
         let protocol: u8 = read(data, OFF_IP_PROTO);
         let ports = protocol == PROTO_TCP || protocol == PROTO_UDP;
-        HandoffKey {
+        FlowKey {
             src_addr: read(data, OFF_IP_SADDR),
             dst_addr: read(data, OFF_IP_DADDR),
             src_port: if ports { read(data, OFF_L4_SPORT) } else { 0 },

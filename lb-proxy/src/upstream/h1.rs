@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
@@ -43,15 +43,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::retry::Failure;
-use super::{POOL_IDLE_TIMEOUT, UpstreamBody, tls};
+use super::{POOL_IDLE_TIMEOUT, UpstreamBody, start_sweeper, tls};
 use crate::body::ReclaimableBody;
 use crate::errors::error_chain;
 
 /// Idle connections kept per endpoint and transport.
 pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 320;
-
-/// How often idle connections are checked for age and closing.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
 /// TCP keepalive probes start after this long without traffic.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -110,9 +107,7 @@ impl H1Pool {
     /// ends with the pool).
     pub(super) fn new() -> Self {
         let idle = Arc::new(IdleConns::default());
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweeper(Arc::downgrade(&idle)));
-        }
+        start_sweeper(&idle, IdleConns::sweep);
         let tls = TlsConnector::from(Arc::new(tls::client_config(&[tls::ALPN_HTTP1])));
         Self { idle, tls }
     }
@@ -254,17 +249,6 @@ impl IdleConns {
             conns.retain_mut(|parked| parked.since.elapsed() < POOL_IDLE_TIMEOUT && parked.conn.reusable_now());
             !conns.is_empty()
         });
-    }
-}
-
-async fn sweeper(idle: Weak<IdleConns>) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        let Some(idle) = idle.upgrade() else { return };
-        idle.sweep();
     }
 }
 

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -41,15 +41,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::retry::Failure;
-use super::{POOL_IDLE_TIMEOUT, tls};
+use super::{POOL_IDLE_TIMEOUT, start_sweeper, tls};
 use crate::body::ReclaimableBody;
 use crate::errors::error_chain;
 
 /// How long a connection no request used is kept.
 const IDLE_TIMEOUT: Duration = POOL_IDLE_TIMEOUT;
-
-/// How often idle and closed connections are swept.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -124,9 +121,7 @@ impl H2cPool {
     /// ends with the pool).
     pub(super) fn new() -> Self {
         let inner = Arc::new(Inner { slots: Mutex::new(HashMap::new()) });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweeper(Arc::downgrade(&inner)));
-        }
+        start_sweeper(&inner, |inner| inner.sweep(Instant::now()));
         let tls = TlsConnector::from(Arc::new(tls::client_config(&[tls::ALPN_H2])));
         Self { inner, tls }
     }
@@ -218,20 +213,9 @@ impl H2cPool {
     }
 }
 
-/// Drops connections that are closed or idle, and the slots of endpoints
-/// without a connection, until the pool is gone.
-async fn sweeper(inner: Weak<Inner>) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        let Some(inner) = inner.upgrade() else { return };
-        inner.sweep(Instant::now());
-    }
-}
-
 impl Inner {
+    /// Drops connections that are closed or idle, and the slots of
+    /// endpoints without a connection.
     fn sweep(&self, now: Instant) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.retain(|_, slot| {

@@ -55,6 +55,26 @@ pub(crate) use self::settings::Settings;
 /// `keepalive_timeout` for upstreams, as ingress-nginx sets it).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often the pools drop idle and closed connections.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// With a Tokio runtime at hand, runs `sweep` on `pool` every
+/// [`SWEEP_INTERVAL`] until the pool is dropped.
+fn start_sweeper<T: Send + Sync + 'static>(pool: &std::sync::Arc<T>, sweep: fn(&T)) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let pool = std::sync::Arc::downgrade(pool);
+    runtime.spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
+            sweep(&pool);
+        }
+    });
+}
+
 /// The upstream pools, resolver and defaults of one proxy.
 pub(crate) struct Upstreams {
     http1: H1Pool,
