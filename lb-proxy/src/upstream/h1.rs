@@ -9,7 +9,7 @@
 //! request wakes one task, not two (hyper-util's pooled client runs every
 //! connection as a task and hands requests and bodies to it over channels).
 //!
-//! - Connecting: TCP (nodelay, keepalive), TLS when asked, the HTTP/1.1
+//! - Connecting: [`stream::open`](super::stream::open), the HTTP/1.1
 //!   handshake, all within the connect timeout of the request that opens
 //!   it.
 //! - Reuse: the most recently parked connection first. One found closed (or
@@ -36,22 +36,15 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use hyper::client::conn::http1::{Builder, SendRequest};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use socket2::{SockRef, TcpKeepalive};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::retry::Failure;
-use super::{POOL_IDLE_TIMEOUT, UpstreamBody, start_sweeper, tls};
+use super::{POOL_IDLE_TIMEOUT, UpstreamBody, start_sweeper, stream, tls};
 use crate::body::ReclaimableBody;
 use crate::errors::error_chain;
 
 /// Idle connections kept per endpoint and transport.
 pub(super) const MAX_IDLE_PER_ENDPOINT: usize = 320;
-
-/// TCP keepalive probes start after this long without traffic.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// An endpoint and whether its connections are TLS.
 type Key = (SocketAddr, bool);
@@ -256,37 +249,18 @@ impl IdleConns {
 /// `timeout`.
 async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration) -> Result<Conn, Failure> {
     let opening = async {
-        let stream = TcpStream::connect(peer).await.map_err(|error| format!("tcp connect error: {error}"))?;
-        // Not fatal: only latency, and noticing a dead peer sooner.
-        let _ = stream.set_nodelay(true);
-        let _ = SockRef::from(&stream).set_tcp_keepalive(&TcpKeepalive::new().with_time(TCP_KEEPALIVE));
-        match tls {
-            None => handshake(stream).await,
-            Some(tls) => {
-                let stream = tls
-                    .connect(ServerName::IpAddress(peer.ip().into()), stream)
-                    .await
-                    .map_err(|error| format!("tls handshake: {error}"))?;
-                handshake(stream).await
-            }
-        }
+        let stream = stream::open(peer, tls).await?;
+        let (sender, connection) = Builder::new()
+            .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
+            .await
+            .map_err(|error| format!("http handshake: {}", error_chain(&error)))?;
+        Ok::<_, String>(Conn { sender, driver: Box::pin(connection.with_upgrades()) })
     };
     match tokio::time::timeout(timeout, opening).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(message)) => Err(Failure::Connect { message, timed_out: false }),
         Err(_) => Err(Failure::Connect { message: format!("connect timed out after {timeout:?}"), timed_out: true }),
     }
-}
-
-async fn handshake<S>(stream: S) -> Result<Conn, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = Builder::new()
-        .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
-        .await
-        .map_err(|error| format!("http handshake: {}", error_chain(&error)))?;
-    Ok(Conn { sender, driver: Box::pin(connection.with_upgrades()) })
 }
 
 /// The failure of an attempt whose request may have gone out.

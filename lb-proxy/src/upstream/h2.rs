@@ -8,7 +8,7 @@
 //! authority, this pool is keyed by the endpoint the request was balanced
 //! to, so the request URI (hence `:authority`) can carry the client's host.
 //!
-//! - Connecting: TCP (nodelay), TLS when asked (see [`tls`](super::tls))
+//! - Connecting: [`stream::open`](super::stream::open) (TCP, TLS when asked)
 //!   and the HTTP/2 handshake, all within the connect timeout of the
 //!   request that opens it. Requests that arrive while a connection to
 //!   their endpoint is being opened wait for it rather than opening their
@@ -23,9 +23,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,13 +33,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{Builder, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::retry::Failure;
-use super::{POOL_IDLE_TIMEOUT, start_sweeper, tls};
+use super::{POOL_IDLE_TIMEOUT, start_sweeper, stream, tls};
 use crate::body::ReclaimableBody;
 use crate::errors::error_chain;
 
@@ -235,20 +230,14 @@ impl Inner {
 /// `timeout`; the connection runs in its own task.
 async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration) -> Result<H2cSender, ConnectError> {
     let handshake = async {
-        let stream =
-            TcpStream::connect(peer).await.map_err(|error| ConnectError::new(format!("tcp connect error: {error}")))?;
-        // Not fatal: only latency.
-        let _ = stream.set_nodelay(true);
-        match tls {
-            None => http2_handshake(stream).await,
-            Some(tls) => {
-                let stream = tls
-                    .connect(ServerName::IpAddress(peer.ip().into()), stream)
-                    .await
-                    .map_err(|error| ConnectError::new(format!("tls handshake: {error}")))?;
-                http2_handshake(stream).await
-            }
-        }
+        let stream = stream::open(peer, tls).await.map_err(ConnectError::new)?;
+        Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
+            .await
+            .map_err(|error| ConnectError::new(format!("http2 handshake: {}", error_chain(&error))))
     };
     let (sender, connection) = tokio::time::timeout(timeout, handshake).await.map_err(|_| ConnectError {
         message: format!("connect timed out after {timeout:?}").into(),
@@ -260,22 +249,6 @@ async fn connect(peer: SocketAddr, tls: Option<&TlsConnector>, timeout: Duration
         }
     });
     Ok(sender)
-}
-
-type Connection = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
-
-async fn http2_handshake<S>(stream: S) -> Result<(H2cSender, Connection), ConnectError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-        .handshake::<_, ReclaimableBody>(TokioIo::new(stream))
-        .await
-        .map_err(|error| ConnectError::new(format!("http2 handshake: {}", error_chain(&error))))?;
-    Ok((sender, Box::pin(connection)))
 }
 
 #[cfg(test)]

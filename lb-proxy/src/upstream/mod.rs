@@ -10,7 +10,8 @@
 //! - Pools, created once per proxy and kept across route table swaps, both
 //!   keyed by endpoint address and transport: [`h1`], keep-alive HTTP/1.1
 //!   connections driven by the requests that use them, and [`h2`], one
-//!   multiplexed HTTP/2 connection per endpoint; [`tls`] for the TLS ones.
+//!   multiplexed HTTP/2 connection per endpoint; both open theirs with
+//!   [`stream`] (TCP, then [`tls`] for the TLS ones).
 //! - [`response`]: the response body, which drives its HTTP/1.1 connection
 //!   and gives it back to the pool at its end.
 //! - Timeouts: the connect timeout per attempt (TLS handshake included),
@@ -25,6 +26,7 @@ mod request;
 mod response;
 mod retry;
 mod settings;
+mod stream;
 mod timeouts;
 mod tls;
 
