@@ -147,11 +147,13 @@ fn notes(report: &mut Report) {
          MAGLEV_per_service in map_bytes_per_service's extras): the default 1024 × 16381 table takes 128 MiB.",
     );
     report.note(
-        "apply_change_ms for lb covers what `lb run` does with a new snapshot: its L4Compiler finds the objects \
-         that changed (comparing the snapshots' shared objects by pointer), compiles the Services they concern \
-         (only the changed service's Maglev row is built; the bench checks it) and hands the applier the entries \
-         it changed, which it alone diffs against the maps; `compile_ms` and `apply_ms` in the measurement's \
-         extras split the two. \
+        "apply_change_ms for lb covers what `lb run` does for one changed EndpointSlice, once the watch has \
+         delivered it: the next snapshot is made as the Kubernetes source makes it (a copy of the last, whose \
+         persistent maps share everything but the changed object's path, with the slice put in); the L4Compiler \
+         finds what changed (skipping what both snapshots share), compiles the Services it concerns (only the \
+         changed service's Maglev row is built; the bench checks it) and hands the applier the entries it \
+         changed, which it alone diffs against the maps; `snapshot_ms`, `compile_ms` and `apply_ms` in the \
+         measurement's extras split the three. \
          The peers' times cover only the tool (iptables-restore / nft) applying a payload generated beforehand, \
          not kube-proxy's own generation of it.",
     );
@@ -161,9 +163,9 @@ fn notes(report: &mut Report) {
          kube-proxy's top-level chains in full, so it grows with the cluster (payload_lines in the extras).",
     );
     report.note(
-        "Not timed here: building the snapshot. The Kubernetes source keeps each kind's objects sorted per watch \
-         event, so a snapshot is a copy of pointers; the --manifests source re-parses only the files whose \
-         metadata changed, 15 ms after the last event of a burst, but lists and stats the whole directory.",
+        "Not timed here: the watch's decoding of the object, and the --manifests source, which re-parses only \
+         the files whose metadata changed, 15 ms after the last event of a burst, but lists and stats the whole \
+         directory and builds its snapshot from every file's objects.",
     );
     report.note(format!(
         "Memory: map_bytes_per_service / map_bytes_per_backend are lb's own accounting (the `memlock` of each map in \

@@ -9,7 +9,9 @@
 //! endpoint of the Service, `503` otherwise.
 //!
 //! - [`compile_health_checks`] (pure) finds the ports and counts each
-//!   Service's local endpoints on this node.
+//!   Service's local endpoints on this node; [`HealthCheckCompiler`] keeps
+//!   that from one snapshot to the next and reads again only the Services
+//!   a change concerns.
 //! - [`HealthCheckServer`] listens on those ports and answers the probes.
 //!
 //! The agent calls both after each snapshot: `update` keeps the listeners
@@ -53,6 +55,7 @@
 //! Two Services with the same port (which the API server prevents): the
 //! first by (namespace, name) gets it, the other is diagnosed.
 
+mod compiler;
 mod local_endpoints;
 mod response;
 mod server;
@@ -61,7 +64,7 @@ mod server_tests;
 #[cfg(test)]
 mod tests;
 
-pub use local_endpoints::{compile_health_checks, concerns_health_checks};
+pub use compiler::{HealthCheckCompiler, compile_health_checks};
 pub use server::HealthCheckServer;
 
 /// What one health check node port reports: the Service, and its ready

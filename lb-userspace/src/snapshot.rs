@@ -4,15 +4,19 @@
 //! snapshots; compilers read them. A snapshot never refers to maps, routes
 //! or sockets, so two snapshots of the same objects compare equal.
 //!
-//! Objects are shared (`Arc`): a source hands the next snapshot the very
-//! objects that did not change, so [`Snapshot::changes_since`] finds what
-//! changed by comparing pointers, without reading unchanged objects, and a
-//! compiler can then work on those alone.
+//! Each kind's objects are an [`Objects`]: a persistent map that a source
+//! copies and changes in time that does not grow with the cluster, sharing
+//! every object (`Arc`) and every part of the map that did not change, so
+//! [`Snapshot::changes_since`] finds what changed without reading the
+//! rest, and a compiler can then work on those alone.
+
+mod objects;
+
+pub use objects::Objects;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -20,21 +24,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::compile::endpoints::SERVICE_NAME_LABEL;
 
-/// The objects the agent uses, each list in canonical order (by namespace,
-/// then name; see [`Snapshot::sort`]).
+/// The objects the agent uses, each kind in canonical order (by namespace,
+/// then name).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
-    pub services: Vec<Arc<Service>>,
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    pub ingresses: Vec<Arc<Ingress>>,
+    pub services: Objects<Service>,
+    pub endpoint_slices: Objects<EndpointSlice>,
+    pub ingresses: Objects<Ingress>,
     /// IngressClasses are cluster-scoped: their namespace is empty.
-    pub ingress_classes: Vec<Arc<IngressClass>>,
+    pub ingress_classes: Objects<IngressClass>,
     /// Only TLS material is used (`tls.crt`, `tls.key`).
-    pub secrets: Vec<Arc<Secret>>,
+    pub secrets: Objects<Secret>,
     /// The cluster's Nodes (cluster-scoped): their addresses are the
     /// Ingress status with `ingressStatus: nodes`, and this node's
     /// `topology.kubernetes.io/zone` label selects topology hints.
-    pub nodes: Vec<Arc<Node>>,
+    pub nodes: Objects<Node>,
 }
 
 /// An object's (namespace, name).
@@ -85,39 +89,23 @@ impl Changes {
 }
 
 impl Snapshot {
-    /// A snapshot of these objects, sorted canonically so that two loads of
-    /// the same objects, in whatever order, compare equal.
+    /// A snapshot of these objects (in canonical order, whatever their
+    /// order here).
     pub fn new(services: Vec<Service>, endpoint_slices: Vec<EndpointSlice>) -> Self {
-        let mut snapshot = Self {
-            services: services.into_iter().map(Arc::new).collect(),
-            endpoint_slices: endpoint_slices.into_iter().map(Arc::new).collect(),
-            ..Self::default()
-        };
-        snapshot.sort();
-        snapshot
+        Self { services: services.into(), endpoint_slices: endpoint_slices.into(), ..Self::default() }
     }
 
-    /// Puts every list in canonical order (by namespace, then name).
-    pub fn sort(&mut self) {
-        sort_by_key(&mut self.services);
-        sort_by_key(&mut self.endpoint_slices);
-        sort_by_key(&mut self.ingresses);
-        sort_by_key(&mut self.ingress_classes);
-        sort_by_key(&mut self.secrets);
-        sort_by_key(&mut self.nodes);
-    }
-
-    /// What differs from `old`. Objects shared by both are skipped unread;
-    /// the rest are compared by content, so a source that rebuilt an equal
-    /// object reports no change. Both snapshots must be sorted.
+    /// What differs from `old`. What both share is skipped unread; the
+    /// rest is compared by content, so a source that rebuilt an equal object
+    /// reports no change.
     pub fn changes_since(&self, old: &Snapshot) -> Changes {
         Changes {
-            services: changed(&old.services, &self.services),
-            endpoint_slices: changed(&old.endpoint_slices, &self.endpoint_slices),
-            ingresses: changed(&old.ingresses, &self.ingresses),
-            ingress_classes: changed(&old.ingress_classes, &self.ingress_classes),
-            secrets: changed(&old.secrets, &self.secrets),
-            nodes: changed(&old.nodes, &self.nodes),
+            services: self.services.changed_since(&old.services),
+            endpoint_slices: self.endpoint_slices.changed_since(&old.endpoint_slices),
+            ingresses: self.ingresses.changed_since(&old.ingresses),
+            ingress_classes: self.ingress_classes.changed_since(&old.ingress_classes),
+            secrets: self.secrets.changed_since(&old.secrets),
+            nodes: self.nodes.changed_since(&old.nodes),
         }
     }
 
@@ -129,7 +117,7 @@ impl Snapshot {
 
     /// The Service `namespace`/`name`.
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
-        find(&self.services, namespace, name)
+        self.services.get(namespace, name)
     }
 
     /// The Service `name` of `namespace` as a reference to it names it: in
@@ -141,69 +129,13 @@ impl Snapshot {
 
     /// The EndpointSlice `namespace`/`name`.
     pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<&Arc<EndpointSlice>> {
-        find(&self.endpoint_slices, namespace, name)
+        self.endpoint_slices.get(namespace, name)
     }
 }
 
 /// The canonical ordering key of an object: (namespace, name).
 pub fn object_key(meta: &ObjectMeta) -> (&str, &str) {
     (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
-}
-
-fn owned_key(meta: &ObjectMeta) -> ObjectKey {
-    let (namespace, name) = object_key(meta);
-    (namespace.to_string(), name.to_string())
-}
-
-fn sort_by_key<K: Metadata<Ty = ObjectMeta>>(objects: &mut [Arc<K>]) {
-    objects.sort_by(|a, b| object_key(a.metadata()).cmp(&object_key(b.metadata())));
-}
-
-/// The object `namespace`/`name` of a sorted list.
-fn find<'a, K: Metadata<Ty = ObjectMeta>>(objects: &'a [Arc<K>], namespace: &str, name: &str) -> Option<&'a Arc<K>> {
-    let at = objects.binary_search_by(|o| object_key(o.metadata()).cmp(&(namespace, name))).ok()?;
-    objects.get(at)
-}
-
-/// The keys of the objects added, removed or changed from `old` to `new`
-/// (both sorted): a merge of the two lists.
-fn changed<K: Metadata<Ty = ObjectMeta> + PartialEq>(old: &[Arc<K>], new: &[Arc<K>]) -> BTreeSet<ObjectKey> {
-    let mut out = BTreeSet::new();
-    let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
-    loop {
-        match (o.peek(), n.peek()) {
-            (None, None) => return out,
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
-                o.next();
-                n.next();
-            }
-            (Some(a), Some(b)) => match object_key(a.metadata()).cmp(&object_key(b.metadata())) {
-                std::cmp::Ordering::Equal => {
-                    if a != b {
-                        out.insert(owned_key(a.metadata()));
-                    }
-                    o.next();
-                    n.next();
-                }
-                std::cmp::Ordering::Less => {
-                    out.insert(owned_key(a.metadata()));
-                    o.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    out.insert(owned_key(b.metadata()));
-                    n.next();
-                }
-            },
-            (Some(a), None) => {
-                out.insert(owned_key(a.metadata()));
-                o.next();
-            }
-            (None, Some(b)) => {
-                out.insert(owned_key(b.metadata()));
-                n.next();
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -233,11 +165,10 @@ mod tests {
         new.services.retain(|s| s.metadata.name.as_deref() != Some("gone"));
         let mut edited = service("b", "edited");
         edited.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
-        new.services.push(Arc::new(edited));
-        new.services.push(Arc::new(service("c", "added")));
+        new.services.insert(Arc::new(edited));
+        new.services.insert(Arc::new(service("c", "added")));
         // An equal object rebuilt by the source is no change.
-        new.services[0] = Arc::new(service("a", "kept"));
-        new.sort();
+        new.services.insert(Arc::new(service("a", "kept")));
         let changes = new.changes_since(&old);
         let keys: Vec<_> = changes.services.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
         assert_eq!(keys, ["a/gone", "b/edited", "c/added"]);
@@ -245,5 +176,27 @@ mod tests {
         assert!(new.same_as(&new.clone()) && !new.same_as(&old));
         assert_eq!(new.service("c", "added").map(|s| s.metadata.name.as_deref()), Some(Some("added")));
         assert!(new.service("a", "gone").is_none());
+    }
+
+    #[test]
+    fn a_copy_changed_in_one_object_differs_in_that_object_alone() {
+        let services: Vec<Service> = (0..5_000).map(|i| service(&format!("ns-{}", i % 7), &format!("s-{i}"))).collect();
+        let old = Snapshot::new(services, vec![]);
+        let mut new = old.clone();
+        assert!(new.same_as(&old));
+        let mut edited = service("ns-5", "s-2000");
+        edited.metadata.labels = Some([("k".to_string(), "v".to_string())].into());
+        new.services.insert(Arc::new(edited));
+        assert!(new.services.remove("ns-3", "s-4000").is_some());
+        new.services.insert(Arc::new(service("ns-0", "s-new")));
+        // Rebuilt equal: no change.
+        new.services.insert(Arc::new(service("ns-1", "s-1")));
+        let changes = new.changes_since(&old);
+        let keys: Vec<_> = changes.services.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+        assert_eq!(keys, ["ns-0/s-new", "ns-3/s-4000", "ns-5/s-2000"]);
+        assert_eq!(old.services.len(), 5_000, "the old snapshot is unchanged");
+        assert_eq!(new.services.len(), 5_000);
+        // The reverse direction names the same objects.
+        assert_eq!(old.changes_since(&new), changes);
     }
 }

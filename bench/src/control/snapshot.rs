@@ -2,9 +2,8 @@
 //! objects `lb run --manifests` would read ([`Cluster::to_manifests`]),
 //! deserialized in-process so the timed part is only lb's compile and apply.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use lb_userspace::snapshot::Snapshot;
 use serde_json::Value;
 
@@ -25,22 +24,14 @@ pub fn of_cluster(cluster: &Cluster) -> Result<Snapshot> {
     Ok(Snapshot::new(services, slices))
 }
 
-/// Replaces `service`'s EndpointSlice in `snapshot` by its current one, as a
-/// source does when the slice changes.
-pub fn update_endpoint_slice(snapshot: &mut Snapshot, service: &cluster::Service) -> Result<()> {
+/// `service`'s EndpointSlice as the watch delivers it (deserialized).
+pub fn endpoint_slice_of(service: &cluster::Service) -> Result<EndpointSlice> {
     let single = Cluster { services: vec![service.clone()] };
     let slice = documents(&single.to_manifests())
         .filter_map(Result::ok)
         .find(|d| kind(d) == "EndpointSlice")
         .with_context(|| format!("no EndpointSlice generated for {}", service.port_id()))?;
-    let name = slice.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let position = snapshot
-        .endpoint_slices
-        .iter()
-        .position(|s| s.metadata.name.as_deref() == Some(name.as_str()))
-        .with_context(|| format!("EndpointSlice {name} is not in the snapshot"))?;
-    snapshot.endpoint_slices[position] = Arc::new(serde_json::from_value(slice).context("a bench EndpointSlice")?);
-    Ok(())
+    serde_json::from_value(slice).context("a bench EndpointSlice")
 }
 
 /// The documents of [`Cluster::to_manifests`]: one JSON object per line
@@ -59,6 +50,7 @@ fn kind(document: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn the_snapshot_holds_every_object_and_follows_changes() {
@@ -66,7 +58,7 @@ mod tests {
         let mut snapshot = of_cluster(&cluster).unwrap();
         assert_eq!((snapshot.services.len(), snapshot.endpoint_slices.len()), (5, 5));
         cluster.services[3].endpoints[0].ip = "10.250.0.1".parse().unwrap();
-        update_endpoint_slice(&mut snapshot, &cluster.services[3]).unwrap();
+        snapshot.endpoint_slices.insert(Arc::new(endpoint_slice_of(&cluster.services[3]).unwrap()));
         assert_eq!(snapshot, of_cluster(&cluster).unwrap());
     }
 }

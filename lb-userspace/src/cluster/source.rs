@@ -14,22 +14,24 @@
 //!   keeps only those that the Ingresses of our classes name.
 //! - Fields the compilers never read (managed fields, node images) are
 //!   dropped as objects arrive.
-//! - Each kind's objects are also kept sorted by (namespace, name), updated
-//!   per watch event with the store's own `Arc`: a snapshot is a copy of
-//!   pointers in order, and an object the watch did not touch is the same
-//!   allocation in every snapshot (what [`Snapshot::changes_since`] relies
-//!   on), so a change costs no sort and no deep comparison of the cluster.
+//! - Each kind's objects are also kept as an [`Objects`] map, updated per
+//!   watch event with the store's own `Arc`: a snapshot is a copy of those
+//!   maps (a reference count each), an object the watch did not touch is
+//!   the same allocation in every snapshot, and the maps share all but the
+//!   changed objects' paths (what [`Snapshot::changes_since`] relies on), so
+//!   a change costs neither a sort nor a walk over the cluster.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
+use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -38,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::compile::l7::{L7Options, referenced_secrets};
-use crate::snapshot::{ObjectKey, Snapshot};
+use crate::snapshot::{Objects, Snapshot};
 
 /// How long to wait after a change for the rest of a burst (a rollout
 /// changes many EndpointSlices in a row).
@@ -57,18 +59,18 @@ struct Stores {
     nodes: Reflected<Node>,
 }
 
-/// One kind's reflector store, and its objects in (namespace, name) order.
+/// One kind's reflector store, and its objects by (namespace, name).
 struct Reflected<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     sorted: Sorted<K>,
 }
 
-type Sorted<K> = Arc<Mutex<BTreeMap<ObjectKey, Arc<K>>>>;
+type Sorted<K> = Arc<Mutex<Objects<K>>>;
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Reflected<K> {
-    /// The objects, sorted, shared with the store.
-    fn objects(&self) -> Vec<Arc<K>> {
-        self.sorted.lock().expect("not poisoned").values().cloned().collect()
+    /// The objects, shared with the store.
+    fn objects(&self) -> Objects<K> {
+        self.sorted.lock().expect("not poisoned").clone()
     }
 }
 
@@ -144,7 +146,7 @@ impl Stores {
             endpoint_slices: self.endpoint_slices.objects(),
             ingresses: self.ingresses.objects(),
             ingress_classes: self.ingress_classes.objects(),
-            secrets: Vec::new(),
+            secrets: Objects::default(),
             nodes: self.nodes.objects(),
         };
         let wanted = referenced_secrets(&snapshot, options);
@@ -165,7 +167,14 @@ fn reflect<K>(
     mut strip: impl FnMut(&mut K) + Send + 'static,
 ) -> Reflected<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Metadata<Ty = ObjectMeta>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();
@@ -207,28 +216,24 @@ where
 /// Applies a watch event, which the store has just applied, to the sorted
 /// objects: one key for an object's change; all of them when a (re)list
 /// ends, as the store swaps its whole content then.
-fn keep_sorted<K: Resource<DynamicType = ()> + Clone + 'static>(
+fn keep_sorted<K: Resource<DynamicType = ()> + Metadata<Ty = ObjectMeta> + Clone + 'static>(
     sorted: &Sorted<K>,
     store: &Store<K>,
     event: &watcher::Event<K>,
 ) {
-    let key = |object: &K| (object.namespace().unwrap_or_default(), object.name_any());
     let mut sorted = sorted.lock().expect("not poisoned");
+    let mut remove = |object: &K| sorted.remove(&object.namespace().unwrap_or_default(), &object.name_any());
     match event {
         watcher::Event::Apply(object) => match store.get(&ObjectRef::from_obj(object)) {
-            Some(stored) => {
-                sorted.insert(key(object), stored);
-            }
+            Some(stored) => sorted.insert(stored),
             None => {
-                sorted.remove(&key(object));
+                remove(object);
             }
         },
         watcher::Event::Delete(object) => {
-            sorted.remove(&key(object));
+            remove(object);
         }
-        watcher::Event::InitDone => {
-            *sorted = store.state().into_iter().map(|object| (key(&object), object)).collect();
-        }
+        watcher::Event::InitDone => *sorted = store.state().into_iter().collect(),
         watcher::Event::Init | watcher::Event::InitApply(_) => {}
     }
 }

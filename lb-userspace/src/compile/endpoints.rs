@@ -44,9 +44,9 @@ pub(crate) struct SliceIndex<'a> {
 }
 
 impl<'a> SliceIndex<'a> {
-    pub fn new(slices: &'a [Arc<EndpointSlice>]) -> Self {
+    pub fn new(slices: impl IntoIterator<Item = &'a Arc<EndpointSlice>>) -> Self {
         let mut by_service: HashMap<_, HashMap<_, Vec<_>>> = HashMap::new();
-        for slice in slices.iter().map(|s| &**s).filter(|s| s.address_type == "IPv4") {
+        for slice in slices.into_iter().map(|s| &**s).filter(|s| s.address_type == "IPv4") {
             let labels = slice.metadata.labels.as_ref();
             let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else { continue };
             let namespace = slice.metadata.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");

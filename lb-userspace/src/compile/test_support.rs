@@ -21,16 +21,15 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             value["metadata"]["namespace"] = "default".into();
         }
         match kind.as_str() {
-            "Service" => snapshot.services.push(Arc::new(serde_json::from_value(value).unwrap())),
-            "EndpointSlice" => snapshot.endpoint_slices.push(Arc::new(serde_json::from_value(value).unwrap())),
-            "Ingress" => snapshot.ingresses.push(Arc::new(serde_json::from_value(value).unwrap())),
-            "IngressClass" => snapshot.ingress_classes.push(Arc::new(serde_json::from_value(value).unwrap())),
-            "Secret" => snapshot.secrets.push(Arc::new(serde_json::from_value(value).unwrap())),
-            "Node" => snapshot.nodes.push(Arc::new(serde_json::from_value(value).unwrap())),
+            "Service" => snapshot.services.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "EndpointSlice" => snapshot.endpoint_slices.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "Ingress" => snapshot.ingresses.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "IngressClass" => snapshot.ingress_classes.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "Secret" => snapshot.secrets.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "Node" => snapshot.nodes.insert(Arc::new(serde_json::from_value(value).unwrap())),
             other => panic!("unexpected kind {other:?}"),
         }
     }
-    snapshot.sort();
     snapshot
 }
 

@@ -10,29 +10,50 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::HealthCheck;
 use crate::compile::Protocol;
-use crate::compile::endpoints::{BackendQuery, Scope, ServiceRef, SliceIndex};
+use crate::compile::endpoints::{BackendQuery, Scope, ServiceRef};
 use crate::diagnostics::Diagnostic;
-use crate::snapshot::{ObjectKey, Snapshot, object_key};
+use crate::snapshot::object_key;
 
 const FIELD: &str = "spec.healthCheckNodePort";
 
-/// The health check node ports of `node_name`, by port: each Service of
-/// `type: LoadBalancer` with `externalTrafficPolicy: Local` and its
-/// `spec.healthCheckNodePort`, with the number of its ready endpoints on
-/// this node (see the [module](super) documentation for the rules). Ports
-/// that cannot be used (unset, out of range, set where it means nothing,
-/// claimed by an earlier Service) are diagnosed and left out.
-pub fn compile_health_checks(snapshot: &Snapshot, node_name: &str) -> (BTreeMap<u16, HealthCheck>, Vec<Diagnostic>) {
-    let slices = SliceIndex::new(&snapshot.endpoint_slices);
-    let mut services: Vec<&Service> = snapshot.services.iter().map(|s| &**s).collect();
-    services.sort_by(|a, b| object_key(&a.metadata).cmp(&object_key(&b.metadata)));
+/// One Service's part in the health checks: the port it may have, the
+/// problems of its port field, and its check.
+#[derive(Clone, Debug)]
+pub(super) struct Wanted {
+    port: Option<u16>,
+    diagnostics: Vec<Diagnostic>,
+    check: HealthCheck,
+}
+
+/// `service`'s part, given its EndpointSlices; `None` when it neither has
+/// a health check port nor a problem with one.
+pub(super) fn wanted(service: &Service, slices: &[&EndpointSlice], node_name: &str) -> Option<Wanted> {
+    let (namespace, name) = service_key(service);
+    let svc = ServiceRef { namespace, name };
+    let spec = service.spec.as_ref()?;
+    let mut diagnostics = Vec::new();
+    let port = health_check_port(&svc, spec, &mut diagnostics);
+    if port.is_none() && diagnostics.is_empty() {
+        return None;
+    }
+    let local_endpoints = if port.is_some() { local_ready_endpoints(&svc, spec, slices, node_name) } else { 0 };
+    Some(Wanted {
+        port,
+        diagnostics,
+        check: HealthCheck { namespace: namespace.into(), name: name.into(), local_endpoints },
+    })
+}
+
+/// The checks by port, and every problem, from the Services' parts in
+/// canonical order: a port goes to the first Service that asks for it.
+pub(super) fn assemble<'a>(
+    wanted: impl IntoIterator<Item = &'a Wanted>,
+) -> (BTreeMap<u16, HealthCheck>, Vec<Diagnostic>) {
     let mut checks = BTreeMap::new();
     let mut diagnostics = Vec::new();
-    for service in services {
-        let (namespace, name) = object_key(&service.metadata);
-        let svc = ServiceRef { namespace: if namespace.is_empty() { "default" } else { namespace }, name };
-        let Some(spec) = &service.spec else { continue };
-        let Some(port) = health_check_port(&svc, spec, &mut diagnostics) else { continue };
+    for wanted in wanted {
+        diagnostics.extend(wanted.diagnostics.iter().cloned());
+        let Some(port) = wanted.port else { continue };
         match checks.entry(port) {
             Entry::Occupied(owner) => {
                 let owner: &HealthCheck = owner.get();
@@ -40,16 +61,22 @@ pub fn compile_health_checks(snapshot: &Snapshot, node_name: &str) -> (BTreeMap<
                     "port {port} is already the health check port of Service {}/{}; ignored here",
                     owner.namespace, owner.name
                 );
+                let svc = ServiceRef { namespace: &wanted.check.namespace, name: &wanted.check.name };
                 diagnostics.push(svc.diagnostic(FIELD, message));
             }
             Entry::Vacant(entry) => {
-                let local_endpoints =
-                    local_ready_endpoints(&svc, spec, slices.for_service(svc.namespace, name), node_name);
-                entry.insert(HealthCheck { namespace: svc.namespace.into(), name: name.into(), local_endpoints });
+                entry.insert(wanted.check.clone());
             }
         }
     }
     (checks, diagnostics)
+}
+
+/// A Service's (namespace, name) as its slices and diagnostics name it (an
+/// empty namespace is `default`).
+pub(super) fn service_key(service: &Service) -> (&str, &str) {
+    let (namespace, name) = object_key(&service.metadata);
+    (if namespace.is_empty() { "default" } else { namespace }, name)
 }
 
 /// The Service's health check node port, if it has a usable one.
@@ -129,25 +156,4 @@ fn is_local(endpoint: &Endpoint, node: &str) -> bool {
 /// `ready`, unset meaning ready (the API's default, and kube-proxy's).
 fn is_ready(endpoint: &Endpoint) -> bool {
     endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
-}
-
-/// Whether a change of the Services `concerned` (their objects or their
-/// EndpointSlices; see [`Changes::services_concerned`]) can change the
-/// health checks compiled as `checks`: when one of them has a check, or
-/// asks for one.
-///
-/// [`Changes::services_concerned`]: crate::snapshot::Changes::services_concerned
-pub fn concerns_health_checks(
-    concerned: &BTreeSet<ObjectKey>,
-    checks: &BTreeMap<u16, HealthCheck>,
-    snapshot: &Snapshot,
-) -> bool {
-    let checked: BTreeSet<(&str, &str)> = checks.values().map(|c| (c.namespace.as_str(), c.name.as_str())).collect();
-    concerned.iter().any(|(namespace, name)| {
-        checked.contains(&(namespace.as_str(), name.as_str()))
-            || snapshot
-                .service(namespace, name)
-                .and_then(|s| s.spec.as_ref())
-                .is_some_and(|spec| spec.health_check_node_port.is_some())
-    })
 }

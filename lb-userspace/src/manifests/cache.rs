@@ -88,12 +88,12 @@ impl Object {
 
     fn add_to(&self, snapshot: &mut Snapshot) {
         match self {
-            Object::Service(o) => snapshot.services.push(o.clone()),
-            Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o.clone()),
-            Object::Ingress(o) => snapshot.ingresses.push(o.clone()),
-            Object::IngressClass(o) => snapshot.ingress_classes.push(o.clone()),
-            Object::Secret(o) => snapshot.secrets.push(o.clone()),
-            Object::Node(o) => snapshot.nodes.push(o.clone()),
+            Object::Service(o) => snapshot.services.insert(o.clone()),
+            Object::EndpointSlice(o) => snapshot.endpoint_slices.insert(o.clone()),
+            Object::Ingress(o) => snapshot.ingresses.insert(o.clone()),
+            Object::IngressClass(o) => snapshot.ingress_classes.insert(o.clone()),
+            Object::Secret(o) => snapshot.secrets.insert(o.clone()),
+            Object::Node(o) => snapshot.nodes.insert(o.clone()),
         }
     }
 }
@@ -217,7 +217,6 @@ impl DirCache {
                 },
             }
         }
-        snapshot.sort();
         (snapshot, diagnostics)
     }
 }

@@ -105,7 +105,7 @@ fn duplicates_keep_the_first() {
     let dir = dir_with(&[("a.yaml", &service("x")), ("b.yaml", &service("x").replace("80", "81"))]);
     let (snapshot, diagnostics) = load_dir(dir.path());
     assert_eq!(snapshot.services.len(), 1);
-    assert_eq!(snapshot.services[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 80);
+    assert_eq!(snapshot.services.iter().next().unwrap().spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 80);
     assert_eq!(diagnostics.len(), 1);
     let shown = diagnostics[0].to_string();
     assert!(shown.starts_with("Service default/x ("), "{shown}");
@@ -199,7 +199,7 @@ fn nodes_are_cluster_scoped_and_keep_their_labels() {
     let dir = dir_with(&[("nodes.yaml", &format!("{node}---\n{node}"))]);
     let (snapshot, diagnostics) = load_dir(dir.path());
     assert_eq!(snapshot.nodes.len(), 1);
-    let meta = &snapshot.nodes[0].metadata;
+    let meta = &snapshot.nodes.iter().next().unwrap().metadata;
     assert_eq!((meta.name.as_deref(), meta.namespace.as_deref()), (Some("node1"), None));
     assert_eq!(meta.labels.as_ref().unwrap()["topology.kubernetes.io/zone"], "zone-a");
     let shown: Vec<String> = diagnostics.iter().map(Diagnostic::to_string).collect();
@@ -262,7 +262,7 @@ fn a_removed_file_takes_its_objects_along() {
     let (refreshed, after, _) = refresh(&mut cache, dir.path(), &[]);
     assert_eq!(refreshed, Refresh { parsed: 0, changed: true });
     assert_eq!(names(&after), (vec!["default/b".into()], vec![]));
-    assert!(Arc::ptr_eq(&before.services[1], &after.services[0]));
+    assert!(Arc::ptr_eq(before.services.iter().nth(1).unwrap(), after.services.iter().next().unwrap()));
 }
 
 #[test]
@@ -274,9 +274,12 @@ fn a_rewritten_file_keeps_its_unchanged_objects() {
         .unwrap();
     let (refreshed, after, _) = refresh(&mut cache, dir.path(), &[]);
     assert_eq!(refreshed, parsed(1));
-    assert!(Arc::ptr_eq(&before.services[0], &after.services[0]), "x did not change");
-    assert!(!Arc::ptr_eq(&before.services[1], &after.services[1]));
-    assert_eq!(port(&after.services[1]), 8080);
+    assert!(
+        Arc::ptr_eq(before.services.iter().next().unwrap(), after.services.iter().next().unwrap()),
+        "x did not change"
+    );
+    assert!(!Arc::ptr_eq(before.services.iter().nth(1).unwrap(), after.services.iter().nth(1).unwrap()));
+    assert_eq!(port(after.services.iter().nth(1).unwrap()), 8080);
     // Read again unchanged (an event named it): nothing changed.
     let (refreshed, again, _) = refresh(&mut cache, dir.path(), &["a.yaml"]);
     assert_eq!(refreshed, Refresh { parsed: 1, changed: false });
@@ -296,7 +299,7 @@ fn a_file_named_by_an_event_is_read_again_though_its_stamp_did_not_change() {
     assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(0), "the stamp looks unchanged");
     let named: BTreeSet<OsString> = [OsString::from("a.yaml")].into();
     assert_eq!(cache.refresh(dir.path(), &named).unwrap(), parsed(1));
-    assert_eq!(port(&cache.snapshot().0.services[0]), 81);
+    assert_eq!(port(cache.snapshot().0.services.iter().next().unwrap()), 81);
 }
 
 #[test]
@@ -304,20 +307,20 @@ fn duplicates_are_resolved_in_file_name_order_across_changes() {
     let dir = dir_with(&[("a.yaml", &service("x")), ("b.yaml", &service("x").replace("80", "81"))]);
     let mut cache = DirCache::default();
     let (_, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
-    assert_eq!((port(&snapshot.services[0]), diagnostics.len()), (80, 1));
+    assert_eq!((port(snapshot.services.iter().next().unwrap()), diagnostics.len()), (80, 1));
     assert!(diagnostics[0].to_string().contains("b.yaml document 1"), "{}", diagnostics[0]);
 
     // A file sorting first now defines it first.
     fs::write(dir.path().join("0.yaml"), service("x").replace("80", "90")).unwrap();
     let (refreshed, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
-    assert_eq!((refreshed, port(&snapshot.services[0]), diagnostics.len()), (parsed(1), 90, 2));
+    assert_eq!((refreshed, port(snapshot.services.iter().next().unwrap()), diagnostics.len()), (parsed(1), 90, 2));
     assert!(diagnostics.iter().all(|d| d.message.contains("0.yaml document 1")), "{diagnostics:?}");
 
     // Without the first two, the last one is no duplicate any more, though it is not read again.
     fs::remove_file(dir.path().join("0.yaml")).unwrap();
     fs::remove_file(dir.path().join("a.yaml")).unwrap();
     let (refreshed, snapshot, diagnostics) = refresh(&mut cache, dir.path(), &[]);
-    assert_eq!((refreshed, port(&snapshot.services[0])), (Refresh { parsed: 0, changed: true }, 81));
+    assert_eq!((refreshed, port(snapshot.services.iter().next().unwrap())), (Refresh { parsed: 0, changed: true }, 81));
     assert_eq!(diagnostics, []);
 }
 
@@ -344,8 +347,14 @@ fn bad_files_stay_diagnosed_until_fixed() {
     let (refreshed, after, diagnostics) = refresh(&mut cache, dir.path(), &[]);
     assert_eq!((refreshed, diagnostics), (parsed(1), vec![]));
     assert_eq!(names(&after).0, ["default/x", "default/y", "default/z"]);
-    assert!(Arc::ptr_eq(&before.services[0], &after.services[0]), "x did not change");
-    assert!(Arc::ptr_eq(&before.services[1], &after.services[1]), "b.yaml was not read again");
+    assert!(
+        Arc::ptr_eq(before.services.iter().next().unwrap(), after.services.iter().next().unwrap()),
+        "x did not change"
+    );
+    assert!(
+        Arc::ptr_eq(before.services.iter().nth(1).unwrap(), after.services.iter().nth(1).unwrap()),
+        "b.yaml was not read again"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The eBPF side of `lb run`: the data path, its maps and their sync with
 //! the snapshots.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use crate::compile::{
 };
 use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
-use crate::health_check::{HealthCheck, HealthCheckServer, compile_health_checks, concerns_health_checks};
+use crate::health_check::{HealthCheckCompiler, HealthCheckServer};
 use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
 
@@ -37,9 +37,8 @@ pub struct L4 {
     udp_backends: HashSet<SocketAddrV4>,
     /// kube-proxy's `healthCheckNodePort` server.
     health_checks: HealthCheckServer,
-    /// The health checks compiled last, and their diagnostics: compiled
-    /// again only when a change concerns them.
-    checks: Option<(BTreeMap<u16, HealthCheck>, Vec<Diagnostic>)>,
+    /// The health checks, kept from one snapshot to the next.
+    checks: HealthCheckCompiler,
     /// This agent's right to the pinned data path, for as long as it runs.
     _pins: PinLock,
 }
@@ -79,7 +78,7 @@ impl L4 {
             cgroup_root: cgroup::resolve_root(args.cgroup_root.as_deref())?,
             udp_backends: HashSet::new(),
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
-            checks: None,
+            checks: HealthCheckCompiler::default(),
             _pins: pins,
         })
     }
@@ -120,15 +119,17 @@ impl L4 {
         let changes = self.compiler.last_snapshot().map(|old| (snapshot.changes_since(old), old.clone()));
         let concerned = changes.as_ref().map(|(changes, old)| changes.services_concerned(old, snapshot));
         let (delta, mut diagnostics) = self.compiler.compile_changes(snapshot, changes.as_ref().map(|(c, _)| c));
-        let tables = self.compiler.tables();
-        let checks = match (self.checks.take(), concerned) {
-            (Some((checks, problems)), Some(concerned)) if !concerns_health_checks(&concerned, &checks, snapshot) => {
-                (checks, problems)
+        let node_name = self.compiler.node_name();
+        match (concerned, delta.is_some()) {
+            (Some(concerned), true) => {
+                let compiler = &self.compiler;
+                self.checks.compile_changes(snapshot, &concerned, |service| compiler.service_slices(service), node_name)
             }
-            _ => compile_health_checks(snapshot, self.compiler.node_name()),
-        };
-        diagnostics.extend(checks.1.iter().cloned());
-        let checks = self.checks.insert(checks).0.clone();
+            _ => self.checks.compile_all(snapshot, node_name),
+        }
+        diagnostics.extend(self.checks.diagnostics().iter().cloned());
+        let checks = self.checks.checks().clone();
+        let tables = self.compiler.tables();
         for diagnostic in &diagnostics {
             warn!("{diagnostic}");
         }

@@ -16,7 +16,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::diagnostics::Subject;
-use crate::snapshot::{Snapshot, object_key};
+use crate::snapshot::Snapshot;
 
 /// Events an object may get at once.
 pub const BURST: u32 = 5;
@@ -118,10 +118,10 @@ impl EventPublisher {
 fn reference(snapshot: &Snapshot, subject: &Subject) -> Option<ObjectReference> {
     use k8s_openapi::Resource;
     fn find<K: Resource + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
-        objects: &[std::sync::Arc<K>],
+        objects: &crate::snapshot::Objects<K>,
         subject: &Subject,
     ) -> Option<ObjectReference> {
-        let object = objects.iter().find(|o| object_key(o.metadata()) == (&subject.namespace, &subject.name))?;
+        let object = objects.get(&subject.namespace, &subject.name)?;
         let meta = object.metadata();
         Some(ObjectReference {
             api_version: Some(K::API_VERSION.into()),

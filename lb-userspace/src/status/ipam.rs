@@ -134,7 +134,11 @@ impl ProblemReason {
 
 /// Decides the address of every Service this IPAM manages (see the module
 /// documentation for the rules).
-pub fn allocate<S: Borrow<Service>>(pools: &[AddressPool], services: &[S], options: &IpamOptions) -> Allocation {
+pub fn allocate<'s, S: Borrow<Service> + 's>(
+    pools: &[AddressPool],
+    services: impl IntoIterator<Item = &'s S>,
+    options: &IpamOptions,
+) -> Allocation {
     if pools.is_empty() {
         return Allocation::default();
     }

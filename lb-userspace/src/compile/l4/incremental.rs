@@ -107,6 +107,12 @@ impl L4Compiler {
         &self.node.name
     }
 
+    /// The IPv4 EndpointSlices of the last compile that belong to `service`
+    /// (namespace, an empty one being `default`, and name), by name.
+    pub fn service_slices(&self, service: &ObjectKey) -> Vec<&EndpointSlice> {
+        self.slices.for_service(service)
+    }
+
     pub fn into_tables(self) -> DataplaneTables {
         self.tables
     }
@@ -132,13 +138,19 @@ impl L4Compiler {
         snapshot: &Arc<Snapshot>,
         changes: Option<&Changes>,
     ) -> (Option<TablesDelta>, Vec<Diagnostic>) {
-        let cluster = ClusterContext::of(snapshot, &self.node);
-        let delta = match changes {
-            Some(changes) if self.last.is_some() && cluster == self.cluster => {
+        let changes = changes.filter(|_| self.last.is_some());
+        // The Nodes are read again only when one changed.
+        let cluster = match changes {
+            Some(changes) if changes.nodes.is_empty() => None,
+            _ => Some(ClusterContext::of(snapshot, &self.node)),
+        };
+        let delta = match (changes, cluster) {
+            (Some(changes), cluster) if cluster.as_ref().is_none_or(|c| *c == self.cluster) => {
                 let dirty = self.dirty_services(changes, snapshot);
                 Some(self.recompile(snapshot, dirty))
             }
-            _ => {
+            (_, cluster) => {
+                let cluster = cluster.unwrap_or_else(|| ClusterContext::of(snapshot, &self.node));
                 self.reset(cluster);
                 for slice in &snapshot.endpoint_slices {
                     self.slices.insert(slice);

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::dataplane::{Applier, FakeMaps};
-use crate::snapshot::object_key;
+use crate::snapshot::{Objects, object_key};
 
 const MAGLEV: u32 = 31;
 const MAX_SERVICES: u32 = 256;
@@ -111,18 +111,18 @@ fn node_object(rng: &mut StdRng) -> Node {
 /// Replaces, adds or removes the object `name` of `objects` (sorted),
 /// leaving the other objects' allocations as they are.
 fn put<K: k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
-    objects: &mut Vec<Arc<K>>,
-    key: (&str, &str),
+    objects: &mut Objects<K>,
+    (namespace, name): (&str, &str),
     object: Option<K>,
 ) {
-    let at = objects.binary_search_by(|o| object_key(o.metadata()).cmp(&key));
-    match (at, object) {
-        (Ok(i), Some(object)) => objects[i] = Arc::new(object),
-        (Ok(i), None) => {
-            objects.remove(i);
+    match object {
+        Some(object) => {
+            assert_eq!(object_key(object.metadata()), (namespace, name));
+            objects.insert(Arc::new(object));
         }
-        (Err(i), Some(object)) => objects.insert(i, Arc::new(object)),
-        (Err(_), None) => {}
+        None => {
+            objects.remove(namespace, name);
+        }
     }
 }
 

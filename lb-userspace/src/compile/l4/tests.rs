@@ -356,8 +356,7 @@ fn a_change_compiles_and_reports_only_the_changed_service() {
     let changed = snapshot(&two_services(true));
     // The unchanged objects are the same allocations, as a source hands
     // them on.
-    let mut next = first_objects_kept(&snapshot(&two_services(false)), changed.clone());
-    next.sort();
+    let next = first_objects_kept(&snapshot(&two_services(false)), changed.clone());
     let (delta, diagnostics) = compiler.compile(&Arc::new(next));
     assert_eq!(diagnostics, []);
     assert_eq!(compiler.rows_built(), 1, "only the changed service's row is built");
@@ -382,16 +381,11 @@ fn a_change_compiles_and_reports_only_the_changed_service() {
 
 /// `new` with the objects equal to `old`'s replaced by `old`'s own.
 fn first_objects_kept(old: &Snapshot, mut new: Snapshot) -> Snapshot {
-    for s in &mut new.services {
-        if let Some(kept) = old.services.iter().find(|o| o == &s) {
-            *s = kept.clone();
-        }
-    }
-    for s in &mut new.endpoint_slices {
-        if let Some(kept) = old.endpoint_slices.iter().find(|o| o == &s) {
-            *s = kept.clone();
-        }
-    }
+    let services: Vec<_> = old.services.iter().filter(|o| new.services.iter().any(|s| s == *o)).cloned().collect();
+    let slices: Vec<_> =
+        old.endpoint_slices.iter().filter(|o| new.endpoint_slices.iter().any(|s| s == *o)).cloned().collect();
+    new.services.extend(services);
+    new.endpoint_slices.extend(slices);
     new
 }
 

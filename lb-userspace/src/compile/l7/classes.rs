@@ -33,9 +33,12 @@ pub(super) struct OurClasses {
 }
 
 impl OurClasses {
-    pub fn new<C: Borrow<IngressClass>>(classes: &[C], options: &L7Options) -> Self {
+    pub fn new<'c, C: Borrow<IngressClass> + 'c>(
+        classes: impl IntoIterator<Item = &'c C>,
+        options: &L7Options,
+    ) -> Self {
         let ours: Vec<&IngressClass> = classes
-            .iter()
+            .into_iter()
             .map(Borrow::borrow)
             .filter(|c| c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(options.controller_name.as_str()))
             .collect();

@@ -678,12 +678,12 @@ fn the_result_does_not_depend_on_the_input_order() {
         )
         + &ingress("three", "", &[rule("", &[("/", "Prefix", "b")])]);
     let mut forward = snapshot(&yaml);
-    forward.secrets.push(Arc::new(tls_secret("tls", &pair.0, &pair.1)));
-    // Services are looked up by name in the sorted list (a snapshot's
-    // lists are sorted); the Ingresses and slices are taken in any order.
+    forward.secrets.insert(Arc::new(tls_secret("tls", &pair.0, &pair.1)));
+    // A snapshot keeps each kind in canonical order, whatever order its
+    // objects came in.
     let mut backward = forward.clone();
-    backward.ingresses.reverse();
-    backward.endpoint_slices.reverse();
+    backward.ingresses = forward.ingresses.iter().rev().cloned().collect();
+    backward.endpoint_slices = forward.endpoint_slices.iter().rev().cloned().collect();
     let (a, diagnostics_a) = compile_l7(&forward, &L7Options::default());
     let (b, diagnostics_b) = compile_l7(&backward, &L7Options::default());
     assert_eq!(render(&a), render(&b));
@@ -722,7 +722,6 @@ fn tls_section(hosts: &[&str], secret: &str) -> String {
 fn compile_with_secrets(yaml: &str, secrets: Vec<Secret>) -> (RouteTable, Vec<Diagnostic>) {
     let mut snapshot = snapshot(yaml);
     snapshot.secrets.extend(secrets.into_iter().map(Arc::new));
-    snapshot.sort();
     compile_l7(&snapshot, &L7Options::default())
 }
 
@@ -973,7 +972,9 @@ fn seed_tls_with_a_generated_certificate() {
     let (cert, key) = certificate(&["https-example.foo.com"]);
     let mut snapshot = snapshot(&(yaml + NGINX_CLASS));
     let generated = tls_secret("testsecret-tls", &cert, &key);
-    Arc::make_mut(&mut snapshot.secrets[0]).data = generated.data;
+    let mut secret = (**snapshot.secrets.iter().next().expect("the seed's Secret")).clone();
+    secret.data = generated.data;
+    snapshot.secrets.insert(Arc::new(secret));
     let (table, diagnostics) = compile_l7(&snapshot, &L7Options::default());
     assert_eq!(
         shown(&diagnostics),

@@ -43,8 +43,8 @@ pub(super) struct CertificateLoader<'a> {
 }
 
 impl<'a> CertificateLoader<'a> {
-    pub fn new(secrets: &'a [Arc<Secret>]) -> Self {
-        let secrets = secrets.iter().map(|s| (secret_key(s), &**s)).collect();
+    pub fn new(secrets: impl IntoIterator<Item = &'a Arc<Secret>>) -> Self {
+        let secrets = secrets.into_iter().map(|s| (secret_key(s), &**s)).collect();
         // Only for the expiry warning: a clock before 1970 warns of nothing.
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let now = i64::try_from(since_epoch.as_secs()).ok().and_then(|s| Timestamp::from_second(s).ok());
