@@ -93,8 +93,10 @@ impl Plan {
             "lb": {
                 "maglev_table_size": SCALE_MAGLEV_SIZE,
                 "max_services": "= services (exactly the cluster's service ports)",
+                "max_frontends": "= 3 × services (one XDP and two socket frontends each)",
+                "max_backends": "= the cluster's backends + 1 (a change inserts before it deletes)",
                 "conntrack_entries": lb::CONNTRACK_ENTRIES,
-                "timed": "L4Compiler::compile of the new snapshot (finding and compiling what changed) + Applier::apply_changes of the entries it changed (in-process, real BPF maps, programs loaded, not attached)",
+                "timed": "making the next snapshot (a copy of the last with the changed slice put in) + L4Compiler::compile of it (finding and compiling what changed) + Applier::apply_changes of the entries it changed (in-process, real BPF maps, programs loaded, not attached)",
             },
             "iptables": "iptables-restore --noflush of kube-proxy's partial-sync payload, in a namespace holding the full rule set",
             "nft": "nft -f of kube-proxy's incremental transaction, in a namespace holding the full ruleset",
@@ -138,9 +140,9 @@ pub fn services_label(services: usize) -> String {
 
 fn notes(report: &mut Report) {
     report.note(format!(
-        "lb runs with --maglev-table-size {SCALE_MAGLEV_SIZE} and --max-services = the cluster's service count: \
-         MAGLEV is a preallocated array of max_services × M slots of 8 bytes, so the default M = 16381 would \
-         need 6.5 GB at 50k services."
+        "lb runs with --maglev-table-size {SCALE_MAGLEV_SIZE}, --max-services = the cluster's service count and \
+         --max-backends = its backend count + 1: MAGLEV is a preallocated array of max_services × M slots of 8 \
+         bytes, so the default M = 16381 would need 6.5 GB at 50k services."
     ));
     report.note(
         "MAGLEV's u32 slots cost 8 bytes each in the kernel (array map values are rounded up to 8 bytes; see \

@@ -44,6 +44,7 @@ mod listener;
 mod request;
 mod resolve;
 pub mod sockets;
+mod streams;
 mod tls;
 mod upgrade;
 mod upstream;

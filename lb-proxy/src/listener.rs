@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -37,6 +37,7 @@ use crate::body::TrackedBody;
 use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo};
 use crate::forwarded::Scheme;
 use crate::handler::{ConnInfo, Shared, handle};
+use crate::streams::{StreamSet, WithStreams};
 
 /// HTTP/2 keep-alive pings to clients: interval and ack timeout (a dead
 /// peer is noticed within a minute).
@@ -124,7 +125,8 @@ async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = ConnState::new();
-    let builder = builder(protocol, &limits, &state);
+    let streams = StreamSet::default();
+    let builder = builder(protocol, &limits, &state, &streams);
     let service_state = state.clone();
     let client = info.client;
     let info = Arc::new(info);
@@ -138,8 +140,7 @@ async fn serve<I>(
         }
     });
     let io = TokioIo::new(ObservedIo::new(io, state.clone()));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
+    let mut connection = WithStreams::new(builder.serve_connection_with_upgrades(io, service), &streams);
     let mut closing = false;
     // Set when the drain starts: the latest time to close an idle connection.
     let mut draining: Option<tokio::time::Instant> = None;
@@ -165,7 +166,7 @@ async fn serve<I>(
             }
         };
         tokio::select! {
-            result = connection.as_mut() => {
+            result = &mut connection => {
                 if let Err(error) = result {
                     tracing::debug!(%client, error = %crate::errors::error_chain(&*error), "client connection ended with an error");
                 }
@@ -174,13 +175,13 @@ async fn serve<I>(
             () = idle, if !closing => {
                 if idle_deadline.is_some() && state.idle_deadline(limits.idle_timeout, limits.header_timeout) == idle_deadline {
                     tracing::debug!(%client, "closing idle client connection");
-                    connection.as_mut().graceful_shutdown();
+                    connection.connection().graceful_shutdown();
                     closing = true;
                 }
             }
             _ = drain.wait_for(|drain| *drain), if !closing && draining.is_none() => {
                 if state.busy() {
-                    connection.as_mut().graceful_shutdown();
+                    connection.connection().graceful_shutdown();
                     closing = true;
                 } else {
                     draining = Some(tokio::time::Instant::now() + limits.drain_idle);
@@ -190,7 +191,7 @@ async fn serve<I>(
                 // An old wake-up (a request that already ended) leaves the
                 // connection idle: wait on, until the deadline.
                 if state.busy() || draining.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-                    connection.as_mut().graceful_shutdown();
+                    connection.connection().graceful_shutdown();
                     closing = true;
                 }
             }
@@ -198,8 +199,14 @@ async fn serve<I>(
     }
 }
 
-fn builder(protocol: Protocol, limits: &ClientLimits, state: &Arc<ConnState>) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// The HTTP server of one connection; its HTTP/2 streams go to `streams`.
+fn builder(
+    protocol: Protocol,
+    limits: &ClientLimits,
+    state: &Arc<ConnState>,
+    streams: &StreamSet,
+) -> auto::Builder<StreamSet> {
+    let mut builder = auto::Builder::new(streams.clone());
     builder
         .http1()
         .timer(HeadTimer::new(state.clone(), limits.header_timeout))

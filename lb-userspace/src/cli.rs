@@ -118,6 +118,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FRONTENDS, value_name = "N")]
     pub max_frontends: u32,
 
+    /// Maximum number of backends in the data path: each service port's
+    /// endpoints (address, port), one entry per service port and endpoint.
+    /// About 80 bytes each.
+    #[arg(long, default_value_t = lb_common::DEFAULT_MAX_BACKENDS, value_name = "N")]
+    pub max_backends: u32,
+
     /// Conntrack capacity (LRU: the least recently used flows are evicted
     /// when it is full).
     #[arg(long, default_value_t = lb_common::DEFAULT_CONNTRACK_ENTRIES, value_name = "N")]

@@ -124,16 +124,17 @@ impl Subject for LbMapDiff {
     fn load(&mut self, cluster: &Cluster) -> Result<Duration> {
         let snapshot = snapshot::of_cluster(cluster)?;
         let backends: usize = cluster.services.iter().map(|s| s.endpoints.len()).sum();
-        // One more than the cluster's: a change inserts the new backend
-        // before deleting the old one.
-        let capacity = u32::try_from(backends + 1).context("too many backends")?;
+        // --max-backends: one more than the cluster's, as a change inserts
+        // the new backend before deleting the old one.
+        let settings = DataplaneSettings {
+            max_backends: u32::try_from(backends + 1).context("too many backends")?,
+            ..self.settings.clone()
+        };
         let created = Instant::now();
-        let (programs, maps) = maps::load(&self.settings, capacity)?;
+        let (programs, maps) = maps::load(&settings)?;
         let create_ms = ms(created.elapsed());
         let applier = Applier::new(maps, self.settings.maglev_table_size, self.settings.max_services);
         self.load_extras.insert("load_programs_and_create_maps_ms".into(), create_ms);
-        self.load_extras
-            .insert("enlarged_backends_map".into(), f64::from(u8::from(matches!(programs, Programs::Enlarged { .. }))));
         let compiler = L4Compiler::new(self.node.clone(), self.options.clone());
         self.loaded = Some(Loaded { _programs: programs, applier, snapshot: Arc::new(snapshot), compiler });
         let (compiled, total, report) = self.sync()?;

@@ -1,53 +1,22 @@
-//! lb's BPF maps for the bench: loaded through lb's own [`Datapath::load`]
-//! when the cluster fits its compiled-in `BACKENDS` size, else the same
-//! steps with `BACKENDS` enlarged (lb has no flag for it); and what the
-//! kernel charges for each map (`/proc/self/fdinfo`).
+//! lb's BPF maps for the bench: loaded through lb's own [`Datapath::load`];
+//! and what the kernel charges for each map (`/proc/self/fdinfo`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
 use aya::maps::{IterableMap, MapData};
-use aya::programs::{SchedClassifier, Xdp};
-use aya::{Ebpf, EbpfLoader};
-use lb_common::{
-    DEFAULT_MAX_BACKENDS, MAP_BACKENDS, MAP_CONNTRACK, MAP_FRONTENDS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES,
-    PROG_TC_EGRESS, PROG_XDP,
-};
-use lb_userspace::dataplane::{Datapath, DataplaneMaps, DataplaneSettings, object};
+use lb_userspace::dataplane::{Datapath, DataplaneMaps, DataplaneSettings};
 
 /// Keeps the loaded (verified, unattached) programs alive with their maps.
-pub enum Programs {
-    /// Loaded by lb's own [`Datapath::load`].
-    Lb { _datapath: Datapath },
-    /// Loaded by [`load`] with `BACKENDS` enlarged.
-    Enlarged { _ebpf: Ebpf },
+pub struct Programs {
+    _datapath: Datapath,
 }
 
-/// Loads the programs and creates the maps for a cluster of `backends`
-/// backends.
-pub fn load(settings: &DataplaneSettings, backends: u32) -> Result<(Programs, DataplaneMaps)> {
-    if backends <= DEFAULT_MAX_BACKENDS {
-        let (datapath, maps, _) = Datapath::load(settings, None)?;
-        return Ok((Programs::Lb { _datapath: datapath }, maps));
-    }
-    settings.validate()?;
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(MAP_MAGLEV, settings.maglev_slots())
-        .map_max_entries(MAP_SERVICES, settings.max_services)
-        .map_max_entries(MAP_FRONTENDS, settings.max_frontends)
-        .map_max_entries(MAP_SERVICE_STATS, settings.max_services)
-        .map_max_entries(MAP_CONNTRACK, settings.conntrack_entries)
-        .map_max_entries(MAP_BACKENDS, backends)
-        .load(object::bytes())
-        .context("loading lb's eBPF object with BACKENDS enlarged")?;
-    let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).context("no XDP program")?.try_into()?;
-    xdp.load().context("verifying the XDP program")?;
-    let tc: &mut SchedClassifier = ebpf.program_mut(PROG_TC_EGRESS).context("no TC program")?.try_into()?;
-    tc.load().context("verifying the TC egress program")?;
-    let mut maps = DataplaneMaps::take_from(&mut ebpf)?;
-    maps.config.set(0, settings.kernel_config(), 0).context("writing CONFIG")?;
-    Ok((Programs::Enlarged { _ebpf: ebpf }, maps))
+/// Loads the programs and creates the maps, through lb's own loader.
+pub fn load(settings: &DataplaneSettings) -> Result<(Programs, DataplaneMaps)> {
+    let (datapath, maps, _) = Datapath::load(settings, None)?;
+    Ok((Programs { _datapath: datapath }, maps))
 }
 
 /// What the kernel says about one map.

@@ -20,10 +20,10 @@ use aya::programs::xdp::XdpLink;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use lb_common::{
-    GLOBAL_HANDOFF_IN_METADATA, HANDOFF_ENTRIES_UNUSED, INTERFACE_TC_TRANSMIT, Interface, MAP_CONNTRACK, MAP_FRONTENDS,
-    MAP_HANDOFFS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PINNED_MAPS, PROG_SOCK_CONNECT4, PROG_SOCK_CONNECT6,
-    PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6, PROG_SOCK_SENDMSG4,
-    PROG_SOCK_SENDMSG6, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, addr_to_map,
+    GLOBAL_HANDOFF_IN_METADATA, HANDOFF_ENTRIES_UNUSED, INTERFACE_TC_TRANSMIT, Interface, MAP_BACKENDS, MAP_CONNTRACK,
+    MAP_FRONTENDS, MAP_HANDOFFS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, PINNED_MAPS, PROG_SOCK_CONNECT4,
+    PROG_SOCK_CONNECT6, PROG_SOCK_GETPEERNAME4, PROG_SOCK_GETPEERNAME6, PROG_SOCK_RECVMSG4, PROG_SOCK_RECVMSG6,
+    PROG_SOCK_SENDMSG4, PROG_SOCK_SENDMSG6, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, addr_to_map,
 };
 use tracing::{info, warn};
 
@@ -147,6 +147,7 @@ impl Datapath {
             (MAP_SERVICES, settings.max_services),
             (MAP_SERVICE_STATS, settings.max_services),
             (MAP_FRONTENDS, settings.max_frontends),
+            (MAP_BACKENDS, settings.max_backends),
             (MAP_CONNTRACK, settings.conntrack_entries),
         ]);
         let mut loader = EbpfLoader::new();

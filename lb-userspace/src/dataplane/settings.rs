@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Context, bail, ensure};
-use lb_common::{Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, maglev};
+use lb_common::{
+    Config, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES, maglev,
+};
 
 /// An inclusive port range written `MIN-MAX`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub struct DataplaneSettings {
     /// `FRONTENDS` capacity: every (address, port, protocol) on which a
     /// service port is offered, for XDP and for the sockets.
     pub max_frontends: u32,
+    /// `BACKENDS` capacity: one entry per service port and endpoint.
+    pub max_backends: u32,
     pub conntrack_entries: u32,
     pub snat_ports: PortRange,
     pub tcp_timeout_s: u32,
@@ -115,6 +119,7 @@ impl Default for DataplaneSettings {
             maglev_table_size: maglev::DEFAULT_TABLE_SIZE,
             max_services: DEFAULT_MAX_SERVICES,
             max_frontends: DEFAULT_MAX_FRONTENDS,
+            max_backends: DEFAULT_MAX_BACKENDS,
             conntrack_entries: DEFAULT_CONNTRACK_ENTRIES,
             snat_ports: PortRange { min: config.snat_port_min, max: config.snat_port_max },
             tcp_timeout_s: config.tcp_timeout_s,
@@ -137,6 +142,7 @@ impl DataplaneSettings {
             "--max-services × --maglev-table-size ({slots}) exceeds the 2^32 Maglev slots a map can index"
         );
         ensure!(self.max_frontends >= 1, "--max-frontends must be at least 1");
+        ensure!(self.max_backends >= 1, "--max-backends must be at least 1");
         ensure!(self.conntrack_entries >= 1024, "--conntrack-entries must be at least 1024");
         Ok(())
     }
@@ -202,5 +208,7 @@ mod tests {
         assert!(not_prime.validate().unwrap_err().to_string().contains("not a prime"));
         let too_many = DataplaneSettings { max_services: 1 << 20, ..Default::default() };
         assert!(too_many.validate().is_err());
+        let no_backends = DataplaneSettings { max_backends: 0, ..Default::default() };
+        assert!(no_backends.validate().unwrap_err().to_string().contains("--max-backends"));
     }
 }

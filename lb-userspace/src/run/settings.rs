@@ -52,6 +52,7 @@ impl DataPathSettings {
                 maglev_table_size: args.maglev_table_size,
                 max_services: args.max_services,
                 max_frontends: args.max_frontends,
+                max_backends: args.max_backends,
                 conntrack_entries: args.conntrack_entries,
                 snat_ports,
                 ..DataplaneSettings::default()
