@@ -1,6 +1,7 @@
 //! The admin listener (`--admin-addr`): `/healthz` answers 200 while the
 //! process runs; `/readyz` answers 200 once the first snapshot is applied
-//! (the data path and the route table are filled), 503 before.
+//! (the data path and the route table are filled), 503 before; `/metrics`
+//! serves the Prometheus families ([`crate::metrics`]).
 //!
 //! The port is shared (`SO_REUSEPORT`) with a new agent started beside
 //! this one during an upgrade, so either may answer a request: every
@@ -9,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -22,6 +24,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
+
+use crate::metrics::{Format, Metrics};
 
 /// `--ready-file`: present while the agent is ready.
 pub struct ReadyFile(Option<std::path::PathBuf>);
@@ -58,9 +62,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     lb_proxy::sockets::listen_shared(addr).with_context(|| format!("--admin-addr {addr}: cannot listen"))
 }
 
-/// Serves `/healthz` and `/readyz` forever; `ready` says whether the agent
-/// is ready.
-pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>) {
+/// Serves `/healthz`, `/readyz` and `/metrics` forever; `ready` says
+/// whether the agent is ready.
+pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>, metrics: Arc<Metrics>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -71,10 +75,12 @@ pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>) {
             }
         };
         let ready = ready.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let ready = *ready.borrow();
-                async move { Ok::<_, Infallible>(answer(&request, ready)) }
+                let response = answer(&request, ready, &metrics);
+                async move { Ok::<_, Infallible>(response) }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let timeout = std::time::Duration::from_secs(30);
@@ -85,15 +91,23 @@ pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>) {
     }
 }
 
-fn answer(request: &Request<Incoming>, ready: bool) -> Response<Full<Bytes>> {
+fn answer(request: &Request<Incoming>, ready: bool, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if let (&Method::GET | &Method::HEAD, "/metrics") = (request.method(), request.uri().path()) {
+        let accept = request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        let mut response = Response::new(Full::new(Bytes::from(metrics.encode(format))));
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        response.headers_mut().insert(PID_HEADER, HeaderValue::from(std::process::id()));
+        return response;
+    }
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") if ready => (StatusCode::OK, "ready\n"),
         (&Method::GET | &Method::HEAD, "/readyz") => {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not applied yet\n")
         }
-        (_, "/healthz" | "/readyz") => (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"),
-        _ => (StatusCode::NOT_FOUND, "not found: try /healthz or /readyz\n"),
+        (_, "/healthz" | "/readyz" | "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"),
+        _ => (StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n"),
     };
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;

@@ -17,6 +17,7 @@ pub mod dataplane;
 pub mod diagnostics;
 pub mod health_check;
 pub mod manifests;
+pub mod metrics;
 pub mod node;
 pub mod run;
 pub mod snapshot;

@@ -26,6 +26,7 @@ use crate::admin;
 use crate::cli::RunArgs;
 use crate::dataplane::{PinDir, PinLock};
 use crate::diagnostics::Diagnostic;
+use crate::metrics::{ControllerLabels, Metrics};
 use crate::snapshot::Snapshot;
 use crate::{cluster, manifests};
 use l4::L4;
@@ -59,14 +60,19 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     ready_file.clear();
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin_listener = admin::bind(args.admin_addr).await?;
-    info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz)");
-    let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx));
+    info!(admin = %args.admin_addr, "admin listening (/healthz, /readyz, /metrics)");
+    let metrics = Arc::new(Metrics::new(ControllerLabels {
+        controller_namespace: args.cluster.leader_election_namespace.clone(),
+        controller_class: args.ingress.controller_name.clone(),
+        controller_pod: args.cluster.identity.clone().unwrap_or_else(|| settings.node_name.clone()),
+    }));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx, metrics.clone()));
 
     enable_request_migration();
     let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
     let (http, https) = (proxy.http_addr(), proxy.https_addr());
     info!(%http, %https, "ingress proxy listening");
-    let mut l7 = L7::new(&args.ingress, proxy.routes());
+    let mut l7 = L7::new(&args.ingress, proxy.routes(), metrics.clone());
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let mut proxy_task = tokio::spawn(proxy.run(async {
         let _ = proxy_stopped.await;
@@ -79,7 +85,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     if let Some(data_path) = &settings.data_path {
         data_path.pin_dir.prepare()?;
         match data_path.pin_dir.try_lock()? {
-            Some(lock) => l4 = Some(L4::load(&args, &settings, data_path, lock, http, https)?),
+            Some(lock) => l4 = Some(L4::load(&args, &settings, data_path, lock, http, https, metrics.clone())?),
             None => {
                 warn!(
                     pin_dir = %data_path.pin_dir.root().display(),
@@ -134,7 +140,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             lock = take_over(standby.as_ref()) => {
                 standby = None;
                 let data_path = settings.data_path.as_ref().expect("standing by only with a data path");
-                let mut loaded = L4::load(&args, &settings, data_path, lock?, http, https)?;
+                let mut loaded = L4::load(&args, &settings, data_path, lock?, http, https, metrics.clone())?;
                 let snapshot = snapshots.borrow().clone();
                 diagnostics_tx.send_replace(Arc::new(sync(&mut l7, Some(&mut loaded), &snapshot).await));
                 loaded.attach()?;

@@ -430,6 +430,14 @@ impl TestBed {
         Ok(parse_exchanges(&probe.stdout()))
     }
 
+    /// `GET path` from node `node`'s agent's admin port (10254 on the node
+    /// address), from the node's own namespace.
+    pub fn admin_get(&self, node: &str, path: &str) -> Result<client::HttpResponse> {
+        let n = self.node(node)?;
+        let admin = SocketAddr::V4(SocketAddrV4::new(n.ip, ADMIN_PORT));
+        client::http_request(&n.ns, admin, path, &[], Duration::from_secs(2))
+    }
+
     /// Polls node `node`'s agent's `/readyz` (admin port 10254 on the node
     /// address) until it answers 200: its first snapshot is in the maps and
     /// its programs are attached. Fails at once, with its logs, if `lb`

@@ -147,6 +147,32 @@ fn nodeport_spreads_connections_over_pods_on_both_nodes() {
     Tally::tcp(&bed, addr(LOADBALANCER_IP, 8088), 300).assert_clean_spread("TCP to the LoadBalancer IP", 300);
     let external = addr("198.51.100.10".parse().unwrap(), 8080);
     Tally::tcp(&bed, external, 300).assert_clean_spread("TCP to an external IP", 300);
+
+    // Every agent wrote its maps at least once, and says so as kube-proxy
+    // does.
+    for node in ["node1", "node2"] {
+        let metrics = bed.admin_get(node, "/metrics").expect("/metrics answers");
+        assert_eq!(metrics.status, 200, "{}", metrics.body);
+        let scrape = prometheus_parse::Scrape::parse(metrics.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let sample = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .unwrap_or_else(|| panic!("{node}: no {name}"))
+                .value
+                .clone()
+        };
+        let prometheus_parse::Value::Histogram(buckets) = sample("kubeproxy_sync_proxy_rules_duration_seconds") else {
+            panic!("{node}: not a histogram");
+        };
+        let syncs = buckets.last().map_or(0.0, |inf| inf.count);
+        assert!(syncs >= 1.0, "{node}: {syncs} syncs counted:\n{}", metrics.body);
+        let prometheus_parse::Value::Gauge(last) = sample("kubeproxy_sync_proxy_rules_last_timestamp_seconds") else {
+            panic!("{node}: not a gauge");
+        };
+        assert!(last > 1.7e9, "{node}: last sync at {last}");
+    }
 }
 
 /// The XDP fast path (`XDP_TX`, redirects from XDP), for uplinks whose far

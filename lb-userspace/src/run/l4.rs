@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
@@ -17,6 +18,7 @@ use crate::compile::{
 use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
 use crate::health_check::{HealthCheckCompiler, HealthCheckServer};
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
 
@@ -39,6 +41,8 @@ pub struct L4 {
     health_checks: HealthCheckServer,
     /// The health checks, kept from one snapshot to the next.
     checks: HealthCheckCompiler,
+    /// `kubeproxy_sync_proxy_rules_*`.
+    metrics: Arc<Metrics>,
     /// This agent's right to the pinned data path, for as long as it runs.
     _pins: PinLock,
 }
@@ -54,6 +58,7 @@ impl L4 {
         pins: PinLock,
         http: SocketAddr,
         https: SocketAddr,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let interfaces = node::resolve_interfaces(&args.interfaces, args.host_ip)?;
         let uplinks = interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
@@ -79,6 +84,7 @@ impl L4 {
             udp_backends: HashSet::new(),
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
             checks: HealthCheckCompiler::default(),
+            metrics,
             _pins: pins,
         })
     }
@@ -115,6 +121,7 @@ impl L4 {
     /// check node ports; problems are logged (and returned), and whatever
     /// compiled keeps being served.
     pub async fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+        let started = Instant::now();
         // Found once, for the compiler and the health checks.
         let changes = self.compiler.last_snapshot().map(|old| (snapshot.changes_since(old), old.clone()));
         let concerned = changes.as_ref().map(|(changes, old)| changes.services_concerned(old, snapshot));
@@ -135,6 +142,7 @@ impl L4 {
         }
         match self.applier.apply_changes(tables, delta.as_ref()) {
             Ok(report) => {
+                self.metrics.synced(started.elapsed());
                 if let Some(adopted) = &report.adopted {
                     info!(
                         services = adopted.services,

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 use crate::cli::IngressArgs;
 use crate::compile::l7::{L7Dependencies, L7Options, PathRegexes, compile_l7_tracked};
 use crate::diagnostics::Diagnostic;
+use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
 pub struct L7 {
@@ -19,6 +20,8 @@ pub struct L7 {
     last: Option<LastCompile>,
     /// The path regexes of the last compile, for the next one.
     regexes: PathRegexes,
+    /// `nginx_ingress_controller_config_last_reload_*`.
+    metrics: Arc<Metrics>,
 }
 
 struct LastCompile {
@@ -30,10 +33,10 @@ struct LastCompile {
 }
 
 impl L7 {
-    pub fn new(args: &IngressArgs, routes: RouteHandle) -> Self {
+    pub fn new(args: &IngressArgs, routes: RouteHandle, metrics: Arc<Metrics>) -> Self {
         let options =
             L7Options { controller_name: args.controller_name.clone(), ingress_class: args.ingress_class.clone() };
-        Self { routes, options, last: None, regexes: PathRegexes::new() }
+        Self { routes, options, last: None, regexes: PathRegexes::new(), metrics }
     }
 
     /// Which Ingresses are ours.
@@ -60,6 +63,7 @@ impl L7 {
             warn!("{diagnostic}");
         }
         self.routes.update(compiled.table);
+        self.metrics.reloaded(true);
         info!(ingresses = snapshot.ingresses.len(), regexes_compiled = self.regexes.compiled(), "routes applied");
         let (dependencies, diagnostics) = (compiled.dependencies, compiled.diagnostics);
         self.last = Some(LastCompile { snapshot: snapshot.clone(), dependencies, diagnostics: diagnostics.clone() });

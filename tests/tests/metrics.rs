@@ -1,0 +1,73 @@
+//! `GET /metrics` on a running `lb run --no-xdp`: the families parse as
+//! Prometheus text (0.0.4) by default and as OpenMetrics when asked, with
+//! the names and labels the dashboards users already have query.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lb_testbed::l7::{L7Bed, Req, Resp, send_h1};
+use prometheus_parse::{Sample, Scrape, Value};
+
+async fn scrape(bed: &L7Bed, accept: Option<&str>) -> (Resp, Vec<Sample>) {
+    let mut req = Req::get("/metrics");
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
+    }
+    let resp = bed.ok(send_h1(bed.admin_addr(), &req).await);
+    assert_eq!(resp.status, 200, "{resp}");
+    let text = resp.text();
+    let samples = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("the scrape parses").samples;
+    (resp, samples)
+}
+
+fn value<'a>(samples: &'a [Sample], metric: &str) -> &'a Sample {
+    samples.iter().find(|s| s.metric == metric).unwrap_or_else(|| panic!("no {metric} in {samples:#?}"))
+}
+
+fn gauge(sample: &Sample) -> f64 {
+    match sample.value {
+        Value::Gauge(v) | Value::Untyped(v) => v,
+        ref other => panic!("{} is not a gauge: {other:?}", sample.metric),
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+#[tokio::test]
+async fn families_users_query_are_served_in_both_formats() {
+    let mut bed = L7Bed::new().unwrap();
+    let before = unix_now();
+    bed.start_lb().await.expect("lb starts");
+    let after = unix_now();
+
+    let (resp, samples) = scrape(&bed, None).await;
+    assert_eq!(resp.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert!(!resp.text().contains("# EOF"), "0.0.4 has no EOF marker:\n{}", resp.text());
+
+    // ingress-nginx's reload families, with its controller labels.
+    let reload = value(&samples, "nginx_ingress_controller_config_last_reload_successful");
+    assert_eq!(gauge(reload), 1.0, "the first route table was applied");
+    assert_eq!(reload.labels.get("controller_class"), Some("lb.dev/ingress-controller"));
+    assert_eq!(reload.labels.get("controller_namespace"), Some("lb-system"));
+    assert!(reload.labels.get("controller_pod").is_some_and(|pod| !pod.is_empty()), "{reload:?}");
+    let at = gauge(value(&samples, "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds"));
+    assert!((before..=after).contains(&at), "reloaded at {at}, lb started within {before}..{after}");
+
+    // Without a data path nothing is synced: kube-proxy's histogram is
+    // there, empty.
+    match &value(&samples, "kubeproxy_sync_proxy_rules_duration_seconds").value {
+        Value::Histogram(buckets) => {
+            assert_eq!(buckets.len(), 16, "kube-proxy's 15 buckets and +Inf: {buckets:?}");
+            assert!(buckets.iter().all(|b| b.count == 0.0), "{buckets:?}");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    let build = value(&samples, "lb_build_info");
+    assert_eq!((gauge(build), build.labels.get("version")), (1.0, Some(env!("CARGO_PKG_VERSION"))));
+
+    let (resp, samples) = scrape(&bed, Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")).await;
+    assert_eq!(resp.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    assert!(resp.text().ends_with("# EOF\n"), "{}", resp.text());
+    assert_eq!(gauge(value(&samples, "nginx_ingress_controller_config_last_reload_successful")), 1.0);
+}
