@@ -22,6 +22,8 @@ use prometheus_client::registry::Registry;
 
 pub use exposition::{Format, encode};
 
+use crate::compile::l7::HostCertificate;
+
 /// The labels ingress-nginx puts on its controller-wide families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -37,7 +39,20 @@ pub struct Metrics {
     sync_last: Gauge<f64, AtomicU64>,
     reload_successful: Family<ControllerLabels, Gauge>,
     reload_timestamp: Family<ControllerLabels, Gauge<f64, AtomicU64>>,
+    ssl_expire: Family<CertificateLabels, Gauge>,
     controller: ControllerLabels,
+}
+
+/// The labels of ingress-nginx's `ssl_expire_time_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    /// The Secret's namespace.
+    namespace: String,
+    /// The controller class.
+    class: String,
+    host: String,
+    secret_name: String,
+    identifier: String,
 }
 
 impl Metrics {
@@ -69,10 +84,17 @@ impl Metrics {
             "Timestamp of the last successful configuration reload",
             reload_timestamp.clone(),
         );
+        let ssl_expire = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "nginx_ingress_controller_ssl_expire_time_seconds",
+            "Number of seconds since 1970 to the SSL Certificate expire, per host served with a certificate. \
+             Expiring within 10 days: nginx_ingress_controller_ssl_expire_time_seconds < (time() + (10 * 24 * 3600))",
+            ssl_expire.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("lb_build_info", "lb's version (the value is always 1)", build);
-        Self { registry, sync_duration, sync_last, reload_successful, reload_timestamp, controller }
+        Self { registry, sync_duration, sync_last, reload_successful, reload_timestamp, ssl_expire, controller }
     }
 
     /// A sync of the data path's maps that took `took` succeeded.
@@ -90,6 +112,22 @@ impl Metrics {
         }
     }
 
+    /// The hosts served with a certificate are now `certificates` (hosts
+    /// no longer served with one leave the family).
+    pub fn certificates(&self, certificates: &[HostCertificate]) {
+        self.ssl_expire.clear();
+        for certificate in certificates {
+            let labels = CertificateLabels {
+                namespace: certificate.secret.namespace.clone(),
+                class: self.controller.controller_class.clone(),
+                host: certificate.host.clone(),
+                secret_name: certificate.secret.name.clone(),
+                identifier: certificate.identifier.clone(),
+            };
+            self.ssl_expire.get_or_create(&labels).set(certificate.expires);
+        }
+    }
+
     /// The families, encoded as `format` asks.
     pub fn encode(&self, format: Format) -> String {
         encode(&self.registry, format)
@@ -103,4 +141,45 @@ struct BuildLabels {
 
 fn unix_now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_routes::ObjectName;
+
+    fn metrics() -> Metrics {
+        Metrics::new(ControllerLabels {
+            controller_namespace: "lb-system".into(),
+            controller_class: "lb.dev/ingress-controller".into(),
+            controller_pod: "lb-abcde".into(),
+        })
+    }
+
+    #[test]
+    fn certificates_are_reported_per_host_until_they_are_no_longer_served() {
+        let metrics = metrics();
+        let secret = ObjectName { namespace: "shop".into(), name: "tls".into() };
+        let served = HostCertificate { host: "a.com".into(), secret, expires: 2_560_000_000, identifier: "-1".into() };
+        metrics.certificates(std::slice::from_ref(&served));
+        let line = "nginx_ingress_controller_ssl_expire_time_seconds{namespace=\"shop\",\
+                    class=\"lb.dev/ingress-controller\",host=\"a.com\",secret_name=\"tls\",identifier=\"-1\"} 2560000000";
+        assert!(metrics.encode(Format::Text).lines().any(|l| l == line), "{}", metrics.encode(Format::Text));
+        metrics.certificates(&[]);
+        assert!(!metrics.encode(Format::Text).contains("host=\"a.com\""));
+    }
+
+    #[test]
+    fn a_reload_sets_success_and_its_time_a_sync_its_histogram() {
+        let metrics = metrics();
+        metrics.reloaded(true);
+        metrics.synced(Duration::from_millis(3));
+        let text = metrics.encode(Format::Text);
+        let labels = "controller_namespace=\"lb-system\",controller_class=\"lb.dev/ingress-controller\",\
+                      controller_pod=\"lb-abcde\"";
+        assert!(text.contains(&format!("nginx_ingress_controller_config_last_reload_successful{{{labels}}} 1\n")));
+        assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 0\n"), "{text}");
+        assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1\n"), "{text}");
+        assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_count 1\n"), "{text}");
+    }
 }

@@ -71,3 +71,38 @@ async fn families_users_query_are_served_in_both_formats() {
     assert!(resp.text().ends_with("# EOF\n"), "{}", resp.text());
     assert_eq!(gauge(value(&samples, "nginx_ingress_controller_config_last_reload_successful")), 1.0);
 }
+
+/// Each host served with a certificate is reported with its `notAfter`, as
+/// ingress-nginx's expiry alert reads it.
+#[tokio::test]
+async fn certificate_expiry_per_host() {
+    use lb_testbed::l7::{Ingress, Rule, SERVICE_PORT, TestCa, docs, tls_secret};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let mut bed = L7Bed::new().unwrap();
+    let ca = TestCa::new().unwrap();
+    let cert = ca.issue(&["a.com"]).unwrap();
+    let pod = bed.echo("web").unwrap();
+    bed.service("web", &[&pod]).unwrap();
+    bed.write("secrets.yaml", &docs(&[tls_secret("a-tls", &cert)])).unwrap();
+    let ing = Ingress::new("tls")
+        .class("lb")
+        .tls("a-tls", &["a.com"])
+        .rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT))
+        .rule(Rule::host("plain.com").prefix("/", "web", SERVICE_PORT));
+    bed.ingress("tls", &ing).unwrap();
+    bed.start_lb().await.expect("lb starts");
+
+    let (_, samples) = scrape(&bed, None).await;
+    let expiry: Vec<&Sample> =
+        samples.iter().filter(|s| s.metric == "nginx_ingress_controller_ssl_expire_time_seconds").collect();
+    assert_eq!(expiry.len(), 1, "plain.com has no certificate: {expiry:#?}");
+    let (_, parsed) = X509Certificate::from_der(&cert.cert_der).unwrap();
+    assert_eq!(gauge(expiry[0]), parsed.validity().not_after.timestamp() as f64);
+    let labels = |name: &str| expiry[0].labels.get(name);
+    assert_eq!(
+        [labels("host"), labels("secret_name"), labels("namespace"), labels("class")],
+        [Some("a.com"), Some("a-tls"), Some("default"), Some("lb.dev/ingress-controller")]
+    );
+    assert_eq!(labels("identifier"), Some(format!("-{}", parsed.serial).as_str()));
+}

@@ -26,10 +26,12 @@ mod x509;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use lb_routes::{HostPattern, ObjectName, RouteTable, RouteTableBuilder};
+use rustls::sign::CertifiedKey;
 
 use crate::diagnostics::Diagnostic;
 use crate::snapshot::{Changes, ObjectKey, Snapshot, object_key};
@@ -71,6 +73,21 @@ pub struct L7Compiled {
     pub table: RouteTable,
     pub diagnostics: Vec<Diagnostic>,
     pub dependencies: L7Dependencies,
+    /// Each host's certificate, by host.
+    pub certificates: Vec<HostCertificate>,
+}
+
+/// A host's certificate, as the metrics report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostCertificate {
+    /// The host as the Ingress names it (`*.` for a wildcard).
+    pub host: String,
+    pub secret: ObjectName,
+    /// The leaf certificate's `notAfter`, in seconds since 1970.
+    pub expires: i64,
+    /// ingress-nginx's identifier: the issuer's `serialNumber` attribute,
+    /// `-`, the serial number in decimal.
+    pub identifier: String,
 }
 
 /// The objects a route table was compiled from.
@@ -139,7 +156,16 @@ pub fn compile_l7_tracked(snapshot: &Snapshot, options: &L7Options, regexes: &mu
     let mut seen = HashSet::new();
     let diagnostics = compiler.diagnostics.into_iter().filter(|d| seen.insert(d.clone())).collect();
     let dependencies = L7Dependencies { services: compiler.backends.services_looked_up() };
-    L7Compiled { table: compiler.builder.build(), diagnostics, dependencies }
+    let mut certificates: Vec<HostCertificate> = compiler
+        .certificate_owners
+        .iter()
+        .filter_map(|(host, (secret, _, key))| {
+            let (expires, identifier) = x509::expiry_and_identifier(key.cert.first()?)?;
+            Some(HostCertificate { host: host.to_string(), secret: secret.clone(), expires, identifier })
+        })
+        .collect();
+    certificates.sort_by(|a, b| a.host.cmp(&b.host));
+    L7Compiled { table: compiler.builder.build(), diagnostics, dependencies, certificates }
 }
 
 /// The Ingresses of our classes in `snapshot` (see [`classes`]).
@@ -179,8 +205,9 @@ struct Compiler<'a> {
     default_backend_owner: Option<ObjectName>,
     /// The Ingress whose `spec.defaultBackend` is each host's fallback.
     fallback_owners: HashMap<HostPattern, ObjectName>,
-    /// The Secret (and the Ingress naming it) of each host's certificate.
-    certificate_owners: HashMap<HostPattern, (ObjectName, ObjectName)>,
+    /// The Secret (and the Ingress naming it) of each host's certificate,
+    /// and the certificate.
+    certificate_owners: HashMap<HostPattern, (ObjectName, ObjectName, Arc<CertifiedKey>)>,
     /// The hosts (`None`: the rules without host) whose paths are regexes.
     regex_hosts: HashSet<Option<HostPattern>>,
     regexes: &'a mut PathRegexes,

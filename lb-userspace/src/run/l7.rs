@@ -64,6 +64,7 @@ impl L7 {
         }
         self.routes.update(compiled.table);
         self.metrics.reloaded(true);
+        self.metrics.certificates(&compiled.certificates);
         info!(ingresses = snapshot.ingresses.len(), regexes_compiled = self.regexes.compiled(), "routes applied");
         let (dependencies, diagnostics) = (compiled.dependencies, compiled.diagnostics);
         self.last = Some(LastCompile { snapshot: snapshot.clone(), dependencies, diagnostics: diagnostics.clone() });

@@ -222,9 +222,9 @@ impl Compiler<'_> {
         let secret = lb_routes::ObjectName { namespace: ing.namespace.to_string(), name: secret_name.to_string() };
         for host in hosts {
             if self.builder.add_certificate(&host, Arc::clone(&key)) {
-                self.certificate_owners.insert(host.clone(), (secret.clone(), ing.object_name()));
-            } else if let Some((first_secret, first_ingress)) =
-                self.certificate_owners.get(&host).filter(|(first, _)| *first != secret)
+                self.certificate_owners.insert(host.clone(), (secret.clone(), ing.object_name(), Arc::clone(&key)));
+            } else if let Some((first_secret, first_ingress, _)) =
+                self.certificate_owners.get(&host).filter(|(first, _, _)| *first != secret)
             {
                 let message = format!(
                     "host {host} already has the certificate of Secret {first_secret} (Ingress {first_ingress}); \

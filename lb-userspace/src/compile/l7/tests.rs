@@ -747,6 +747,34 @@ fn a_tls_secret_serves_its_hosts_and_redirects_them() {
 }
 
 #[test]
+fn each_host_served_with_a_certificate_is_reported_with_its_expiry() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.com".to_string(), "*.b.com".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2051, 3, 4);
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x30, 0x39]));
+    let cert = params.self_signed(&key).unwrap().pem();
+    let yaml = services(&["web"])
+        + &ingress(
+            "web",
+            &tls_section(&["a.com", "*.b.com"], "tls"),
+            &[rule("a.com", &[("/", "Prefix", "web")]), rule("c.com", &[("/", "Prefix", "web")])],
+        );
+    let mut snapshot = snapshot(&yaml);
+    snapshot.secrets.insert(Arc::new(tls_secret("tls", &cert, &key.serialize_pem())));
+    let compiled = compile_l7_tracked(&snapshot, &L7Options::default(), &mut PathRegexes::new());
+    assert_eq!(compiled.diagnostics, []);
+    let expires = "2051-03-04T00:00:00Z".parse::<k8s_openapi::jiff::Timestamp>().unwrap().as_second();
+    let secret = ObjectName { namespace: "default".into(), name: "tls".into() };
+    let reported = |host: &str| HostCertificate {
+        host: host.into(),
+        secret: secret.clone(),
+        expires,
+        identifier: "-12345".into(),
+    };
+    assert_eq!(compiled.certificates, [reported("*.b.com"), reported("a.com")], "c.com has no certificate");
+}
+
+#[test]
 fn tls_without_hosts_uses_the_rule_hosts() {
     let (cert, key) = certificate(&["a.com", "b.com"]);
     let yaml = services(&["web"])
