@@ -10,6 +10,7 @@
 //! text format 0.0.4 (see [`exposition`]).
 
 mod exposition;
+mod process;
 
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -94,6 +95,7 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("lb_build_info", "lb's version (the value is always 1)", build);
+        registry.register_collector(Box::new(process::ProcessCollector));
         Self { registry, sync_duration, sync_last, reload_successful, reload_timestamp, ssl_expire, controller }
     }
 

@@ -63,6 +63,17 @@ async fn families_users_query_are_served_in_both_formats() {
         }
         other => panic!("not a histogram: {other:?}"),
     }
+    // The process families, the counter named as 0.0.4 names it.
+    assert!(resp.text().contains("# TYPE process_cpu_seconds_total counter\n"), "{}", resp.text());
+    match value(&samples, "process_cpu_seconds_total").value {
+        Value::Counter(seconds) => assert!(seconds > 0.0, "{seconds}"),
+        ref other => panic!("not a counter: {other:?}"),
+    }
+    for gauge_name in ["process_resident_memory_bytes", "process_open_fds", "process_max_fds"] {
+        assert!(gauge(value(&samples, gauge_name)) > 0.0, "{gauge_name}");
+    }
+    let started = gauge(value(&samples, "process_start_time_seconds"));
+    assert!((before - 5.0..=after).contains(&started), "started at {started}, within {before}..{after}");
     let build = value(&samples, "lb_build_info");
     assert_eq!((gauge(build), build.labels.get("version")), (1.0, Some(env!("CARGO_PKG_VERSION"))));
 
