@@ -54,13 +54,11 @@ impl<C: Future> WithStreams<C> {
         self.connection.as_mut()
     }
 
-    fn take_queued(&mut self) -> bool {
-        let mut queued = self.queued.lock().expect("not poisoned");
-        let any = !queued.is_empty();
-        for stream in queued.drain(..) {
+    /// Moves the streams queued since the last poll into the running set.
+    fn take_queued(&mut self) {
+        for stream in self.queued.lock().expect("not poisoned").drain(..) {
             self.running.push(stream);
         }
-        any
     }
 }
 

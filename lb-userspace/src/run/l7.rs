@@ -63,7 +63,7 @@ impl L7 {
             warn!("{diagnostic}");
         }
         self.routes.update(compiled.table);
-        self.metrics.reloaded(true);
+        self.metrics.reloaded();
         self.metrics.certificates(&compiled.certificates);
         info!(ingresses = snapshot.ingresses.len(), regexes_compiled = self.regexes.compiled(), "routes applied");
         let (dependencies, diagnostics) = (compiled.dependencies, compiled.diagnostics);
