@@ -65,8 +65,14 @@ async fn families_users_query_are_served_in_both_formats() {
     }
     // The process families, the counter named as 0.0.4 names it.
     assert!(resp.text().contains("# TYPE process_cpu_seconds_total counter\n"), "{}", resp.text());
+    // In clock ticks (10 ms): a young process may have used none yet, and
+    // no more than its lifetime on every CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     match value(&samples, "process_cpu_seconds_total").value {
-        Value::Counter(seconds) => assert!(seconds > 0.0, "{seconds}"),
+        Value::Counter(seconds) => {
+            let most = (unix_now() - before + 0.01) * cpus;
+            assert!((0.0..=most).contains(&seconds), "{seconds} CPU-seconds, at most {most}");
+        }
         ref other => panic!("not a counter: {other:?}"),
     }
     for gauge_name in ["process_resident_memory_bytes", "process_open_fds", "process_max_fds"] {
