@@ -75,6 +75,9 @@ pub struct RouteHandle {
     table: Arc<ArcSwap<RouteTable>>,
     /// `true` after the first [`update`](Self::update).
     routed: Arc<watch::Sender<bool>>,
+    /// `true` once both listeners listen (connections are queued, not
+    /// refused).
+    listening: Arc<watch::Sender<bool>>,
 }
 
 impl RouteHandle {
@@ -90,6 +93,17 @@ impl RouteHandle {
     /// The table in use now.
     pub fn current(&self) -> Arc<RouteTable> {
         self.table.load_full()
+    }
+
+    /// Completes once the proxy listens on both ports: with
+    /// [`ProxyConfig::listen_when_routed`] that is after the first
+    /// [`update`](Self::update), in the proxy's own task, so an agent waits
+    /// for this before it says it is ready. Never completes if the proxy
+    /// stops before listening.
+    pub async fn listening(&self) {
+        let mut listening = self.listening.subscribe();
+        // The sender lives in `self`: this cannot fail.
+        let _ = listening.wait_for(|listening| *listening).await;
     }
 }
 
@@ -159,7 +173,11 @@ impl Proxy {
         let table = Arc::new(ArcSwap::from_pointee(routes));
         let default_cert = tls::default_certificate().context("cannot generate the default certificate")?;
         let tls_config = tls::server_config(tls::SniResolver::new(table.clone(), default_cert))?;
-        let routes = RouteHandle { table, routed: Arc::new(watch::Sender::new(false)) };
+        let routes = RouteHandle {
+            table,
+            routed: Arc::new(watch::Sender::new(false)),
+            listening: Arc::new(watch::Sender::new(false)),
+        };
         Ok(Proxy { config, http, https, http_addr, https_addr, routes, acceptor: TlsAcceptor::from(tls_config) })
     }
 
@@ -203,6 +221,7 @@ impl Proxy {
         let http = http.listen().with_context(|| format!("cannot listen on {http_addr} (HTTP)"))?;
         let https = https.listen().with_context(|| format!("cannot listen on {https_addr} (HTTPS)"))?;
         tracing::debug!(%http_addr, %https_addr, "L7 proxy accepting");
+        routes.listening.send_replace(true);
         let routes = routes.table;
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -118,17 +118,16 @@ async fn listens_once_routed_and_shares_its_ports() {
     // Bound, not listening: refused.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(TcpStream::connect(addr).await.is_err(), "no connection before the first table");
+    let listening = routes.clone();
+    let waiter = tokio::spawn(async move { listening.listening().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "not listening before the first table");
     routes.update(single(Some("a.com"), backend("web", vec![echo], UpstreamProtocol::Http1)));
-    let answer = within(async {
-        loop {
-            if let Ok(mut client) = TcpStream::connect(addr).await {
-                client.write_all(REQUEST).await.unwrap();
-                return read_response(&mut client).await;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    within(waiter).await.unwrap();
+    // Listening means accepted at once: no retry.
+    let mut client = TcpStream::connect(addr).await.expect("listening once `listening` completes");
+    client.write_all(REQUEST).await.unwrap();
+    let answer = within(read_response(&mut client)).await;
     assert!(answer.starts_with("http/1.1 200"), "{answer}");
 
     // A second proxy binds the same HTTP port beside it.

@@ -71,8 +71,9 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     enable_request_migration();
     let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
     let (http, https) = (proxy.http_addr(), proxy.https_addr());
-    info!(%http, %https, "ingress proxy listening");
-    let mut l7 = L7::new(&args.ingress, proxy.routes(), metrics.clone());
+    info!(%http, %https, "ingress proxy bound (it listens once routed)");
+    let routes = proxy.routes();
+    let mut l7 = L7::new(&args.ingress, routes.clone(), metrics.clone());
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let mut proxy_task = tokio::spawn(proxy.run(async {
         let _ = proxy_stopped.await;
@@ -117,6 +118,12 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
     let first = snapshots.borrow_and_update().clone();
     diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &first).await));
+    // The proxy listens in its own task once routed: not ready before, or a
+    // client told "ready" could still be refused.
+    tokio::select! {
+        () = routes.listening() => {}
+        ended = &mut proxy_task => return proxy_ended(ended),
+    }
     if let Some(l4) = &mut l4 {
         l4.attach()?;
     }
