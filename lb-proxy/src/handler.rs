@@ -17,7 +17,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RoutePolicy, RouteTable};
+use lb_routes::{Backend, BackendTarget, HttpsRedirect, ObjectName, RequestLabels, RoutePolicy, RouteTable};
 
 use crate::access_log;
 use crate::body::{ProxyBody, ReadGapBody};
@@ -26,6 +26,7 @@ use crate::errors::{ProxyError, SERVER_NAME, redirect_response};
 use crate::forwarded::{self, ConnForwarded, Forwarded, Scheme, X_REQUEST_ID};
 use crate::hop::{self, RequestHop};
 use crate::limits;
+use crate::metrics::{self, Observation, RequestMetrics};
 use crate::request::{host_value, raw_host, redirect_location, upstream_path_and_query};
 use crate::upgrade::{self, SpliceControl};
 use crate::upstream::{self, Peers, Settings, UpstreamBody, UpstreamRequest, Upstreams};
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub splice: SpliceControl,
     /// Rate and connection limits (`limit-*`), kept across route tables.
     pub limiters: Arc<crate::limits::Limiters>,
+    /// The request families; `None`: metrics are off.
+    pub metrics: Option<Arc<RequestMetrics>>,
 }
 
 /// The client connection a request came on.
@@ -75,11 +78,27 @@ struct Session {
     set_cookie: Option<HeaderValue>,
     /// The CORS headers for the response (`enable-cors`).
     cors: Option<crate::cors::CorsHeaders>,
+    /// What the request is counted under: its route's labels (or its
+    /// virtual host's), once the table was consulted; none for a request
+    /// that never got there (a `CONNECT`, a path that does not normalise).
+    labels: Option<Arc<RequestLabels>>,
+    /// When the request was sent upstream, if it was.
+    upstream_start: Option<Instant>,
 }
 
-/// Answers one client request (never fails: errors become responses).
-pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+/// Answers one client request (never fails: errors become responses);
+/// with metrics on, also the request's observation, to finish when the
+/// response body is done.
+pub(crate) async fn handle(
+    shared: &Shared,
+    conn: &ConnInfo,
+    request: Request<Incoming>,
+) -> (Response<ProxyBody>, Option<Observation>) {
     let start = Instant::now();
+    let request_bytes = shared.metrics.as_ref().map(|_| {
+        let declared = http_body::Body::size_hint(request.body()).exact();
+        metrics::request_bytes(request.method(), request.uri(), request.headers(), declared)
+    });
     let mut session = Session {
         request_id: forwarded::request_id(request.headers()),
         method: request.method().clone(),
@@ -91,6 +110,8 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
         error: None,
         set_cookie: None,
         cors: None,
+        labels: None,
+        upstream_start: None,
     };
     let response = match proxy(shared, conn, &mut session, request).await {
         Ok(response) => response,
@@ -101,7 +122,18 @@ pub(crate) async fn handle(shared: &Shared, conn: &ConnInfo, request: Request<In
     };
     let response = response_filter(response, &session);
     logging(conn, &session, response.status(), start);
-    response
+    let observation = shared.metrics.as_ref().map(|metrics| {
+        metrics.observe(&metrics::Answered {
+            labels: session.labels.take().unwrap_or_else(RequestLabels::nowhere),
+            method: &session.method,
+            status: response.status().as_u16(),
+            start,
+            upstream_start: session.upstream_start,
+            request_bytes: request_bytes.unwrap_or(0),
+            response_headers: response.headers(),
+        })
+    });
+    (response, observation)
 }
 
 async fn proxy(
@@ -110,7 +142,7 @@ async fn proxy(
     session: &mut Session,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let (backend, path_and_query, policy, ingress) = match request_filter(shared, conn, &request)? {
+    let (backend, path_and_query, policy, ingress) = match request_filter(shared, conn, session, &request)? {
         Decision::Redirect(code, location) => return Ok(redirect_response(code, location)),
         Decision::Proxy { backend, path_and_query, policy, ingress } => (backend, path_and_query, policy, ingress),
     };
@@ -145,6 +177,7 @@ async fn proxy(
     }
     let (upstream_request, body, client_upgrade) =
         upstream_request_filter(conn, session, request, path_and_query, &settings)?;
+    session.upstream_start = Some(Instant::now());
     let (response, peer) = match shared.upstreams.send(upstream_request, body, &peers, &settings).await {
         Ok(answer) => answer,
         Err((error, peer)) => {
@@ -183,7 +216,12 @@ enum Decision {
 
 /// Host, path, route. Loads the route table once; the request keeps only
 /// the chosen backend, so a table swapped in meanwhile never affects it.
-fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>) -> Result<Decision, ProxyError> {
+fn request_filter(
+    shared: &Shared,
+    conn: &ConnInfo,
+    session: &mut Session,
+    request: &Request<Incoming>,
+) -> Result<Decision, ProxyError> {
     if request.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
@@ -195,6 +233,11 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
     let path = lb_routes::normalize_path(raw_path)?;
     let table = shared.routes.load();
     let selected = table.select(host.as_deref(), &path);
+    session.labels = Some(match (selected.route, selected.host) {
+        (Some(route), _) => Arc::clone(&route.labels),
+        (None, Some(vhost)) => Arc::clone(&vhost.labels),
+        (None, None) => RequestLabels::nowhere(),
+    });
     // `app-root` is the host's (nginx: server level, before any location).
     if let Some(root) = selected.host.and_then(|v| v.app_root.as_deref()).filter(|root| *root != "/")
         && path == "/"
@@ -227,7 +270,15 @@ fn request_filter(shared: &Shared, conn: &ConnInfo, request: &Request<Incoming>)
         return Ok(Decision::Redirect(redirect_code(redirect.code), location));
     }
     let backend = match selected.route {
-        Some(route) => Arc::clone(canary::backend(route, request.headers())),
+        Some(route) => {
+            let backend = canary::backend(route, request.headers());
+            if let Some(canary) = &route.canary_labels
+                && !Arc::ptr_eq(backend, &route.backend)
+            {
+                session.labels = Some(Arc::clone(canary));
+            }
+            Arc::clone(backend)
+        }
         None => selected.backend.cloned().ok_or(ProxyError::NoRoute)?,
     };
     let upstream = match selected.route {

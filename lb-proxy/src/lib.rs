@@ -41,6 +41,7 @@ mod handler;
 mod hop;
 mod limits;
 mod listener;
+pub mod metrics;
 mod request;
 mod resolve;
 pub mod sockets;
@@ -116,6 +117,7 @@ pub struct Proxy {
     https_addr: SocketAddr,
     routes: RouteHandle,
     acceptor: TlsAcceptor,
+    metrics: Option<Arc<metrics::RequestMetrics>>,
 }
 
 /// A proxy's socket: bound, and listening at once or once routed.
@@ -178,7 +180,14 @@ impl Proxy {
             routed: Arc::new(watch::Sender::new(false)),
             listening: Arc::new(watch::Sender::new(false)),
         };
-        Ok(Proxy { config, http, https, http_addr, https_addr, routes, acceptor: TlsAcceptor::from(tls_config) })
+        let acceptor = TlsAcceptor::from(tls_config);
+        Ok(Proxy { config, http, https, http_addr, https_addr, routes, acceptor, metrics: None })
+    }
+
+    /// Counts every request in `metrics` (off by default).
+    pub fn with_metrics(mut self, metrics: Arc<metrics::RequestMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The bound plain HTTP address (port 0 resolved).
@@ -208,7 +217,7 @@ impl Proxy {
     /// With [`ProxyConfig::listen_when_routed`] it listens only once the
     /// first route table is given.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let Proxy { config, http, https, http_addr, https_addr, routes, acceptor } = self;
+        let Proxy { config, http, https, http_addr, https_addr, routes, acceptor, metrics } = self;
         tokio::pin!(shutdown);
         if config.listen_when_routed {
             let mut routed = routes.routed.subscribe();
@@ -239,6 +248,7 @@ impl Proxy {
             https_port: https_addr.port(),
             splice: SpliceControl { alive: alive_tx, stop: stop_rx },
             limiters: limiters.clone(),
+            metrics,
         });
         let limits = ClientLimits {
             header_timeout: config.client_header_timeout,

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::TrackedBody;
+use crate::body::MeteredBody;
 use crate::conn::{ActiveRequest, ConnState, HeadTimer, ObservedIo};
 use crate::forwarded::Scheme;
 use crate::handler::{ConnInfo, Shared, handle};
@@ -135,8 +135,8 @@ async fn serve<I>(
         let shared = shared.clone();
         let info = Arc::clone(&info);
         async move {
-            let response = handle(&shared, &info, request).await;
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, active)))
+            let (response, observation) = handle(&shared, &info, request).await;
+            Ok::<_, Infallible>(response.map(|body| MeteredBody::new(body, active, observation)))
         }
     });
     let io = TokioIo::new(ObservedIo::new(io, state.clone()));

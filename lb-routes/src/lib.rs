@@ -21,6 +21,7 @@
 mod backend;
 pub mod canary;
 pub mod host;
+mod labels;
 mod object;
 pub mod path;
 pub mod policy;
@@ -32,6 +33,7 @@ mod vhost;
 pub use backend::{Backend, BackendTarget, ServicePortRef, UpstreamProtocol};
 pub use canary::{Canary, CanaryHeader, CanaryRule, HeaderMatch, HeaderPattern};
 pub use host::HostPattern;
+pub use labels::RequestLabels;
 pub use object::ObjectName;
 pub use path::{PathError, PathType, normalize_path, upstream_path};
 pub use policy::{

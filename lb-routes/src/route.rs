@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::canary::Canary;
+use crate::labels::RequestLabels;
 use crate::object::ObjectName;
 use crate::path::PathType;
 use crate::policy::{PathRegex, RoutePolicy};
@@ -26,12 +27,35 @@ pub struct Route {
     /// The backend of a canary Ingress for the same host, path and path
     /// type, and which requests go there.
     pub canary: Option<Arc<Canary>>,
+    /// What its requests are counted under, set when the route joins its
+    /// virtual host (and its canary's, once it has one).
+    pub labels: Arc<RequestLabels>,
+    pub canary_labels: Option<Arc<RequestLabels>>,
 }
 
 impl Route {
     /// A plain route: no regex, no policy.
     pub fn new(ingress: ObjectName, path: String, path_type: PathType, backend: Arc<Backend>) -> Self {
-        Self { ingress, path, path_type, backend, regex: None, policy: Arc::default(), canary: None }
+        let labels = Arc::new(RequestLabels::new("", Some(&ingress), &backend.service.service.name, &path, ""));
+        Self {
+            ingress,
+            path,
+            path_type,
+            backend,
+            regex: None,
+            policy: Arc::default(),
+            canary: None,
+            labels,
+            canary_labels: None,
+        }
+    }
+
+    /// Sets [`Self::labels`] and [`Self::canary_labels`] for the virtual
+    /// host named `host`.
+    pub(crate) fn label(&mut self, host: &str) {
+        let labels = RequestLabels::new(host, Some(&self.ingress), &self.backend.service.service.name, &self.path, "");
+        self.canary_labels = self.canary.as_ref().map(|canary| Arc::new(labels.with_canary(&canary.backend.service)));
+        self.labels = Arc::new(labels);
     }
 
     /// The path to send upstream for a request whose path is `raw` (as the

@@ -154,14 +154,7 @@ impl RouteTableBuilder {
         path_type: crate::path::PathType,
         canary: Arc<Canary>,
     ) -> Result<(), Arc<Canary>> {
-        let Some(route) = self.vhost(host).route_mut(path, path_type) else { return Ok(()) };
-        match &route.canary {
-            Some(existing) => Err(Arc::clone(existing)),
-            None => {
-                route.canary = Some(canary);
-                Ok(())
-            }
-        }
+        self.vhost(host).set_canary(path, path_type, canary)
     }
 
     /// Sets where requests for `host` that match no path go. The first

@@ -6,6 +6,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use crate::backend::Backend;
+use crate::labels::RequestLabels;
 use crate::path::{PathType, normalize_path, prefix_candidates, prefix_key};
 use crate::route::Route;
 
@@ -23,6 +24,8 @@ pub struct VirtualHost {
     pub fallback: Option<Arc<Backend>>,
     /// `app-root`: a request for `/` is redirected (302) here.
     pub app_root: Option<String>,
+    /// What its requests that match no route are counted under.
+    pub labels: Arc<RequestLabels>,
     /// `Exact` routes, by normalised path.
     exact: HashMap<String, Arc<Route>>,
     /// `Prefix` and `ImplementationSpecific` routes, by prefix key (the
@@ -81,7 +84,7 @@ impl PrefixRoutes {
 
 impl VirtualHost {
     pub(crate) fn named(name: String) -> Self {
-        Self { name, ..Self::default() }
+        Self { labels: Arc::new(RequestLabels::unrouted(&name)), name, ..Self::default() }
     }
 
     /// The route for a [normalised](crate::path::normalize_path) request
@@ -122,7 +125,7 @@ impl VirtualHost {
     }
 
     /// [`Self::route`], for changing it while the table is built.
-    pub(crate) fn route_mut(&mut self, path: &str, path_type: PathType) -> Option<&mut Route> {
+    fn route_mut(&mut self, path: &str, path_type: PathType) -> Option<&mut Route> {
         let normalized = normalize_path(path).map_or_else(|_| path.to_string(), |p| p.into_owned());
         let regex = self.regex.iter_mut().find(|r| r.path == path && r.path_type == path_type);
         let route = match (regex, path_type) {
@@ -131,6 +134,26 @@ impl VirtualHost {
             (None, path_type) => self.prefixes.get_mut(prefix_key(&normalized))?.slot(path_type).as_mut()?,
         };
         (route.path == path && route.path_type == path_type).then(|| Arc::make_mut(route))
+    }
+
+    /// Gives the route with this path and path type `canary` (see
+    /// [`crate::RouteTableBuilder::set_canary`]).
+    pub(crate) fn set_canary(
+        &mut self,
+        path: &str,
+        path_type: PathType,
+        canary: Arc<crate::canary::Canary>,
+    ) -> Result<(), Arc<crate::canary::Canary>> {
+        let name = self.name.clone();
+        let Some(route) = self.route_mut(path, path_type) else { return Ok(()) };
+        match &route.canary {
+            Some(existing) => Err(Arc::clone(existing)),
+            None => {
+                route.canary = Some(canary);
+                route.label(&name);
+                Ok(())
+            }
+        }
     }
 
     /// Whether the host has no path (its requests all go to the fallback).
@@ -143,7 +166,8 @@ impl VirtualHost {
     ///
     /// A path that does not normalise (the compiler diagnoses those first)
     /// is kept as written: no normalised request path equals it.
-    pub(crate) fn insert(&mut self, route: Route) -> Result<(), Arc<Route>> {
+    pub(crate) fn insert(&mut self, mut route: Route) -> Result<(), Arc<Route>> {
+        route.label(&self.name);
         if route.regex.is_some() && route.path_type != PathType::Exact {
             return self.insert_regex(route);
         }

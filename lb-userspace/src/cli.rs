@@ -277,6 +277,12 @@ pub struct IngressArgs {
     /// terminationGracePeriodSeconds.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
+
+    /// Count every proxied request in `nginx_ingress_controller_requests`
+    /// and its histograms (`--request-metrics=false`: those families stay
+    /// empty; the others are kept).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub request_metrics: bool,
 }
 
 /// `namespace/name` of a Service.

@@ -12,9 +12,11 @@
 mod exposition;
 mod process;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lb_proxy::metrics::RequestMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -42,6 +44,8 @@ pub struct Metrics {
     reload_timestamp: Family<ControllerLabels, Gauge<f64, AtomicU64>>,
     ssl_expire: Family<CertificateLabels, Gauge>,
     controller: ControllerLabels,
+    /// ingress-nginx's request families, which the proxy updates.
+    requests: Arc<RequestMetrics>,
 }
 
 /// The labels of ingress-nginx's `ssl_expire_time_seconds`.
@@ -96,7 +100,21 @@ impl Metrics {
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
         registry.register("lb_build_info", "lb's version (the value is always 1)", build);
         registry.register_collector(Box::new(process::ProcessCollector));
-        Self { registry, sync_duration, sync_last, reload_successful, reload_timestamp, ssl_expire, controller }
+        let requests = Arc::new(RequestMetrics::new(
+            &controller.controller_class,
+            &controller.controller_namespace,
+            &controller.controller_pod,
+        ));
+        Self {
+            registry,
+            sync_duration,
+            sync_last,
+            reload_successful,
+            reload_timestamp,
+            ssl_expire,
+            controller,
+            requests,
+        }
     }
 
     /// A sync of the data path's maps that took `took` succeeded.
@@ -129,9 +147,24 @@ impl Metrics {
         }
     }
 
+    /// The request families, for the proxy to count in.
+    pub fn requests(&self) -> &Arc<RequestMetrics> {
+        &self.requests
+    }
+
     /// The families, encoded as `format` asks.
     pub fn encode(&self, format: Format) -> String {
-        encode(&self.registry, format)
+        let mut out = encode(&self.registry, format);
+        match format {
+            Format::Text => self.requests.encode(&mut out, false),
+            Format::OpenMetrics => {
+                let eof = out.strip_suffix("# EOF\n").map(str::len).unwrap_or(out.len());
+                out.truncate(eof);
+                self.requests.encode(&mut out, true);
+                out.push_str("# EOF\n");
+            }
+        }
+        out
     }
 }
 

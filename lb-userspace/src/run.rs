@@ -69,7 +69,10 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx, metrics.clone()));
 
     enable_request_migration();
-    let proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
+    let mut proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
+    if args.ingress.request_metrics {
+        proxy = proxy.with_metrics(metrics.requests().clone());
+    }
     let (http, https) = (proxy.http_addr(), proxy.https_addr());
     info!(%http, %https, "ingress proxy bound (it listens once routed)");
     let routes = proxy.routes();

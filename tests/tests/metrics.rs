@@ -123,3 +123,117 @@ async fn certificate_expiry_per_host() {
     );
     assert_eq!(labels("identifier"), Some(format!("-{}", parsed.serial).as_str()));
 }
+
+/// Known requests, counted under ingress-nginx's names and labels: per
+/// route (host, Ingress, Service, path), canary, status and method.
+#[tokio::test]
+async fn requests_are_counted_with_ingress_nginx_labels() {
+    use lb_testbed::l7::annotations::NginxAnnotations;
+    use lb_testbed::l7::{Ingress, Req, Rule, SERVICE_PORT};
+
+    let mut bed = L7Bed::new().unwrap();
+    let main = bed.echo("web").unwrap();
+    let next = bed.echo("web-v2").unwrap();
+    bed.service("web", &[&main]).unwrap();
+    bed.service("web-v2", &[&next]).unwrap();
+    let rule = |service: &str| Rule::host("a.com").prefix("/", service, SERVICE_PORT);
+    bed.ingress("shop", &Ingress::new("shop").class("lb").rule(rule("web"))).unwrap();
+    let canary = Ingress::new("shop-canary")
+        .class("lb")
+        .rule(rule("web-v2"))
+        .nginx("canary", "true")
+        .nginx("canary-by-header", "x-canary");
+    bed.ingress("shop-canary", &canary).unwrap();
+    bed.start_lb().await.expect("lb starts");
+
+    let bed = &bed;
+    let send = |req: Req| async move { bed.ok(bed.send(&req).await) };
+    for _ in 0..3 {
+        assert_eq!(send(Req::get("/x").host("a.com")).await.status, 200);
+    }
+    assert_eq!(send(Req::post("/form", "12345").host("a.com")).await.status, 200);
+    for _ in 0..2 {
+        let resp = send(Req::get("/x").host("a.com").header("x-canary", "always")).await;
+        assert_eq!((resp.status, resp.pod().as_deref()), (200, Some("web-v2")));
+    }
+    assert_eq!(send(Req::get("/").host("unknown.test")).await.status, 404);
+
+    // Counted once the response is done: the last one may still be
+    // finishing when the scrape comes.
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        samples = scrape(bed, None).await.1;
+        let requests = samples.iter().filter(|s| s.metric == "nginx_ingress_controller_requests");
+        if requests.map(gauge_or_counter).sum::<f64>() >= 7.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let series = |metric: &str| -> Vec<(String, f64)> {
+        let mut all: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|s| s.metric == metric)
+            .map(|s| {
+                let l = |name: &str| s.labels.get(name).unwrap_or("?").to_string();
+                let key = ["host", "namespace", "ingress", "service", "path", "canary", "method", "status"]
+                    .map(l)
+                    .join(" ");
+                (key, gauge_or_counter(s))
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    };
+    let expected = vec![
+        ("      GET 404".to_string(), 1.0),
+        ("a.com default shop web / default-web-v2-80 GET 200".to_string(), 2.0),
+        ("a.com default shop web /  GET 200".to_string(), 3.0),
+        ("a.com default shop web /  POST 200".to_string(), 1.0),
+    ];
+    let mut expected = expected;
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(series("nginx_ingress_controller_requests"), expected, "{samples:#?}");
+    let requests = samples.iter().find(|s| s.metric == "nginx_ingress_controller_requests").unwrap();
+    assert_eq!(requests.labels.get("controller_class"), Some("lb.dev/ingress-controller"));
+    assert_eq!(requests.labels.get("controller_namespace"), Some("lb-system"));
+
+    // Every request has its durations and sizes; the 404 never went
+    // upstream, so it has no response duration.
+    for family in ["request_duration_seconds", "request_size", "response_size"] {
+        let counts = series(&format!("nginx_ingress_controller_{family}_count"));
+        assert_eq!(counts, expected, "{family}");
+    }
+    let upstream = series("nginx_ingress_controller_response_duration_seconds_count");
+    let upstream_expected: Vec<(String, f64)> =
+        expected.iter().map(|(k, n)| (k.clone(), if k.ends_with("404") { 0.0 } else { *n })).collect();
+    assert_eq!(upstream, upstream_expected);
+    // ingress-nginx's buckets.
+    let histogram = |metric: &str| {
+        samples.iter().find_map(|s| match &s.value {
+            Value::Histogram(buckets) if s.metric == metric => {
+                Some(buckets.iter().map(|b| b.less_than).collect::<Vec<f64>>())
+            }
+            _ => None,
+        })
+    };
+    let time = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, f64::INFINITY];
+    assert_eq!(histogram("nginx_ingress_controller_request_duration_seconds").unwrap(), time);
+    let length = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, f64::INFINITY];
+    assert_eq!(histogram("nginx_ingress_controller_response_size").unwrap(), length);
+    // The POST's size counts its 5 body bytes on top of its head.
+    let sum = |method: &str| {
+        samples
+            .iter()
+            .find(|s| s.metric == "nginx_ingress_controller_request_size_sum" && s.labels.get("method") == Some(method))
+            .map(gauge_or_counter)
+            .unwrap()
+    };
+    assert!(sum("POST") > 5.0 + "POST /form HTTP/1.1\r\n\r\n".len() as f64, "{}", sum("POST"));
+}
+
+fn gauge_or_counter(sample: &Sample) -> f64 {
+    match sample.value {
+        Value::Gauge(v) | Value::Untyped(v) | Value::Counter(v) => v,
+        ref other => panic!("{} is not a single value: {other:?}", sample.metric),
+    }
+}

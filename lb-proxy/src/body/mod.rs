@@ -11,9 +11,12 @@
 //! - [`ReadGapBody`]: a response body that fails when the upstream is
 //!   silent for the read timeout.
 //! - [`TrackedBody`]: a response body that holds a guard until it is sent
-//!   (the request in flight, a `limit-connections` slot).
+//!   (a `limit-connections` slot).
+//! - [`MeteredBody`]: the response body as it leaves for the client: holds
+//!   its request in flight and counts it in the metrics when done.
 
 mod limited;
+mod metered;
 mod progress;
 mod read_gap;
 mod reclaimable;
@@ -24,6 +27,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
 pub(crate) use limited::{LimitedBody, declared_over};
+pub(crate) use metered::MeteredBody;
 pub(crate) use progress::{Progress, Step};
 pub(crate) use read_gap::ReadGapBody;
 pub(crate) use reclaimable::ReclaimableBody;

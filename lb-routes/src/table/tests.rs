@@ -253,3 +253,27 @@ fn route_table_is_shareable() {
     let copy = t.clone();
     assert_eq!(service(&copy, Some("a.com"), "/"), svc("a"));
 }
+
+#[test]
+fn routes_are_labelled_with_their_host_and_canary() {
+    let mut builder = RouteTableBuilder::new();
+    builder.add_route(Some(&host("*.a.com")), route("/api", Prefix, "web")).unwrap();
+    let rule = crate::CanaryRule { by_header: None, by_cookie: None, weight: 10, weight_total: 100 };
+    let canary = Arc::new(crate::Canary {
+        ingress: ObjectName { namespace: "default".into(), name: "ing-canary".into() },
+        backend: backend("web-v2"),
+        rule,
+    });
+    builder.set_canary(Some(&host("*.a.com")), "/api", Prefix, canary).unwrap();
+    let t = builder.build();
+    let selected = t.select(Some("x.a.com"), "/api/v1");
+    let route = selected.route.unwrap();
+    let labels = &route.labels;
+    let values = [&labels.host, &labels.namespace, &labels.ingress, &labels.service, &labels.path, &labels.canary];
+    assert_eq!(values, ["*.a.com", "default", "ing", "web", "/api", ""]);
+    let canary = route.canary_labels.as_ref().unwrap();
+    assert_eq!((canary.service.as_str(), canary.canary.as_str()), ("web", "default-web-v2-80"));
+    // A path that matches no route: the virtual host's labels.
+    assert_eq!(selected.host.unwrap().labels.host, "*.a.com");
+    assert!(t.select(Some("x.a.com"), "/other").route.is_none());
+}

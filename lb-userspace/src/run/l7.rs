@@ -62,6 +62,7 @@ impl L7 {
         for diagnostic in &compiled.diagnostics {
             warn!("{diagnostic}");
         }
+        self.metrics.requests().retain(&compiled.table);
         self.routes.update(compiled.table);
         self.metrics.reloaded();
         self.metrics.certificates(&compiled.certificates);
