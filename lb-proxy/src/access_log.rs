@@ -12,11 +12,17 @@
 //!
 //! It is on and off like the `tracing` event it replaces:
 //! `RUST_LOG=lb_proxy::access=off` (or a filter below INFO) turns it off.
+//!
+//! [`set_format`] picks the lines' format for the whole process: `tracing`'s
+//! text format (the default), or one JSON object per line with the keys of
+//! `tracing-subscriber`'s JSON format with flattened events (`timestamp`,
+//! `level`, `target`, `message`, then the request's fields).
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +37,34 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 static PENDING: Mutex<String> = Mutex::new(String::new());
 /// Held while writing, so lines leave in the order they were added.
 static WRITING: Mutex<()> = Mutex::new(());
+
+/// The format of the access log's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AccessLogFormat {
+    /// As `tracing`'s default format shows an event (the default).
+    Text = 0,
+    /// One JSON object per line, as `tracing-subscriber`'s JSON format with
+    /// flattened events.
+    Json = 1,
+}
+
+/// The process's [`AccessLogFormat`].
+static FORMAT: AtomicU8 = AtomicU8::new(AccessLogFormat::Text as u8);
+
+/// Sets the format of the lines formatted from now on, for the whole
+/// process.
+pub fn set_format(format: AccessLogFormat) {
+    FORMAT.store(format as u8, Ordering::Relaxed);
+}
+
+/// The format set by [`set_format`].
+pub fn format() -> AccessLogFormat {
+    match FORMAT.load(Ordering::Relaxed) {
+        1 => AccessLogFormat::Json,
+        _ => AccessLogFormat::Text,
+    }
+}
 
 /// One request, as logged.
 pub(crate) struct Entry<'a> {
@@ -62,7 +96,10 @@ pub(crate) fn record(entry: &Entry<'_>) {
     }
     LINE.with_borrow_mut(|line| {
         line.clear();
-        format_line(line, SystemTime::now(), entry);
+        match format() {
+            AccessLogFormat::Text => format_line(line, SystemTime::now(), entry),
+            AccessLogFormat::Json => format_json_line(line, SystemTime::now(), entry),
+        }
         let mut pending = lock(&PENDING);
         pending.push_str(line);
         if pending.len() >= FLUSH_BYTES {
@@ -117,6 +154,84 @@ fn format_line(out: &mut String, at: SystemTime, e: &Entry<'_>) {
         e.request_id,
         e.error,
     );
+}
+
+/// The line `tracing-subscriber`'s JSON format (events flattened) gives
+/// the event: `timestamp`, `level`, `target`, `message`, then the fields;
+/// `status` and `duration_ms` are numbers, `upstream` a string or `null`.
+/// Written straight into `out`.
+fn format_json_line(out: &mut String, at: SystemTime, e: &Entry<'_>) {
+    let _ = write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"target\":\"lb_proxy::access\",\"message\":\"request\",\
+         \"client\":\"{}\",\"scheme\":",
+        humantime::format_rfc3339_micros(at),
+        e.client.to_canonical(),
+    );
+    push_json_str(out, e.scheme);
+    let _ = write!(out, ",\"version\":\"{:?}\",\"method\":", e.version);
+    push_json_str(out, e.method.as_str());
+    out.push_str(",\"host\":");
+    push_json_str(out, e.host);
+    out.push_str(",\"path\":");
+    push_json_str(out, e.path);
+    let _ = write!(out, ",\"status\":{},\"backend\":\"", e.status);
+    let _ = write!(JsonEscaped(out), "{}", e.backend);
+    out.push_str("\",\"upstream\":");
+    match e.upstream {
+        Some(addr) => {
+            let _ = write!(out, "\"{addr}\"");
+        }
+        None => out.push_str("null"),
+    }
+    // `f64`'s `Display` never uses an exponent: a JSON number.
+    let _ = write!(out, ",\"duration_ms\":{},\"request_id\":", e.duration.as_secs_f64() * 1000.0);
+    push_json_str(out, e.request_id);
+    out.push_str(",\"error\":");
+    push_json_str(out, e.error);
+    out.push_str("}\n");
+}
+
+/// `s` as a JSON string: quoted and escaped.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let _ = JsonEscaped(out).write_str(s);
+    out.push('"');
+}
+
+/// Appends what it is given escaped as inside a JSON string (as
+/// `serde_json` does): `"`, `\\` and the control characters U+0000–U+001F;
+/// everything else, non-ASCII included, as it is.
+struct JsonEscaped<'a>(&'a mut String);
+
+impl std::fmt::Write for JsonEscaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Only ASCII bytes are escaped: `i` is a char boundary.
+            self.0.push_str(&s[start..i]);
+            if escape.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.push_str(escape);
+            }
+            start = i + 1;
+        }
+        self.0.push_str(&s[start..]);
+        Ok(())
+    }
 }
 
 /// A `Display` value as `tracing` shows a `&str` field: quoted and
@@ -217,6 +332,132 @@ mod tests {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains(r#"host="a\"b\nc""#), "{line}");
         assert!(line.contains(r#"upstream="-""#) && line.contains(r#"error="upstream said \"no\"\r\n""#), "{line}");
+    }
+
+    /// The keys of every JSON line.
+    const JSON_KEYS: [&str; 16] = [
+        "timestamp",
+        "level",
+        "target",
+        "message",
+        "client",
+        "scheme",
+        "version",
+        "method",
+        "host",
+        "path",
+        "status",
+        "backend",
+        "upstream",
+        "duration_ms",
+        "request_id",
+        "error",
+    ];
+
+    fn json_line(at: SystemTime, entry: &Entry<'_>) -> (String, serde_json::Map<String, serde_json::Value>) {
+        let mut line = String::new();
+        format_json_line(&mut line, at, entry);
+        assert!(line.ends_with('\n') && line.lines().count() == 1, "one line: {line:?}");
+        let object = match serde_json::from_str(&line) {
+            Ok(serde_json::Value::Object(object)) => object,
+            other => panic!("not a JSON object ({other:?}): {line}"),
+        };
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        let mut expected = JSON_KEYS.to_vec();
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "exactly the stable keys: {line}");
+        assert!(line.starts_with("{\"timestamp\":\""), "{line}");
+        (line, object)
+    }
+
+    #[test]
+    fn a_json_line_has_the_keys_of_the_tracing_json_format() {
+        let method = Method::GET;
+        let entry = Entry {
+            client: "::ffff:192.168.1.2".parse().unwrap(),
+            scheme: "https",
+            version: Version::HTTP_2,
+            method: &method,
+            host: "a.com",
+            path: "/x?q=1",
+            status: 200,
+            backend: &"default/web:80",
+            upstream: Some("10.244.1.10:8080".parse().unwrap()),
+            duration: Duration::from_micros(1500),
+            request_id: "abc",
+            error: "",
+        };
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
+        let (line, object) = json_line(at, &entry);
+        assert_eq!(
+            serde_json::Value::Object(object),
+            serde_json::json!({
+                "timestamp": "2025-12-06T05:46:40.123456Z",
+                "level": "INFO",
+                "target": "lb_proxy::access",
+                "message": "request",
+                "client": "192.168.1.2",
+                "scheme": "https",
+                "version": "HTTP/2.0",
+                "method": "GET",
+                "host": "a.com",
+                "path": "/x?q=1",
+                "status": 200,
+                "backend": "default/web:80",
+                "upstream": "10.244.1.10:8080",
+                "duration_ms": 1.5,
+                "request_id": "abc",
+                "error": "",
+            }),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let method = Method::POST;
+        let host = "a\"b\\c\nd\u{0}\u{1f}\u{7f}\t\r\u{8}\u{c} caf\u{e9} \u{200b}";
+        let path = "/\"quoted\"/back\\slash/\u{1b}[31m";
+        let error = "upstream said \"no\"\r\n";
+        let entry = Entry {
+            client: "127.0.0.1".parse().unwrap(),
+            scheme: "http",
+            version: Version::HTTP_11,
+            method: &method,
+            host,
+            path,
+            status: 502,
+            backend: &"ns/we\"ird\\svc:80",
+            upstream: None,
+            duration: Duration::ZERO,
+            request_id: "-",
+            error,
+        };
+        let (line, object) = json_line(SystemTime::UNIX_EPOCH, &entry);
+        assert_eq!(object["host"], host, "{line}");
+        assert_eq!(object["path"], path, "{line}");
+        assert_eq!(object["error"], error, "{line}");
+        assert_eq!(object["backend"], "ns/we\"ird\\svc:80", "{line}");
+        assert_eq!(object["upstream"], serde_json::Value::Null, "{line}");
+        assert_eq!(object["status"], 502, "{line}");
+        assert_eq!(object["duration_ms"], 0, "{line}");
+        assert_eq!(object["timestamp"], "1970-01-01T00:00:00.000000Z", "{line}");
+        // Escaped as serde_json escapes.
+        for text in [host, path, error, ""] {
+            let mut escaped = String::new();
+            push_json_str(&mut escaped, text);
+            assert_eq!(escaped, serde_json::to_string(text).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_format_is_process_wide() {
+        assert_eq!(format(), AccessLogFormat::Text, "text by default");
+        set_format(AccessLogFormat::Json);
+        assert_eq!(format(), AccessLogFormat::Json);
+        set_format(AccessLogFormat::Text);
+        assert_eq!(format(), AccessLogFormat::Text);
     }
 
     #[test]

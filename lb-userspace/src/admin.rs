@@ -1,7 +1,8 @@
 //! The admin listener (`--admin-addr`): `/healthz` answers 200 while the
 //! process runs; `/readyz` answers 200 once the first snapshot is applied
 //! (the data path and the route table are filled), 503 before; `/metrics`
-//! serves the Prometheus families ([`crate::metrics`]).
+//! serves the Prometheus families ([`crate::metrics`]); `/inspect/*` what
+//! `lb inspect` shows, in JSON ([`crate::inspect`]).
 //!
 //! The port is shared (`SO_REUSEPORT`) with a new agent started beside
 //! this one during an upgrade, so either may answer a request: every
@@ -10,7 +11,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -25,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::metrics::{Format, Metrics};
+use crate::inspect::Inspector;
+use crate::metrics::Format;
 
 /// `--ready-file`: present while the agent is ready.
 pub struct ReadyFile(Option<std::path::PathBuf>);
@@ -62,9 +63,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
     lb_proxy::sockets::listen_shared(addr).with_context(|| format!("--admin-addr {addr}: cannot listen"))
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` forever; `ready` says
-/// whether the agent is ready.
-pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+/// Serves `/healthz`, `/readyz`, `/metrics` and `/inspect/*` forever;
+/// `ready` says whether the agent is ready.
+pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>, inspector: Inspector) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -75,12 +76,16 @@ pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>, metrics:
             }
         };
         let ready = ready.clone();
-        let metrics = metrics.clone();
+        let inspector = inspector.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let ready = *ready.borrow();
-                let response = answer(&request, ready, &metrics);
-                async move { Ok::<_, Infallible>(response) }
+                let inspector = inspector.clone();
+                async move {
+                    let mut response = answer(&request, ready, &inspector).await;
+                    response.headers_mut().insert(PID_HEADER, HeaderValue::from(std::process::id()));
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let timeout = std::time::Duration::from_secs(30);
@@ -91,27 +96,86 @@ pub async fn serve(listener: TcpListener, ready: watch::Receiver<bool>, metrics:
     }
 }
 
-fn answer(request: &Request<Incoming>, ready: bool, metrics: &Metrics) -> Response<Full<Bytes>> {
-    if let (&Method::GET | &Method::HEAD, "/metrics") = (request.method(), request.uri().path()) {
+async fn answer(request: &Request<Incoming>, ready: bool, inspector: &Inspector) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let readable = matches!(*request.method(), Method::GET | Method::HEAD);
+    if readable && path == "/metrics" {
         let accept = request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
         let format = Format::from_accept(accept);
-        let mut response = Response::new(Full::new(Bytes::from(metrics.encode(format))));
+        let body = match inspector.metrics_text(format).await {
+            Ok(body) => body,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the data path: {e:#}\n")),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
         response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-        response.headers_mut().insert(PID_HEADER, HeaderValue::from(std::process::id()));
         return response;
     }
-    let (status, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") if ready => (StatusCode::OK, "ready\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") => {
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not applied yet\n")
-        }
-        (_, "/healthz" | "/readyz" | "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"),
-        _ => (StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n"),
+    if readable && let Some(what) = path.strip_prefix("/inspect/") {
+        let query = Query::parse(request.uri().query().unwrap_or(""));
+        let answer = match what {
+            "services" => inspector.services().await.map(|r| json(&r)),
+            "conntrack" => {
+                let limit = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(DEFAULT_FLOW_LIMIT);
+                inspector
+                    .conntrack(query.get("service").map(str::to_string), limit.min(MAX_FLOW_LIMIT))
+                    .await
+                    .map(|r| json(&r))
+            }
+            "routes" => Ok(json(&inspector.routes())),
+            "diagnostics" => Ok(json(&inspector.diagnostics())),
+            _ => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    "not found: try /inspect/services, conntrack, routes or diagnostics\n".into(),
+                );
+            }
+        };
+        return match answer {
+            Ok(body) => {
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                response
+                    .headers_mut()
+                    .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")),
+        };
+    }
+    let (status, body) = match (readable, path) {
+        (true, "/healthz") => (StatusCode::OK, "ok\n"),
+        (true, "/readyz") if ready => (StatusCode::OK, "ready\n"),
+        (true, "/readyz") => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not applied yet\n"),
+        (false, "/healthz" | "/readyz" | "/metrics") => (StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD\n"),
+        _ => (StatusCode::NOT_FOUND, "not found: try /healthz, /readyz, /metrics or /inspect/services\n"),
     };
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    text(status, body.into())
+}
+
+/// `lb inspect conntrack`'s default `--limit`, and the most one request
+/// may ask for.
+const DEFAULT_FLOW_LIMIT: usize = 100;
+const MAX_FLOW_LIMIT: usize = 100_000;
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("the reports serialize")
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response.headers_mut().insert(PID_HEADER, HeaderValue::from(std::process::id()));
     response
+}
+
+/// A query string's `key=value` pairs (decoded).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: &str) -> Self {
+        Self(form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }

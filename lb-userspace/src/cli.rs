@@ -31,6 +31,65 @@ pub enum Command {
     /// DaemonSet is deleted; it refuses while an agent runs on the
     /// directory.
     Cleanup(CleanupArgs),
+    /// Show what a running agent serves (read-only, through its admin
+    /// listener): service ports with frontends, backends and counters,
+    /// Maglev shares, live flows, routes, rejected objects.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The agent's --admin-addr.
+    #[arg(long, default_value = "127.0.0.1:10254", value_name = "ADDR:PORT", global = true)]
+    pub admin_addr: SocketAddr,
+
+    /// `table` for people, `json` for scripts (the admin endpoint's answer
+    /// as it came).
+    #[arg(short = 'o', long, value_enum, default_value_t = InspectOutput::Table, global = true)]
+    pub output: InspectOutput,
+
+    #[command(subcommand)]
+    pub what: InspectWhat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InspectWhat {
+    /// Each service port with its frontends, backends (ready, serving,
+    /// terminating, local) and packet and byte counters.
+    Services,
+    /// The backends of one Service (`namespace/name`) with their share of
+    /// its Maglev row.
+    Backends {
+        #[arg(value_name = "NAMESPACE/NAME")]
+        service: String,
+    },
+    /// Live flows in the conntrack table.
+    Conntrack {
+        /// Only the flows of this Service (`namespace/name`).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        service: Option<String>,
+        /// At most this many flows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Hosts → paths → backends, the annotations in effect, and each host's
+    /// certificate with its expiry.
+    Routes,
+    /// Every object left out (or partly out), with the reason.
+    Diagnostics,
+}
+
+/// How the agent writes its log (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +226,11 @@ pub struct RunArgs {
     /// `lb_userspace=debug`. Overridden by RUST_LOG.
     #[arg(long, default_value = "info", value_name = "FILTER")]
     pub log_level: String,
+
+    /// `text`: one human-readable line per event; `json`: one JSON object
+    /// per line with stable field names (the access log included).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
 
     /// Threads of the async runtime (the proxy, the sources, the appliers):
     /// nginx's `worker_processes`. The XDP data path does not use them.

@@ -16,6 +16,8 @@ pub mod config;
 pub mod dataplane;
 pub mod diagnostics;
 pub mod health_check;
+pub mod inspect;
+pub mod logging;
 pub mod manifests;
 pub mod metrics;
 pub mod node;

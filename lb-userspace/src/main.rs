@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => lb_userspace::run::run(args),
         Command::Cleanup(args) => lb_userspace::cleanup::cleanup(&args),
+        Command::Inspect(args) => lb_userspace::inspect::client::inspect(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 //! it (`Accept: application/openmetrics-text`), else in the Prometheus
 //! text format 0.0.4 (see [`exposition`]).
 
+pub mod data_path;
 mod exposition;
 mod process;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use lb_proxy::metrics::RequestMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -40,12 +42,15 @@ pub struct Metrics {
     registry: Registry,
     sync_duration: Histogram,
     sync_last: Gauge<f64, AtomicU64>,
+    network_programming: Histogram,
     reload_successful: Family<ControllerLabels, Gauge>,
     reload_timestamp: Family<ControllerLabels, Gauge<f64, AtomicU64>>,
     ssl_expire: Family<CertificateLabels, Gauge>,
     controller: ControllerLabels,
     /// ingress-nginx's request families, which the proxy updates.
     requests: Arc<RequestMetrics>,
+    /// The hosts served with a certificate, as last reported.
+    served: ArcSwap<Vec<HostCertificate>>,
 }
 
 /// The labels of ingress-nginx's `ssl_expire_time_seconds`.
@@ -76,6 +81,13 @@ impl Metrics {
             "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
             "The last time the data path's maps were successfully written",
             sync_last.clone(),
+        );
+        let network_programming = Histogram::new(network_programming_buckets());
+        registry.register(
+            "kubeproxy_network_programming_duration_seconds",
+            "In Network Programming Latency in seconds: from an EndpointSlice change \
+             (its endpoints.kubernetes.io/last-change-trigger-time) to the data path serving it",
+            network_programming.clone(),
         );
         let reload_successful = Family::<ControllerLabels, Gauge>::default();
         registry.register(
@@ -109,11 +121,13 @@ impl Metrics {
             registry,
             sync_duration,
             sync_last,
+            network_programming,
             reload_successful,
             reload_timestamp,
             ssl_expire,
             controller,
             requests,
+            served: ArcSwap::default(),
         }
     }
 
@@ -121,6 +135,13 @@ impl Metrics {
     pub fn synced(&self, took: Duration) {
         self.sync_duration.observe(took.as_secs_f64());
         self.sync_last.set(unix_now());
+    }
+
+    /// A change triggered at `trigger` (an EndpointSlice's
+    /// `endpoints.kubernetes.io/last-change-trigger-time`) is now served.
+    pub fn programmed(&self, trigger: SystemTime) {
+        let took = SystemTime::now().duration_since(trigger).unwrap_or_default();
+        self.network_programming.observe(took.as_secs_f64());
     }
 
     /// The proxy's route table was replaced. A swap cannot fail (what
@@ -134,6 +155,7 @@ impl Metrics {
     /// The hosts served with a certificate are now `certificates` (hosts
     /// no longer served with one leave the family).
     pub fn certificates(&self, certificates: &[HostCertificate]) {
+        self.served.store(Arc::new(certificates.to_vec()));
         self.ssl_expire.clear();
         for certificate in certificates {
             let labels = CertificateLabels {
@@ -152,20 +174,39 @@ impl Metrics {
         &self.requests
     }
 
-    /// The families, encoded as `format` asks.
-    pub fn encode(&self, format: Format) -> String {
+    /// The hosts served with a certificate (for `lb inspect routes`).
+    pub fn served_certificates(&self) -> Arc<Vec<HostCertificate>> {
+        self.served.load_full()
+    }
+
+    /// The families, encoded as `format` asks, with the data path's when
+    /// it was read.
+    pub fn encode(&self, format: Format, data_path: Option<&data_path::DataPathReading>) -> String {
         let mut out = encode(&self.registry, format);
-        match format {
-            Format::Text => self.requests.encode(&mut out, false),
-            Format::OpenMetrics => {
-                let eof = out.strip_suffix("# EOF\n").map(str::len).unwrap_or(out.len());
-                out.truncate(eof);
-                self.requests.encode(&mut out, true);
-                out.push_str("# EOF\n");
-            }
+        let open_metrics = format == Format::OpenMetrics;
+        if open_metrics {
+            let eof = out.strip_suffix("# EOF\n").map(str::len).unwrap_or(out.len());
+            out.truncate(eof);
+        }
+        self.requests.encode(&mut out, open_metrics);
+        if let Some(reading) = data_path {
+            data_path::encode(&mut out, reading, open_metrics);
+        }
+        if open_metrics {
+            out.push_str("# EOF\n");
         }
         out
     }
+}
+
+/// kube-proxy's: 0.25 s and 0.5 s, each second to 59 s, every 5 s to
+/// 115 s, every 30 s to 300 s.
+fn network_programming_buckets() -> Vec<f64> {
+    let mut buckets = vec![0.25, 0.5];
+    buckets.extend((1..=59).map(f64::from));
+    buckets.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
+    buckets.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
+    buckets
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,9 +239,13 @@ mod tests {
         metrics.certificates(std::slice::from_ref(&served));
         let line = "nginx_ingress_controller_ssl_expire_time_seconds{namespace=\"shop\",\
                     class=\"lb.dev/ingress-controller\",host=\"a.com\",secret_name=\"tls\",identifier=\"-1\"} 2560000000";
-        assert!(metrics.encode(Format::Text).lines().any(|l| l == line), "{}", metrics.encode(Format::Text));
+        assert!(
+            metrics.encode(Format::Text, None).lines().any(|l| l == line),
+            "{}",
+            metrics.encode(Format::Text, None)
+        );
         metrics.certificates(&[]);
-        assert!(!metrics.encode(Format::Text).contains("host=\"a.com\""));
+        assert!(!metrics.encode(Format::Text, None).contains("host=\"a.com\""));
     }
 
     #[test]
@@ -208,12 +253,17 @@ mod tests {
         let metrics = metrics();
         metrics.reloaded();
         metrics.synced(Duration::from_millis(3));
-        let text = metrics.encode(Format::Text);
+        let text = metrics.encode(Format::Text, None);
         let labels = "controller_namespace=\"lb-system\",controller_class=\"lb.dev/ingress-controller\",\
                       controller_pod=\"lb-abcde\"";
         assert!(text.contains(&format!("nginx_ingress_controller_config_last_reload_successful{{{labels}}} 1\n")));
         assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.002\"} 0\n"), "{text}");
         assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1\n"), "{text}");
         assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_count 1\n"), "{text}");
+        metrics.programmed(SystemTime::now() - Duration::from_millis(1500));
+        let text = metrics.encode(Format::Text, None);
+        assert!(text.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 0\n"), "{text}");
+        assert!(text.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"2.0\"} 1\n"), "{text}");
+        assert_eq!(network_programming_buckets().len(), 2 + 59 + 12 + 7);
     }
 }

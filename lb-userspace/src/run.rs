@@ -18,14 +18,14 @@ use anyhow::{Context, Result, bail};
 use lb_proxy::Proxy;
 use lb_routes::RouteTable;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
-use tracing_subscriber::EnvFilter;
 
 use crate::admin;
 use crate::cli::RunArgs;
 use crate::dataplane::{PinDir, PinLock};
 use crate::diagnostics::Diagnostic;
+use crate::inspect::{Inspector, Query};
 use crate::metrics::{ControllerLabels, Metrics};
 use crate::snapshot::Snapshot;
 use crate::{cluster, manifests};
@@ -35,7 +35,7 @@ use settings::AgentSettings;
 use writers::Writers;
 
 pub fn run(args: RunArgs) -> Result<()> {
-    init_tracing(&args.log_level);
+    crate::logging::init(&args.log_level, args.log_format);
     let ready_file = admin::ReadyFile::new(args.ready_file.clone());
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(usize::from(args.worker_threads))
@@ -46,12 +46,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Also when the agent fails: it is not ready any more.
     ready_file.clear();
     result
-}
-
-fn init_tracing(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 async fn run_agent(args: RunArgs) -> Result<()> {
@@ -66,7 +60,6 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         controller_class: args.ingress.controller_name.clone(),
         controller_pod: args.cluster.identity.clone().unwrap_or_else(|| settings.node_name.clone()),
     }));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx, metrics.clone()));
 
     enable_request_migration();
     let mut proxy = Proxy::bind(proxy_config(&args.ingress), RouteTable::empty()).await?;
@@ -77,6 +70,11 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     info!(%http, %https, "ingress proxy bound (it listens once routed)");
     let routes = proxy.routes();
     let mut l7 = L7::new(&args.ingress, routes.clone(), metrics.clone());
+    let (tx, mut snapshots) = watch::channel(Arc::new(Snapshot::default()));
+    let (diagnostics_tx, diagnostics) = watch::channel(Arc::new(Vec::new()));
+    let (queries_tx, mut queries) = mpsc::channel::<Query>(16);
+    let inspector = Inspector::new(queries_tx, routes.clone(), snapshots.clone(), diagnostics.clone(), metrics.clone());
+    let admin_task = tokio::spawn(admin::serve(admin_listener, ready_rx, inspector));
     let (stop_proxy, proxy_stopped) = oneshot::channel::<()>();
     let mut proxy_task = tokio::spawn(proxy.run(async {
         let _ = proxy_stopped.await;
@@ -99,8 +97,6 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             }
         }
     }
-    let (tx, mut snapshots) = watch::channel(Arc::new(Snapshot::default()));
-    let (diagnostics_tx, diagnostics) = watch::channel(Arc::new(Vec::new()));
     let mut writers = None;
     let mut source = match &args.manifests {
         Some(dir) => tokio::spawn(manifests::watch_dir(dir.clone(), tx)),
@@ -147,6 +143,10 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
+            Some(query) = queries.recv() => match query {
+                // A reader that went away needs no answer.
+                Query::Services(reply) => drop(reply.send(l4.as_ref().map(L4::view))),
+            },
             lock = take_over(standby.as_ref()) => {
                 standby = None;
                 let data_path = settings.data_path.as_ref().expect("standing by only with a data path");

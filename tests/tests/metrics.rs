@@ -175,9 +175,8 @@ async fn requests_are_counted_with_ingress_nginx_labels() {
             .filter(|s| s.metric == metric)
             .map(|s| {
                 let l = |name: &str| s.labels.get(name).unwrap_or("?").to_string();
-                let key = ["host", "namespace", "ingress", "service", "path", "canary", "method", "status"]
-                    .map(l)
-                    .join(" ");
+                let key =
+                    ["host", "namespace", "ingress", "service", "path", "canary", "method", "status"].map(l).join(" ");
                 (key, gauge_or_counter(s))
             })
             .collect();

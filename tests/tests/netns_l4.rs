@@ -142,8 +142,14 @@ fn nodeport_spreads_connections_over_pods_on_both_nodes() {
     assert_eq!(via_node2.sources[POD_C], CLIENT_IP.to_string());
 
     // UDP NodePort, from many source ports; the LoadBalancer IP
-    // (status.loadBalancer.ingress) and an external IP.
+    // (status.loadBalancer.ingress) and an external IP. node1 counts the
+    // datagrams in the Service's counters: each of the 300 goes in, and
+    // its reply comes out, through node1's data path.
+    let udp_packets = || service_packets(&bed, "echo-udp");
+    let before = udp_packets();
     Tally::udp(&bed, addr(NODE1_IP, 30053), 300).assert_clean_spread("UDP to node1's NodePort", 300);
+    let grown = udp_packets() - before;
+    assert!((300..=600).contains(&grown), "echo-udp's counters grew by {grown} for 300 exchanges");
     Tally::tcp(&bed, addr(LOADBALANCER_IP, 8088), 300).assert_clean_spread("TCP to the LoadBalancer IP", 300);
     let external = addr("198.51.100.10".parse().unwrap(), 8080);
     Tally::tcp(&bed, external, 300).assert_clean_spread("TCP to an external IP", 300);
@@ -173,6 +179,69 @@ fn nodeport_spreads_connections_over_pods_on_both_nodes() {
         };
         assert!(last > 1.7e9, "{node}: last sync at {last}");
     }
+}
+
+/// The packets (both directions) of every view of Service `default/name`
+/// in node1's data path, as `/inspect/services` reports them.
+fn service_packets(bed: &TestBed, name: &str) -> u64 {
+    let resp = bed.admin_get("node1", "/inspect/services").expect("/inspect/services answers");
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let report: serde_json::Value = serde_json::from_str(&resp.body).expect("JSON");
+    let views = report["services"].as_array().expect("services");
+    let views: Vec<&serde_json::Value> =
+        views.iter().filter(|s| s["namespace"] == "default" && s["name"] == name).collect();
+    assert!(!views.is_empty(), "no {name} in {}", resp.body);
+    views.iter().map(|s| s["packets"].as_u64().expect("packets")).sum()
+}
+
+/// `lb inspect services` (the CLI, in node1's namespace, against node1's
+/// agent) lists the NodePort Service with its frontends and its three
+/// pods; `-o json` has the same in the report's shape.
+#[test]
+fn lb_inspect_lists_the_nodeport_service_with_its_pods() {
+    let (bed, _lbs) = start(&example_manifests_dir());
+    let node1 = bed.node("node1").unwrap();
+    let admin = format!("{NODE1_IP}:10254");
+    let lb = lb_testbed::lb_bin().unwrap();
+    let inspect = |args: &[&str]| {
+        let mut all = vec!["inspect", "--admin-addr", admin.as_str()];
+        all.extend_from_slice(args);
+        let out = lb_testbed::netns::exec_in(&node1.ns, lb.to_str().unwrap(), &all).expect("lb inspect runs");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = inspect(&["services"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("SERVICE") && rows[0].contains("BACKENDS"), "{table}");
+    let first =
+        rows.iter().position(|r| r.starts_with("default/my-service-nodeport/TCP")).unwrap_or_else(|| panic!("{table}"));
+    let block: Vec<&str> = rows[first..]
+        .iter()
+        .take_while(|r| r.starts_with("default/my-service-nodeport/TCP") || r.starts_with(' '))
+        .copied()
+        .collect();
+    let text = block.join("\n");
+    assert!(text.contains(&format!("NodePort {NODE1_IP}:30007/TCP")), "{table}");
+    for pod in bed.pods() {
+        assert!(text.contains(&format!("{}:80 (ready,serving", pod.ip)), "pod {} in\n{table}", pod.name);
+    }
+
+    let json: serde_json::Value = serde_json::from_str(&inspect(&["services", "-o", "json"])).expect("-o json is JSON");
+    let service = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "my-service-nodeport" && s["scope"] == "cluster")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(service["backends"].as_array().unwrap().len(), 3, "{service:#}");
+    let share: f64 = service["backends"].as_array().unwrap().iter().map(|b| b["maglev_share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-9, "the shares cover the row: {share}");
+    let shape = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        shape(service),
+        ["backends", "bytes", "frontends", "id", "name", "namespace", "packets", "port", "protocol", "scope"]
+    );
+    assert_eq!(shape(&service["backends"][0]), ["address", "local", "maglev_share", "ready", "serving", "terminating"]);
+    assert_eq!(shape(&service["frontends"][0]), ["address", "kind", "masquerade"]);
 }
 
 /// The XDP fast path (`XDP_TX`, redirects from XDP), for uplinks whose far
@@ -212,6 +281,21 @@ fn removing_an_endpoint_moves_only_new_flows() {
         .split("\n---\n")
         .map(|doc| if doc.contains("name: my-service-nodeport-") { without_endpoint(doc, POD_B) } else { doc.into() })
         .collect();
+    // Stamped as the EndpointSlice controller stamps a change.
+    let trigger = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let docs: Vec<String> = docs
+        .iter()
+        .map(|doc| match doc.contains("name: my-service-nodeport-") {
+            true => doc.replacen(
+                "  namespace: default\n",
+                &format!(
+                    "  namespace: default\n  annotations:\n    endpoints.kubernetes.io/last-change-trigger-time: \"{trigger}\"\n"
+                ),
+                1,
+            ),
+            false => doc.clone(),
+        })
+        .collect();
     let removed_at = Instant::now();
     std::fs::write(&slices, docs.join("\n---\n")).unwrap();
 
@@ -229,6 +313,18 @@ fn removing_an_endpoint_moves_only_new_flows() {
         assert_eq!(kept.get_pod().expect("open connection still answers"), kept_pod);
     }
     eprintln!("endpoint removal applied and verified {:?} after the write", removed_at.elapsed());
+
+    // kube-proxy's network programming latency: one change, served within
+    // the seconds above (the trigger time has whole seconds).
+    let metrics = bed.admin_get("node1", "/metrics").expect("/metrics answers");
+    let scrape = prometheus_parse::Scrape::parse(metrics.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let latency = scrape.samples.iter().find(|s| s.metric == "kubeproxy_network_programming_duration_seconds");
+    let Some(prometheus_parse::Value::Histogram(buckets)) = latency.map(|s| &s.value) else {
+        panic!("no network programming histogram:\n{}", metrics.body);
+    };
+    assert_eq!(buckets.last().map(|b| b.count), Some(1.0), "{buckets:?}");
+    let within_3s = buckets.iter().find(|b| b.less_than == 3.0).map(|b| b.count);
+    assert_eq!(within_3s, Some(1.0), "{buckets:?}");
 }
 
 /// The EndpointSlice document without the endpoint of `pod`.

@@ -51,21 +51,27 @@ pub fn manifests(set: &IngressSet) -> BTreeMap<String, String> {
     files
 }
 
+/// Starts lb serving `set`, with `extra` flags.
 pub fn start(
     set: &IngressSet,
     ip: Ipv4Addr,
     dir: &Path,
     place: &Placement,
+    extra: &[&str],
 ) -> Result<(Process, BTreeMap<String, String>)> {
     let mut written = BTreeMap::new();
     apply(set, dir, &mut written)?;
-    Ok((spawn(ip, dir, place, "lb")?, written))
+    Ok((spawn_with(ip, dir, place, "lb", extra)?, written))
 }
 
 /// Starts `lb run` on `ip` serving the manifests in `dir` (already
 /// written), its logs under `dir/logs/LABEL.*`: also a second agent beside
 /// a running one, with the same flags (an upgrade).
 pub fn spawn(ip: Ipv4Addr, dir: &Path, place: &Placement, label: &str) -> Result<Process> {
+    spawn_with(ip, dir, place, label, &[])
+}
+
+fn spawn_with(ip: Ipv4Addr, dir: &Path, place: &Placement, label: &str, extra: &[&str]) -> Result<Process> {
     let addr = |port| SocketAddr::from((ip, port));
     let run = LbRun::proxy_only()
         .manifests(dir.join("manifests"))
@@ -75,7 +81,9 @@ pub fn spawn(ip: Ipv4Addr, dir: &Path, place: &Placement, label: &str) -> Result
         // One worker, as nginx's `worker_processes 1` and HAProxy's `nbthread 1`.
         .worker_threads(1);
     let lb = lb_testbed::lb_bin()?;
-    place.spawn(&dir.join("logs"), label, &[], &lb, run.as_args(), Duration::from_secs(5))
+    let mut args = run.as_args().to_vec();
+    args.extend(extra.iter().map(std::ffi::OsString::from));
+    place.spawn(&dir.join("logs"), label, &[], &lb, &args, Duration::from_secs(5))
 }
 
 /// Writes the files of `set` that differ from `written`, removes those it

@@ -28,6 +28,9 @@ pub enum Kind {
     Lb,
     Nginx,
     Haproxy,
+    /// lb with `--request-metrics=false`: the max-rate runs' measure of
+    /// what counting requests costs (not among [`Kind::ALL`]).
+    LbNoRequestMetrics,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             Kind::Lb => "lb",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "HAProxy",
+            Kind::LbNoRequestMetrics => "lb, request metrics off",
         }
     }
 }
@@ -91,7 +95,8 @@ impl Proxy {
         std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
         let started = Instant::now();
         let (process, written) = match kind {
-            Kind::Lb => lbagent::start(set, ip, &dir, place)?,
+            Kind::Lb => lbagent::start(set, ip, &dir, place, &[])?,
+            Kind::LbNoRequestMetrics => lbagent::start(set, ip, &dir, place, &["--request-metrics=false"])?,
             Kind::Nginx => (nginx::start(set, ip, &dir, place)?, Default::default()),
             Kind::Haproxy => (haproxy::start(set, ip, &dir, place)?, Default::default()),
         };
@@ -159,7 +164,7 @@ impl Proxy {
     /// and gets SIGUSR2 (master-worker reload).
     pub fn apply(&mut self, set: &IngressSet) -> Result<()> {
         match self.kind {
-            Kind::Lb => lbagent::apply(set, &self.dir, &mut self.written),
+            Kind::Lb | Kind::LbNoRequestMetrics => lbagent::apply(set, &self.dir, &mut self.written),
             Kind::Nginx => nginx::reload(set, self.ip, &self.dir),
             Kind::Haproxy => haproxy::reload(set, self.ip, &self.dir, self.process.pid()),
         }

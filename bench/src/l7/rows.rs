@@ -99,7 +99,7 @@ impl Rows {
             for (k, v) in &row.scenario {
                 c = c.scenario(k, v);
             }
-            for kind in Kind::ALL {
+            for kind in Kind::ALL.into_iter().chain([Kind::LbNoRequestMetrics]) {
                 let Some((values, extras)) = row.samples.get(kind.subject()) else { continue };
                 let mut measurement = Measurement::new(kind.subject(), values.clone());
                 for (k, v) in extras {

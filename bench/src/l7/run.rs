@@ -114,8 +114,14 @@ pub fn run(opts: &RunOptions) -> Result<Report> {
         if let Some((backend, _)) = &traffic_backend {
             let set = make_set(size, &backend.ips, &ca)?;
             let proxies = start_all(&rt, &set, work.path(), &place)?;
+            // What counting requests costs: lb with them off, beside the
+            // others in the few-hosts plain-text max-rate runs.
+            let metrics_off = match size {
+                SetSize::Few => Some(rt.block_on(Proxy::start(Kind::LbNoRequestMetrics, &set, work.path(), &place))?),
+                SetSize::Many(_) => None,
+            };
             let env = Traffic { plan: &plan, place: &place, backend, dir: work.path() };
-            traffic(&env, &set, &proxies, &mut rows, &mut cpu_log, &mut notes)?;
+            traffic(&env, &set, &proxies, metrics_off.as_ref(), &mut rows, &mut cpu_log, &mut notes)?;
         }
         let reloads: Vec<&ReloadRun> = plan.reloads.iter().filter(|r| r.set == size && plan.runs("reload")).collect();
         if !reloads.is_empty() {
@@ -219,6 +225,7 @@ fn traffic(
     env: &Traffic,
     set: &IngressSet,
     proxies: &[Proxy],
+    metrics_off: Option<&Proxy>,
     rows: &mut Rows,
     cpu_log: &mut CpuLog,
     notes: &mut Vec<String>,
@@ -229,8 +236,17 @@ fn traffic(
         for &(proto, tls) in &plan.max_scenarios {
             let port = proxies[0].addr(tls).port();
             let uris = load::uris_file(dir, set.target(tls), tls, port)?;
-            for i in order(r) {
-                let p = &proxies[i];
+            let mut subjects: Vec<&Proxy> = order(r).into_iter().map(|i| &proxies[i]).collect();
+            if let Some(off) = metrics_off.filter(|_| !tls) {
+                // Right after lb in odd rounds, last in even ones.
+                let at = if r % 2 == 1 {
+                    subjects.iter().position(|p| p.kind == Kind::Lb).map_or(0, |i| i + 1)
+                } else {
+                    subjects.len()
+                };
+                subjects.insert(at, off);
+            }
+            for p in subjects {
                 let shape = plan.max_shape(proto);
                 let Some((o, window)) = measure(p, tls, proto, shape, &uris, None, Some(&backend_pids), notes) else {
                     continue;

@@ -124,7 +124,7 @@ impl Subject {
         let dir = work.join(format!("upgrade-{}-{ip}", kind.subject().to_lowercase()));
         std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))?;
         let running = match kind {
-            Kind::Lb => Running::Lb(lbagent::start(set, ip, &dir, place)?.0),
+            Kind::Lb | Kind::LbNoRequestMetrics => Running::Lb(lbagent::start(set, ip, &dir, place, &[])?.0),
             Kind::Nginx => Running::Nginx(nginx::start_daemon(set, ip, &dir, place)?),
             Kind::Haproxy => Running::Haproxy(haproxy::start_single(set, ip, &dir, place, None, "haproxy")?),
         };

@@ -45,6 +45,11 @@ impl<S: MapStore> Applier<S> {
         &mut self.store
     }
 
+    /// The service id of each service view in the maps.
+    pub fn service_ids(&self) -> impl Iterator<Item = (&ServiceView, u32)> {
+        self.planner.service_ids()
+    }
+
     pub fn apply(&mut self, tables: &DataplaneTables) -> Result<ApplyReport> {
         self.apply_changes(tables, None)
     }

@@ -23,5 +23,5 @@ pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;
 pub use pins::{PinDir, PinLock};
 pub use settings::{DataplaneSettings, HandoffTransport, PortRange, default_snat_ports};
-pub use stats::{CounterSnapshot, read_counters};
+pub use stats::{ConntrackFill, CounterSnapshot, StatsReader, Traffic, read_counters};
 pub use store::MapStore;

@@ -174,6 +174,12 @@ impl Planner {
         self.maglev_size
     }
 
+    /// The service id of each service view in the maps, as the last plan
+    /// left them (none before the first plan or after a failed one).
+    pub fn service_ids(&self) -> impl Iterator<Item = (&ServiceView, u32)> {
+        self.picture.iter().flat_map(|picture| picture.services.iter().map(|(view, applied)| (view, applied.id)))
+    }
+
     /// Forgets the picture: the next plan adopts the maps again. Called
     /// when an execution failed half-way.
     pub fn invalidate(&mut self) {

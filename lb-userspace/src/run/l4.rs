@@ -15,9 +15,11 @@ use crate::cli::RunArgs;
 use crate::compile::{
     BackendAddr, CompileOptions, DataplaneTables, IngressHandoff, L4Compiler, NodeContext, Protocol, TablesDelta,
 };
-use crate::dataplane::{Applier, Attachment, Datapath, PinLock, VETH_DRIVER, XdpAttachMode, XdpTransmit};
+use crate::dataplane::{Applier, Attachment, Datapath, PinLock, StatsReader, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 use crate::diagnostics::Diagnostic;
 use crate::health_check::{HealthCheckCompiler, HealthCheckServer};
+use crate::inspect::DataPathView;
+use crate::inspect::services::{ServicesSource, services_report};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
@@ -43,6 +45,10 @@ pub struct L4 {
     checks: HealthCheckCompiler,
     /// `kubeproxy_sync_proxy_rules_*`.
     metrics: Arc<Metrics>,
+    /// Its own handles on the pinned counters and conntrack table, for
+    /// `/metrics` and `lb inspect`.
+    stats: Arc<StatsReader>,
+    maglev_table_size: u32,
     /// This agent's right to the pinned data path, for as long as it runs.
     _pins: PinLock,
 }
@@ -73,6 +79,7 @@ impl L4 {
             replaced = ?report.replaced, "maps loaded"
         );
         spawn_kernel_log_reader(&mut datapath)?;
+        let stats = Arc::new(StatsReader::open(pins.dir())?);
         Ok(Self {
             datapath,
             applier: Applier::new(tables, maps.maglev_table_size, maps.max_services),
@@ -85,6 +92,8 @@ impl L4 {
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
             checks: HealthCheckCompiler::default(),
             metrics,
+            stats,
+            maglev_table_size: maps.maglev_table_size,
             _pins: pins,
         })
     }
@@ -117,6 +126,25 @@ impl L4 {
         self.datapath.commit_pins()
     }
 
+    /// The service views in the maps, for `lb inspect` and `/metrics`
+    /// (their counters are read by the caller, from [`DataPathView::stats`]).
+    pub fn view(&self) -> DataPathView {
+        let compiler = &self.compiler;
+        let slices = |service: &(String, String)| compiler.service_slices(service);
+        let source = ServicesSource {
+            tables: compiler.tables(),
+            ids: self.applier.service_ids().collect(),
+            snapshot: compiler.last_snapshot().map(|s| &**s),
+            slices: &slices,
+            node_name: compiler.node_name(),
+        };
+        DataPathView {
+            services: services_report(&source),
+            stats: self.stats.clone(),
+            maglev_table_size: self.maglev_table_size,
+        }
+    }
+
     /// Compiles a snapshot and applies the result, and serves its health
     /// check node ports; problems are logged (and returned), and whatever
     /// compiled keeps being served.
@@ -143,6 +171,15 @@ impl L4 {
         match self.applier.apply_changes(tables, delta.as_ref()) {
             Ok(report) => {
                 self.metrics.synced(started.elapsed());
+                if let Some((changes, _)) = &changes {
+                    for trigger in changes
+                        .endpoint_slices
+                        .iter()
+                        .filter_map(|(ns, name)| last_change_trigger(snapshot.endpoint_slices.get(ns, name)?))
+                    {
+                        self.metrics.programmed(trigger);
+                    }
+                }
                 if let Some(adopted) = &report.adopted {
                     info!(
                         services = adopted.services,
@@ -181,6 +218,14 @@ impl L4 {
         diagnostics.extend(self.health_checks.update(checks).await);
         diagnostics
     }
+}
+
+/// The EndpointSlice controller's `endpoints.kubernetes.io/last-change-trigger-time`:
+/// when the change it carries was triggered (kube-proxy's start of network
+/// programming latency).
+fn last_change_trigger(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<std::time::SystemTime> {
+    let value = slice.metadata.annotations.as_ref()?.get("endpoints.kubernetes.io/last-change-trigger-time")?;
+    humantime::parse_rfc3339_weak(value).ok()
 }
 
 /// Whether a change may have removed a backend from a UDP view.
