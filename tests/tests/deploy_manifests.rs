@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Parser};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{IngressClass, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::{Metadata, NamespaceResourceScope, Resource};
 use lb_userspace::cli::Cli;
@@ -346,8 +346,15 @@ fn every_object_parses_strictly_and_lives_in_lb_system() {
     let (install, mut problems) = load_with_problems();
     problems.check(!install.objects.is_empty(), || "the install has no objects".into());
     one(&mut problems, &install.namespaces, None, NAMESPACE);
+    check_object_metadata(&mut problems, &install.objects);
+    problems.finish("install objects");
+}
+
+/// Every object is named, lives in lb-system (or is cluster-scoped), is
+/// defined once and carries [`COMMON_LABELS`].
+fn check_object_metadata(problems: &mut Problems, objects: &[ObjectInfo]) {
     let mut seen = BTreeSet::new();
-    for o in &install.objects {
+    for o in objects {
         let name = o.meta.name.clone().unwrap_or_default();
         problems.check(!name.is_empty(), || format!("{}: {} has no name", o.origin, o.kind));
         if o.namespaced {
@@ -369,7 +376,6 @@ fn every_object_parses_strictly_and_lives_in_lb_system() {
             });
         }
     }
-    problems.finish("install objects");
 }
 
 #[test]
@@ -1172,4 +1178,675 @@ fn pins_live_on_the_host_and_the_uninstall_cleans_them() {
     assert!(format!("{cli:?}").contains(&format!("bpf_pin_dir: \"{pin_dir}\"")), "cleans {pin_dir}: {cli:?}");
     let mounted = cleanup.volume_mounts.unwrap_or_default();
     assert!(mounted.iter().any(|m| m.mount_path == "/sys/fs/bpf"), "the cleanup sees the host's bpffs");
+}
+
+// ----------------------------------------------------------- monitoring
+
+/// `manifests/monitoring/`: optional, outside the main kustomization.
+const MONITORING_DIR: &str = "monitoring";
+const DASHBOARD_JSON: &str = "lb-dashboard.json";
+const METRICS_PATH: &str = "/metrics";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FamilyType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric family the agent exports (`GET /metrics`): ingress-nginx's,
+/// kube-proxy's, lb's own and the process collector's, named as dashboards
+/// query them. The dashboard may query these only.
+const FAMILIES: &[(&str, FamilyType)] = &[
+    ("nginx_ingress_controller_requests", FamilyType::Counter),
+    ("nginx_ingress_controller_request_duration_seconds", FamilyType::Histogram),
+    ("nginx_ingress_controller_response_duration_seconds", FamilyType::Histogram),
+    ("nginx_ingress_controller_request_size", FamilyType::Histogram),
+    ("nginx_ingress_controller_response_size", FamilyType::Histogram),
+    ("nginx_ingress_controller_config_last_reload_successful", FamilyType::Gauge),
+    ("nginx_ingress_controller_config_last_reload_successful_timestamp_seconds", FamilyType::Gauge),
+    ("nginx_ingress_controller_ssl_expire_time_seconds", FamilyType::Gauge),
+    ("kubeproxy_sync_proxy_rules_duration_seconds", FamilyType::Histogram),
+    ("kubeproxy_sync_proxy_rules_last_timestamp_seconds", FamilyType::Gauge),
+    ("kubeproxy_network_programming_duration_seconds", FamilyType::Histogram),
+    ("lb_service_packets_total", FamilyType::Counter),
+    ("lb_service_bytes_total", FamilyType::Counter),
+    ("lb_xdp_verdicts_total", FamilyType::Counter),
+    ("lb_conntrack_entries", FamilyType::Gauge),
+    ("lb_conntrack_capacity", FamilyType::Gauge),
+    ("lb_masquerade_ports_in_use", FamilyType::Gauge),
+    ("lb_maglev_table_size", FamilyType::Gauge),
+    ("lb_build_info", FamilyType::Gauge),
+    ("process_cpu_seconds_total", FamilyType::Counter),
+    ("process_resident_memory_bytes", FamilyType::Gauge),
+    ("process_open_fds", FamilyType::Gauge),
+    ("process_start_time_seconds", FamilyType::Gauge),
+];
+
+/// Families the dashboard must show: lb's own, kube-proxy's, CPU and RSS.
+fn dashboard_must_show(family: &str) -> bool {
+    family.starts_with("lb_")
+        || family.starts_with("kubeproxy_")
+        || family == "process_cpu_seconds_total"
+        || family == "process_resident_memory_bytes"
+}
+
+/// The family a series name belongs to (`x_bucket` → the histogram `x`).
+fn family_of(series: &str) -> Option<&'static str> {
+    FAMILIES.iter().find_map(|&(family, type_)| {
+        let matches = match type_ {
+            FamilyType::Counter | FamilyType::Gauge => series == family,
+            FamilyType::Histogram => {
+                ["_bucket", "_sum", "_count"].iter().any(|suffix| series.strip_suffix(suffix) == Some(family))
+            }
+        };
+        matches.then_some(family)
+    })
+}
+
+/// The metric names a PromQL expression selects, each with the text of its
+/// label matchers (`""` if none). Functions and aggregations (followed by
+/// `(`), their `by`/`without`/`on`/`ignoring`/`group_*` label lists,
+/// strings, ranges, numbers and Grafana variables are not metric names.
+fn promql_selectors(expr: &str) -> Vec<(String, String)> {
+    const AGGREGATIONS: &[&str] = &[
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ];
+    const KEYWORDS: &[&str] = &["and", "or", "unless", "bool", "offset", "inf", "nan"];
+    const LABEL_LISTS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    let chars: Vec<char> = expr.chars().collect();
+    // The index just past the bracket closing the one at `open`, skipping strings.
+    let close = |open: usize, end: char| {
+        let mut i = open + 1;
+        while i < chars.len() && chars[i] != end {
+            if matches!(chars[i], '"' | '\'' | '`') {
+                let quote = chars[i];
+                i += 1;
+                while i < chars.len() && chars[i] != quote {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+        (i + 1).min(chars.len())
+    };
+    let next_non_space = |from: usize| (from..chars.len()).find(|&j| !chars[j].is_whitespace());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if matches!(c, '"' | '\'' | '`') {
+            let mut j = i + 1;
+            while j < chars.len() && chars[j] != c {
+                j += if chars[j] == '\\' { 2 } else { 1 };
+            }
+            i = j + 1;
+        } else if c == '{' {
+            i = close(i, '}');
+        } else if c == '[' {
+            i = close(i, ']');
+        } else if c == '$' || c.is_ascii_digit() || c == '.' {
+            // A variable ($__rate_interval, ${x}) or a number (0.99, 1e3).
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '.' | '{' | '}')) {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | ':')) {
+                i += 1;
+            }
+            let ident: String = chars[start..i].iter().collect();
+            let next = next_non_space(i);
+            let followed_by = |ch: char| next.is_some_and(|j| chars[j] == ch);
+            if LABEL_LISTS.contains(&ident.as_str()) {
+                if let Some(j) = next.filter(|&j| chars[j] == '(') {
+                    i = close(j, ')');
+                }
+            } else if followed_by('(')
+                || AGGREGATIONS.contains(&ident.as_str())
+                || KEYWORDS.contains(&ident.to_ascii_lowercase().as_str())
+            {
+                // A function, an aggregation or an operator.
+            } else if let Some(j) = next.filter(|&j| chars[j] == '{') {
+                i = close(j, '}');
+                out.push((ident, chars[j..i].iter().collect()));
+            } else {
+                out.push((ident, String::new()));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn promql_selectors_finds_metric_names_only() {
+    let expr = "histogram_quantile(0.99, sum by (le) (rate(a_seconds_bucket{x=~\"$v\", y=\"}\"}[$__rate_interval]))) \
+                / on (instance) group_left (version) max without(pod) (b_info) and time() - c offset 5m > bool 1e3";
+    let got: Vec<String> = promql_selectors(expr).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(got, ["a_seconds_bucket", "b_info", "c"]);
+    let (_, matchers) = &promql_selectors("sum(rate(x_total{instance=~\"$instance\"}[5m]))")[0];
+    assert_eq!(matchers, "{instance=~\"$instance\"}");
+    assert_eq!(
+        family_of("kubeproxy_sync_proxy_rules_duration_seconds_bucket"),
+        Some("kubeproxy_sync_proxy_rules_duration_seconds")
+    );
+    assert_eq!(family_of("lb_service_packets_total"), Some("lb_service_packets_total"));
+    // A renamed family, a histogram queried bare, a gauge with _bucket: unknown.
+    for unknown in
+        ["lb_service_packet_total", "kubeproxy_sync_proxy_rules_duration_seconds", "lb_conntrack_entries_bucket"]
+    {
+        assert_eq!(family_of(unknown), None, "{unknown}");
+    }
+}
+
+/// A Prometheus Operator PodMonitor (`monitoring.coreos.com/v1`): the fields
+/// the install uses, unknown ones rejected.
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMonitor {
+    api_version: String,
+    kind: String,
+    metadata: ObjectMeta,
+    spec: PodMonitorSpec,
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMonitorSpec {
+    selector: LabelSelector,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace_selector: Option<PodMonitorNamespaceSelector>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_target_labels: Option<Vec<String>>,
+    pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMonitorNamespaceSelector {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    any: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    match_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodMetricsEndpoint {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheme: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scrape_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    honor_labels: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    relabelings: Option<Vec<RelabelConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metric_relabelings: Option<Vec<RelabelConfig>>,
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RelabelConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_labels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    separator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replacement: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+}
+
+/// Every object of `manifests/monitoring/`.
+#[derive(Default)]
+struct Monitoring {
+    /// ConfigMaps and every object's metadata.
+    install: Install,
+    network_policies: Vec<NetworkPolicy>,
+    pod_monitors: Vec<PodMonitor>,
+}
+
+fn monitoring_dir() -> PathBuf {
+    manifests_dir().join(MONITORING_DIR)
+}
+
+/// The YAML files of `manifests/monitoring/` but its kustomization.
+fn monitoring_yaml_files() -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for entry in std::fs::read_dir(monitoring_dir()).expect("manifests/monitoring/ exists") {
+        let entry = entry.expect("reading manifests/monitoring/");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().expect("file type").is_file()
+            && (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && name != "kustomization.yaml"
+        {
+            files.insert(name);
+        }
+    }
+    files
+}
+
+/// Parses every YAML file of `manifests/monitoring/`, strictly.
+fn load_monitoring(problems: &mut Problems) -> Monitoring {
+    let mut monitoring = Monitoring::default();
+    for file in monitoring_yaml_files() {
+        let origin_file = format!("{MONITORING_DIR}/{file}");
+        let text = match std::fs::read_to_string(monitoring_dir().join(&file)) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("reading {origin_file}: {e}"));
+                continue;
+            }
+        };
+        for (index, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
+            let origin = format!("{origin_file} document {index}");
+            let value = match Value::deserialize(document) {
+                Ok(Value::Null) => continue,
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("{origin}: not YAML: {e}"));
+                    continue;
+                }
+            };
+            let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+            let install = &mut monitoring.install;
+            match (api_version, kind) {
+                ("monitoring.coreos.com/v1", "PodMonitor") => {
+                    match serde_json::from_value::<PodMonitor>(value.clone()) {
+                        Err(e) => problems.push(format!("{origin}: not a valid PodMonitor: {e}")),
+                        Ok(pm) => {
+                            let mut dropped = Vec::new();
+                            let back = serde_json::to_value(&pm).expect("a PodMonitor serializes");
+                            compare_round_trip(&value, &back, "", &mut dropped);
+                            problems.check(dropped.is_empty(), || {
+                                format!("{origin}: PodMonitor does not survive a round trip: {}", dropped.join("; "))
+                            });
+                            install.objects.push(ObjectInfo {
+                                origin,
+                                kind: "PodMonitor",
+                                namespaced: true,
+                                meta: pm.metadata.clone(),
+                            });
+                            monitoring.pod_monitors.push(pm);
+                        }
+                    }
+                }
+                (v, k) if v == NetworkPolicy::API_VERSION && k == NetworkPolicy::KIND => {
+                    if let Some(np) =
+                        parse_typed::<NetworkPolicy>(install, &mut problems.0, &origin, &text, index, &value)
+                    {
+                        monitoring.network_policies.push(np);
+                    }
+                }
+                (v, k) if v == ConfigMap::API_VERSION && k == ConfigMap::KIND => {
+                    if let Some(cm) = parse_typed::<ConfigMap>(install, &mut problems.0, &origin, &text, index, &value)
+                    {
+                        install.config_maps.push(cm);
+                    }
+                }
+                _ => problems.push(format!(
+                    "{origin}: apiVersion {api_version:?} kind {kind:?} is not a kind monitoring/ may contain"
+                )),
+            }
+        }
+    }
+    monitoring
+}
+
+#[test]
+fn monitoring_is_its_own_kustomization_listing_every_file() {
+    let mut problems = Problems::default();
+    let main = kustomization_resources(&kustomization());
+    problems.check(!main.iter().any(|r| normalize(r) == MONITORING_DIR), || {
+        "the main kustomization lists monitoring/ (its PodMonitor needs the Prometheus Operator's CRDs)".into()
+    });
+    let path = monitoring_dir().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let k: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    problems.check(k.get("apiVersion").and_then(Value::as_str) == Some("kustomize.config.k8s.io/v1beta1"), || {
+        format!("monitoring kustomization apiVersion is {:?}", k.get("apiVersion"))
+    });
+    // A Kustomization (not a Component), so `kustomize build manifests/monitoring` works on its own.
+    problems.check(k.get("kind").and_then(Value::as_str) == Some("Kustomization"), || {
+        format!("monitoring kustomization kind is {:?}", k.get("kind"))
+    });
+    problems.check(k.get("namespace").is_none(), || "monitoring kustomization forces a namespace".into());
+    let listed: BTreeSet<String> = kustomization_resources(&k).into_iter().collect();
+    problems.check(listed == monitoring_yaml_files(), || {
+        format!("monitoring/kustomization.yaml lists {listed:?}, the directory holds {:?}", monitoring_yaml_files())
+    });
+    problems.finish("monitoring/kustomization.yaml");
+}
+
+#[test]
+fn monitoring_objects_parse_strictly_and_live_in_lb_system() {
+    let mut problems = Problems::default();
+    let monitoring = load_monitoring(&mut problems);
+    check_object_metadata(&mut problems, &monitoring.install.objects);
+    problems.check(monitoring.pod_monitors.len() == 1, || {
+        format!("expected one PodMonitor, found {}", monitoring.pod_monitors.len())
+    });
+    problems.check(monitoring.network_policies.len() == 1, || {
+        format!("expected one NetworkPolicy, found {}", monitoring.network_policies.len())
+    });
+    problems.check(monitoring.install.config_maps.len() == 1, || {
+        format!("expected one ConfigMap (the dashboard), found {}", monitoring.install.config_maps.len())
+    });
+    problems.finish("monitoring objects");
+}
+
+/// The admin listener's port, checked to be reachable off the node's
+/// loopback (the kubelet's probe and the scrapers use the node's address).
+fn admin_addr_port(problems: &mut Problems, c: &Container) -> Option<u16> {
+    let args = c.args.clone().unwrap_or_default();
+    let addr = flag_value(&args, "--admin-addr").map(str::to_string).unwrap_or_else(|| cli_default("admin-addr"));
+    if let Some(port) = addr.strip_prefix("$(HOST_IP):") {
+        let env = c.env.as_deref().unwrap_or_default();
+        problems.check(env.iter().any(|e| e.name == "HOST_IP"), || "--admin-addr uses $(HOST_IP), unset".into());
+        return port.parse().ok();
+    }
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => {
+            problems.check(!a.ip().is_loopback(), || {
+                format!("--admin-addr {addr} is loopback: neither the liveness probe nor a scraper reaches it")
+            });
+            Some(a.port())
+        }
+        Err(e) => {
+            problems.push(format!("--admin-addr {addr}: {e}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn the_agent_is_scraped_on_its_admin_port() {
+    let install = load();
+    let mut problems = Problems::default();
+    let (ds, _, c) = agent(&install);
+    let admin_port = admin_addr_port(&mut problems, c);
+    problems.check(admin_port == u16::try_from(ADMIN_PORT).ok(), || {
+        format!("--admin-addr listens on port {admin_port:?}, not the admin port {ADMIN_PORT}")
+    });
+
+    // prometheus.io/* on the pod template.
+    let annotations = ds.spec.template.metadata.as_ref().and_then(|m| m.annotations.clone()).unwrap_or_default();
+    let port = ADMIN_PORT.to_string();
+    for (key, value) in
+        [("prometheus.io/scrape", "true"), ("prometheus.io/port", port.as_str()), ("prometheus.io/path", METRICS_PATH)]
+    {
+        problems.check(annotations.get(key).map(String::as_str) == Some(value), || {
+            format!("the pod template's annotation {key} is {:?}, not {value:?}", annotations.get(key))
+        });
+    }
+
+    // The PodMonitor selects the DaemonSet's pods and scrapes the admin port by name.
+    let labels = template_labels(ds);
+    let monitoring = load_monitoring(&mut problems);
+    for pm in &monitoring.pod_monitors {
+        let name = pm.metadata.name.as_deref().unwrap_or("");
+        let selector = &pm.spec.selector;
+        let match_labels = selector.match_labels.clone().unwrap_or_default();
+        problems.check(
+            !match_labels.is_empty()
+                && match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                && selector.match_expressions.as_ref().is_none_or(Vec::is_empty),
+            || format!("PodMonitor {name} selector {selector:?} does not select the DaemonSet's pods {labels:?}"),
+        );
+        let namespaces = pm.spec.namespace_selector.as_ref();
+        problems.check(
+            namespaces
+                .is_none_or(|n| n.any != Some(true) && n.match_names.as_deref() == Some(&[NAMESPACE.to_string()])),
+            || format!("PodMonitor {name} looks in {namespaces:?}, not {NAMESPACE}"),
+        );
+        let endpoints = &pm.spec.pod_metrics_endpoints;
+        problems.check(endpoints.len() == 1, || format!("PodMonitor {name} has {} endpoints, not 1", endpoints.len()));
+        for e in endpoints {
+            let port_name = e.port.clone().unwrap_or_default();
+            let reached = container_port(c, &IntOrString::String(port_name.clone()));
+            problems.check(reached == Some(ADMIN_PORT), || {
+                format!(
+                    "PodMonitor {name} scrapes port {port_name:?}, which names container port {reached:?}, not admin"
+                )
+            });
+            problems.check(e.path.as_deref() == Some(METRICS_PATH), || {
+                format!("PodMonitor {name} scrapes path {:?}, not {METRICS_PATH}", e.path)
+            });
+            problems.check(e.scheme.as_deref().is_none_or(|s| s == "http"), || {
+                format!("PodMonitor {name} scrapes with scheme {:?}; the admin listener is plain HTTP", e.scheme)
+            });
+        }
+    }
+    problems.finish("scraping");
+}
+
+#[test]
+fn network_policy_admits_the_admin_port_only_from_monitoring() {
+    let install = load();
+    let mut problems = Problems::default();
+    let (ds, _, c) = agent(&install);
+    let labels = template_labels(ds);
+    let monitoring = load_monitoring(&mut problems);
+    let monitoring_peer = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "monitoring".to_string())]);
+    for np in &monitoring.network_policies {
+        let name = np.metadata.name.as_deref().unwrap_or("");
+        let Some(spec) = np.spec.as_ref() else {
+            problems.push(format!("NetworkPolicy {name} has no spec"));
+            continue;
+        };
+        let selector = spec.pod_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+        problems.check(!selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)), || {
+            format!("NetworkPolicy {name} podSelector {selector:?} does not select the DaemonSet's pods {labels:?}")
+        });
+        let types = spec.policy_types.clone().unwrap_or_default();
+        problems
+            .check(types == ["Ingress"], || format!("NetworkPolicy {name} policyTypes are {types:?}, not [Ingress]"));
+        let mut admitted_from_anywhere = BTreeSet::new();
+        let mut admin_from_monitoring = false;
+        for (i, rule) in spec.ingress.as_deref().unwrap_or_default().iter().enumerate() {
+            // The container ports this rule admits (no ports: every port).
+            let ports: Vec<Option<i32>> = match rule.ports.as_deref() {
+                None | Some([]) => {
+                    c.ports.as_deref().unwrap_or_default().iter().map(|p| Some(p.container_port)).collect()
+                }
+                Some(ports) => ports.iter().map(|p| p.port.as_ref().and_then(|port| container_port(c, port))).collect(),
+            };
+            problems.check(ports.iter().all(Option::is_some), || {
+                format!(
+                    "NetworkPolicy {name} ingress rule {i} names a port the container does not have: {:?}",
+                    rule.ports
+                )
+            });
+            let from = rule.from.as_deref().unwrap_or_default();
+            let only_monitoring = from.len() == 1
+                && from[0].ip_block.is_none()
+                && from[0].pod_selector.is_none()
+                && from[0].namespace_selector.as_ref().is_some_and(|s| {
+                    s.match_labels.as_ref() == Some(&monitoring_peer)
+                        && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+                });
+            if ports.contains(&Some(ADMIN_PORT)) {
+                problems.check(only_monitoring, || {
+                    format!("NetworkPolicy {name} ingress rule {i} admits the admin port from more than the monitoring namespace: {from:?}")
+                });
+                admin_from_monitoring |= only_monitoring;
+            }
+            if from.is_empty() {
+                admitted_from_anywhere.extend(ports.into_iter().flatten());
+            }
+        }
+        problems.check(admin_from_monitoring, || {
+            format!("NetworkPolicy {name} never admits the admin port from monitoring")
+        });
+        // Were it enforced, the proxy's ports must stay open to everyone.
+        for port in [80, 443] {
+            problems.check(admitted_from_anywhere.contains(&port), || {
+                format!(
+                    "NetworkPolicy {name} does not admit port {port} from anywhere (it would cut off the Ingress proxy)"
+                )
+            });
+        }
+    }
+    problems.finish("NetworkPolicy");
+}
+
+/// Every panel of a dashboard, rows' collapsed panels included.
+fn dashboard_panels(panels: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in panels.as_array().map(Vec::as_slice).unwrap_or_default() {
+        out.push(p);
+        if let Some(nested) = p.get("panels") {
+            out.extend(dashboard_panels(nested));
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboard_queries_only_families_the_agent_exports() {
+    let mut problems = Problems::default();
+    let path = monitoring_dir().join(DASHBOARD_JSON);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
+
+    // The ConfigMap for Grafana's sidecar carries the same dashboard.
+    let monitoring = load_monitoring(&mut problems);
+    for cm in &monitoring.install.config_maps {
+        let name = cm.metadata.name.as_deref().unwrap_or("");
+        let labels = cm.metadata.labels.clone().unwrap_or_default();
+        problems.check(labels.get("grafana_dashboard").map(String::as_str) == Some("1"), || {
+            format!("ConfigMap {name} lacks the label grafana_dashboard: \"1\" (Grafana's sidecar loads only those)")
+        });
+        let data = cm.data.clone().unwrap_or_default();
+        problems.check(data.keys().eq([DASHBOARD_JSON]), || {
+            format!("ConfigMap {name} holds {:?}, not just {DASHBOARD_JSON}", data.keys().collect::<Vec<_>>())
+        });
+        if let Some(json) = data.get(DASHBOARD_JSON) {
+            match serde_json::from_str::<Value>(json) {
+                Ok(embedded) => problems.check(embedded == dashboard, || {
+                    format!("ConfigMap {name}'s {DASHBOARD_JSON} differs from monitoring/{DASHBOARD_JSON}")
+                }),
+                Err(e) => problems.push(format!("ConfigMap {name}'s {DASHBOARD_JSON} is not JSON: {e}")),
+            }
+        }
+    }
+
+    let schema = dashboard.get("schemaVersion").and_then(Value::as_u64);
+    problems.check(schema.is_some_and(|s| (36..=41).contains(&s)), || format!("schemaVersion is {schema:?}"));
+    problems.check(dashboard.get("uid").and_then(Value::as_str).is_some_and(|u| !u.is_empty()), || {
+        "the dashboard has no uid".into()
+    });
+
+    // Variables: the data source (Prometheus) and the agent.
+    let variables = dashboard.pointer("/templating/list").and_then(Value::as_array).cloned().unwrap_or_default();
+    let variable = |name: &str| variables.iter().find(|v| v.get("name").and_then(Value::as_str) == Some(name));
+    let datasource = variable("datasource");
+    problems.check(
+        datasource.is_some_and(|v| {
+            v.get("type").and_then(Value::as_str) == Some("datasource")
+                && v.get("query").and_then(Value::as_str) == Some("prometheus")
+        }),
+        || format!("no variable datasource of type datasource, query prometheus: {datasource:?}"),
+    );
+    let agent_variable = ["instance", "pod"].into_iter().find(|name| variable(name).is_some());
+    problems.check(agent_variable.is_some(), || "no instance or pod variable".into());
+
+    // Every expression: panels' targets and query variables.
+    let mut expressions: Vec<(String, String)> = Vec::new();
+    let mut ids = BTreeSet::new();
+    let panels = dashboard.get("panels").cloned().unwrap_or_default();
+    for panel in dashboard_panels(&panels) {
+        let title = panel.get("title").and_then(Value::as_str).unwrap_or("").to_string();
+        let id = panel.get("id").and_then(Value::as_u64);
+        problems.check(id.is_some_and(|id| ids.insert(id)), || format!("panel {title:?} has no id or a repeated one"));
+        let targets = panel.get("targets").and_then(Value::as_array).cloned().unwrap_or_default();
+        if panel.get("type").and_then(Value::as_str) != Some("row") {
+            problems.check(!targets.is_empty(), || format!("panel {title:?} has no targets"));
+        }
+        let sources = std::iter::once(panel).chain(targets.iter()).filter_map(|v| v.get("datasource"));
+        for source in sources {
+            problems.check(source.get("uid").and_then(Value::as_str) == Some("${datasource}"), || {
+                format!("panel {title:?} uses data source {source}, not ${{datasource}}")
+            });
+        }
+        for target in &targets {
+            match target.get("expr").and_then(Value::as_str) {
+                Some(expr) if !expr.trim().is_empty() => expressions.push((title.clone(), expr.to_string())),
+                _ => problems.push(format!("panel {title:?} has a target without expr: {target}")),
+            }
+        }
+    }
+    for v in variables.iter().filter(|v| v.get("type").and_then(Value::as_str) == Some("query")) {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+        let query = v.get("query").and_then(|q| q.get("query").or(Some(q))).and_then(Value::as_str).unwrap_or("");
+        let inner = query.trim().strip_suffix(')');
+        let expr = match (
+            inner.and_then(|q| q.strip_prefix("label_values(")),
+            inner.and_then(|q| q.strip_prefix("query_result(")),
+        ) {
+            (Some(args), _) => args.rsplit_once(',').map(|(selector, _)| selector).unwrap_or(""),
+            (_, Some(expr)) => expr,
+            _ => {
+                problems.push(format!(
+                    "variable {name}: query {query:?} is not label_values(metric, label) or query_result(expr)"
+                ));
+                continue;
+            }
+        };
+        problems.check(!expr.trim().is_empty(), || format!("variable {name}: {query:?} names no metric"));
+        expressions.push((format!("variable {name}"), expr.to_string()));
+    }
+
+    let mut shown = BTreeSet::new();
+    for (where_, expr) in &expressions {
+        let selectors = promql_selectors(expr);
+        problems.check(!selectors.is_empty(), || format!("{where_}: {expr:?} selects no metric"));
+        for (series, matchers) in selectors {
+            match family_of(&series) {
+                Some(family) => {
+                    shown.insert(family);
+                }
+                None => problems.push(format!("{where_}: {series} is not a family the agent exports ({expr})")),
+            }
+            if let Some(var) = agent_variable.filter(|_| !where_.starts_with("variable ")) {
+                problems.check(matchers.contains(&format!("{var}=~\"${var}\"")), || {
+                    format!("{where_}: {series} is not filtered by {var}=~\"${var}\" ({expr})")
+                });
+            }
+        }
+    }
+    for (family, _) in FAMILIES.iter().filter(|(f, _)| dashboard_must_show(f)) {
+        problems.check(shown.contains(family), || format!("no panel shows {family}"));
+    }
+    problems.finish("Grafana dashboard");
 }
