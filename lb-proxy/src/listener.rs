@@ -124,6 +124,7 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = shared.metrics.as_ref().map(|metrics| metrics.connection_opened());
     let state = ConnState::new();
     let streams = StreamSet::default();
     let builder = builder(protocol, &limits, &state, &streams);

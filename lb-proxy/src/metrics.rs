@@ -42,6 +42,18 @@ pub struct RequestMetrics {
     /// `controller_class`, `controller_namespace`, `controller_pod`.
     controller: [(&'static str, String); 3],
     series: RwLock<HashMap<SeriesKey, Arc<Series>>>,
+    /// Client connections open now, and accepted since the start.
+    active: AtomicU64,
+    accepted: AtomicU64,
+}
+
+/// An open client connection, counted until dropped.
+pub(crate) struct OpenConnection(Arc<RequestMetrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How a request is counted: its route's labels, status and method.
@@ -208,7 +220,17 @@ impl RequestMetrics {
                 ("controller_pod", controller_pod.into()),
             ],
             series: RwLock::default(),
+            active: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
         }
+    }
+
+    /// A client connection was accepted; it counts as active until the
+    /// guard is dropped.
+    pub(crate) fn connection_opened(self: &Arc<Self>) -> OpenConnection {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(self))
     }
 
     /// The request's observation, to finish when its response is done.
@@ -295,6 +317,46 @@ impl RequestMetrics {
             for ((_, s), labels) in series.iter().zip(&labels) {
                 pick(s).encode(out, name, labels, &LENGTH_BUCKETS);
             }
+        }
+        self.encode_connections(out, open_metrics);
+    }
+
+    /// ingress-nginx's nginx connection families: client connections open
+    /// now (`state="active"`), and accepted and handled since the start
+    /// (the same count: lb refuses none it accepted).
+    fn encode_connections(&self, out: &mut String, open_metrics: bool) {
+        let [class, namespace, pod] = &self.controller;
+        let mut controller = String::new();
+        for (i, (name, value)) in [class, namespace, pod].into_iter().enumerate() {
+            if i > 0 {
+                controller.push(',');
+            }
+            let _ = write!(controller, "{name}=\"");
+            escape_label_value(&mut controller, value);
+            controller.push('"');
+        }
+        header(
+            out,
+            "nginx_process_connections",
+            "current number of client connections with state {active, reading, writing, waiting}",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "{PREFIX}nginx_process_connections{{{controller},state=\"active\"}} {}",
+            self.active.load(Ordering::Relaxed)
+        );
+        let total_type = if open_metrics { "unknown" } else { "counter" };
+        header(
+            out,
+            "nginx_process_connections_total",
+            "total number of connections with state {accepted, handled}",
+            total_type,
+        );
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        for state in ["accepted", "handled"] {
+            let _ =
+                writeln!(out, "{PREFIX}nginx_process_connections_total{{{controller},state=\"{state}\"}} {accepted}");
         }
     }
 

@@ -11,6 +11,7 @@
 
 pub mod data_path;
 mod exposition;
+mod ingress_nginx;
 mod process;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct Metrics {
     requests: Arc<RequestMetrics>,
     /// The hosts served with a certificate, as last reported.
     served: ArcSwap<Vec<HostCertificate>>,
+    /// Route tables swapped in (ingress-nginx's reloads).
+    reloads: AtomicU64,
 }
 
 /// The labels of ingress-nginx's `ssl_expire_time_seconds`.
@@ -128,6 +131,7 @@ impl Metrics {
             controller,
             requests,
             served: ArcSwap::default(),
+            reloads: AtomicU64::new(0),
         }
     }
 
@@ -148,6 +152,7 @@ impl Metrics {
     /// does not compile is left out and diagnosed), so a reload is always
     /// successful.
     pub fn reloaded(&self) {
+        self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.reload_successful.get_or_create(&self.controller).set(1);
         self.reload_timestamp.get_or_create(&self.controller).set(unix_now());
     }
@@ -180,8 +185,8 @@ impl Metrics {
     }
 
     /// The families, encoded as `format` asks, with the data path's when
-    /// it was read.
-    pub fn encode(&self, format: Format, data_path: Option<&data_path::DataPathReading>) -> String {
+    /// it was read; `config_hash` identifies the route table in use.
+    pub fn encode(&self, format: Format, config_hash: u64, data_path: Option<&data_path::DataPathReading>) -> String {
         let mut out = encode(&self.registry, format);
         let open_metrics = format == Format::OpenMetrics;
         if open_metrics {
@@ -189,6 +194,8 @@ impl Metrics {
             out.truncate(eof);
         }
         self.requests.encode(&mut out, open_metrics);
+        let reloads = self.reloads.load(std::sync::atomic::Ordering::Relaxed);
+        ingress_nginx::encode(&mut out, &self.controller, config_hash, reloads, open_metrics);
         if let Some(reading) = data_path {
             data_path::encode(&mut out, reading, open_metrics);
         }
@@ -240,12 +247,12 @@ mod tests {
         let line = "nginx_ingress_controller_ssl_expire_time_seconds{namespace=\"shop\",\
                     class=\"lb.dev/ingress-controller\",host=\"a.com\",secret_name=\"tls\",identifier=\"-1\"} 2560000000";
         assert!(
-            metrics.encode(Format::Text, None).lines().any(|l| l == line),
+            metrics.encode(Format::Text, 0, None).lines().any(|l| l == line),
             "{}",
-            metrics.encode(Format::Text, None)
+            metrics.encode(Format::Text, 0, None)
         );
         metrics.certificates(&[]);
-        assert!(!metrics.encode(Format::Text, None).contains("host=\"a.com\""));
+        assert!(!metrics.encode(Format::Text, 0, None).contains("host=\"a.com\""));
     }
 
     #[test]
@@ -253,7 +260,7 @@ mod tests {
         let metrics = metrics();
         metrics.reloaded();
         metrics.synced(Duration::from_millis(3));
-        let text = metrics.encode(Format::Text, None);
+        let text = metrics.encode(Format::Text, 0, None);
         let labels = "controller_namespace=\"lb-system\",controller_class=\"lb.dev/ingress-controller\",\
                       controller_pod=\"lb-abcde\"";
         assert!(text.contains(&format!("nginx_ingress_controller_config_last_reload_successful{{{labels}}} 1\n")));
@@ -261,7 +268,7 @@ mod tests {
         assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"0.004\"} 1\n"), "{text}");
         assert!(text.contains("kubeproxy_sync_proxy_rules_duration_seconds_count 1\n"), "{text}");
         metrics.programmed(SystemTime::now() - Duration::from_millis(1500));
-        let text = metrics.encode(Format::Text, None);
+        let text = metrics.encode(Format::Text, 0, None);
         assert!(text.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"1.0\"} 0\n"), "{text}");
         assert!(text.contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"2.0\"} 1\n"), "{text}");
         assert_eq!(network_programming_buckets().len(), 2 + 59 + 12 + 7);

@@ -236,3 +236,82 @@ fn gauge_or_counter(sample: &Sample) -> f64 {
         ref other => panic!("{} is not a single value: {other:?}", sample.metric),
     }
 }
+
+/// The families ingress-nginx's own Grafana dashboard (deploy/grafana/
+/// dashboards/nginx.json) queries, its template variables' included:
+/// every one is served, with the controller labels its filters use.
+#[tokio::test]
+async fn every_family_of_ingress_nginx_dashboard_is_served() {
+    use lb_testbed::l7::{Ingress, Req, Rule, SERVICE_PORT};
+
+    const DASHBOARD: [&str; 11] = [
+        "nginx_ingress_controller_config_hash",
+        "nginx_ingress_controller_requests",
+        "nginx_ingress_controller_nginx_process_connections",
+        "nginx_ingress_controller_success",
+        "nginx_ingress_controller_config_last_reload_successful",
+        "nginx_ingress_controller_request_size_sum",
+        "nginx_ingress_controller_response_size_sum",
+        "nginx_ingress_controller_nginx_process_resident_memory_bytes",
+        "nginx_ingress_controller_nginx_process_cpu_seconds_total",
+        "nginx_ingress_controller_request_duration_seconds_bucket",
+        "nginx_ingress_controller_ssl_expire_time_seconds",
+    ];
+    let mut bed = L7Bed::new().unwrap();
+    let pod = bed.echo("web").unwrap();
+    bed.service("web", &[&pod]).unwrap();
+    bed.ingress("web", &Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/", "web", SERVICE_PORT)))
+        .unwrap();
+    let ca = lb_testbed::l7::TestCa::new().unwrap();
+    let cert = ca.issue(&["t.com"]).unwrap();
+    bed.write("secret.yaml", &lb_testbed::l7::tls_secret("t-tls", &cert)).unwrap();
+    let tls = Ingress::new("t").class("lb").tls("t-tls", &["t.com"]).rule(Rule::host("t.com").prefix(
+        "/",
+        "web",
+        SERVICE_PORT,
+    ));
+    bed.ingress("t", &tls).unwrap();
+    bed.start_lb().await.expect("lb starts");
+    assert_eq!(bed.ok(bed.send(&Req::get("/").host("a.com")).await).status, 200);
+
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        samples = scrape(&bed, None).await.1;
+        if samples.iter().any(|s| s.metric == "nginx_ingress_controller_requests") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for family in DASHBOARD {
+        // The parser folds `_bucket` lines into their histogram.
+        let name = family.strip_suffix("_bucket").unwrap_or(family);
+        let sample = samples.iter().find(|s| s.metric == name).unwrap_or_else(|| panic!("no {family}"));
+        if family != "nginx_ingress_controller_ssl_expire_time_seconds" {
+            assert_eq!(sample.labels.get("controller_class"), Some("lb.dev/ingress-controller"), "{family}");
+            assert_eq!(sample.labels.get("controller_namespace"), Some("lb-system"), "{family}");
+            assert!(sample.labels.get("controller_pod").is_some(), "{family}");
+        }
+    }
+    let one = |metric: &str, state: Option<&str>| {
+        samples
+            .iter()
+            .find(|s| s.metric == metric && state.is_none_or(|st| s.labels.get("state") == Some(st)))
+            .map(gauge_or_counter)
+            .unwrap_or_else(|| panic!("no {metric}"))
+    };
+    // The scrape's own connection is to the admin port, not the proxy:
+    // the one client connection above was accepted and is closed.
+    assert_eq!(one("nginx_ingress_controller_nginx_process_connections_total", Some("accepted")), 1.0);
+    assert_eq!(one("nginx_ingress_controller_nginx_process_connections", Some("active")), 0.0);
+    assert!(one("nginx_ingress_controller_success", None) >= 1.0);
+    assert!(one("nginx_ingress_controller_nginx_process_resident_memory_bytes", None) > 0.0);
+    // The hash names the routes: another agent serving the same routes
+    // has the same; a change to them changes it.
+    let hash = one("nginx_ingress_controller_config_hash", None);
+    bed.ingress("web", &Ingress::new("web").class("lb").rule(Rule::host("a.com").prefix("/v2", "web", SERVICE_PORT)))
+        .unwrap();
+    bed.ok(bed.wait_route("a.com", "/", 404, None).await);
+    let samples = scrape(&bed, None).await.1;
+    let changed = samples.iter().find(|s| s.metric == "nginx_ingress_controller_config_hash").map(gauge_or_counter);
+    assert!(changed.is_some_and(|h| h != hash), "{hash} then {changed:?}");
+}

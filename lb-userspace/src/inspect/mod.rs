@@ -125,7 +125,8 @@ impl Inspector {
 
     /// `/metrics`: every family, the data path's read now.
     pub async fn metrics_text(&self, format: crate::metrics::Format) -> Result<String> {
-        let Some(view) = self.data_path().await? else { return Ok(self.metrics.encode(format, None)) };
+        let config_hash = self.config_hash();
+        let Some(view) = self.data_path().await? else { return Ok(self.metrics.encode(format, config_hash, None)) };
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
             let reading = DataPathReading {
@@ -134,9 +135,19 @@ impl Inspector {
                 conntrack: view.stats.conntrack_fill(),
                 maglev_table_size: view.maglev_table_size,
             };
-            Ok(metrics.encode(format, Some(&reading)))
+            Ok(metrics.encode(format, config_hash, Some(&reading)))
         })
         .await?
+    }
+
+    /// A hash of the routes in use (ingress-nginx's `config_hash`): equal
+    /// on agents that serve the same routes, changed by any change to them.
+    fn config_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let routes = serde_json::to_string(&self.routes()).unwrap_or_default();
+        let mut hasher = std::hash::DefaultHasher::new();
+        routes.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// `/inspect/routes`.

@@ -16,15 +16,15 @@ pub struct ProcessCollector;
 
 /// What `/proc/self/stat` and `/proc/stat` say of this process.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Stat {
-    cpu_seconds: f64,
-    virtual_bytes: f64,
-    resident_bytes: f64,
+pub(super) struct Stat {
+    pub cpu_seconds: f64,
+    pub virtual_bytes: f64,
+    pub resident_bytes: f64,
     start_time_seconds: f64,
 }
 
 impl Stat {
-    fn read() -> Option<Self> {
+    pub(super) fn read() -> Option<Self> {
         let stat = fs::read_to_string("/proc/self/stat").ok()?;
         let boot_time = fs::read_to_string("/proc/stat").ok()?;
         let ticks = sysconf(SysconfVar::CLK_TCK).ok()?? as f64;

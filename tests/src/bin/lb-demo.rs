@@ -175,6 +175,7 @@ fn run(args: &Args) -> Result<()> {
     failures += cluster_ip_round(&bed, args.requests);
     failures += ingress_round(&bed, &ca);
     failures += restart_round(&bed, &manifests, &lb1)?;
+    failures += inspect_node1(&bed);
 
     if args.keep {
         keep_until_enter(&bed);
@@ -186,6 +187,30 @@ fn run(args: &Args) -> Result<()> {
     println!("\n==> all requests answered; removing the test bed");
     drop(bed);
     Ok(())
+}
+
+/// What node1's agent serves, as `lb inspect services` shows it (run in
+/// node1's namespace against its admin listener). Returns 1 if it failed.
+fn inspect_node1(bed: &TestBed) -> u32 {
+    let admin = format!("{NODE1_IP}:10254");
+    println!("\n==> lb inspect services --admin-addr {admin}   (on node1)");
+    let run = || -> Result<String> {
+        let node1 = bed.node("node1")?;
+        let lb = lb_testbed::lb_bin()?;
+        let lb = lb.to_str().context("lb's path is not UTF-8")?;
+        let out = lb_testbed::netns::exec_in(&node1.ns, lb, &["inspect", "--admin-addr", &admin, "services"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    match run() {
+        Ok(table) => {
+            print!("{table}");
+            0
+        }
+        Err(e) => {
+            println!("lb inspect services FAILED: {e:#}");
+            1
+        }
+    }
 }
 
 /// From inside a pod on each node (in its node's cgroup, where lb's socket
