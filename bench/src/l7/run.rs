@@ -237,7 +237,7 @@ fn traffic(
             let port = proxies[0].addr(tls).port();
             let uris = load::uris_file(dir, set.target(tls), tls, port)?;
             let mut subjects: Vec<&Proxy> = order(r).into_iter().map(|i| &proxies[i]).collect();
-            if let Some(off) = metrics_off.filter(|_| !tls) {
+            if let Some(off) = metrics_off {
                 // Right after lb in odd rounds, last in even ones.
                 let at = if r % 2 == 1 {
                     subjects.iter().position(|p| p.kind == Kind::Lb).map_or(0, |i| i + 1)
