@@ -145,7 +145,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             ended = &mut proxy_task => return proxy_ended(ended),
             Some(query) = queries.recv() => match query {
                 // A reader that went away needs no answer.
-                Query::Services(reply) => drop(reply.send(l4.as_ref().map(L4::view))),
+                Query::Services(reply) => drop(reply.send(l4.as_ref().and_then(L4::view))),
             },
             lock = take_over(standby.as_ref()) => {
                 standby = None;

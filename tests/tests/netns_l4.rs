@@ -242,6 +242,36 @@ fn lb_inspect_lists_the_nodeport_service_with_its_pods() {
     );
     assert_eq!(shape(&service["backends"][0]), ["address", "local", "maglev_share", "ready", "serving", "terminating"]);
     assert_eq!(shape(&service["frontends"][0]), ["address", "kind", "masquerade"]);
+
+    // The Maglev shares of its backends.
+    let backends = inspect(&["backends", "default/my-service-nodeport"]);
+    assert!(backends.starts_with("SERVICE PORT") && backends.lines().count() >= 4, "{backends}");
+    assert!(backends.contains('%'), "{backends}");
+
+    // A kept-alive connection through node1's NodePort is a live flow,
+    // listed for its Service and not for another.
+    let mut conn = KeepAliveConn::open(bed.client_ns(), addr(NODE1_IP, 30007), TIMEOUT).expect("connection");
+    conn.get_pod().expect("answered");
+    let flows = |service: &str| -> serde_json::Value {
+        let out = inspect(&["conntrack", "--service", service, "--limit", "1000", "-o", "json"]);
+        serde_json::from_str(&out).expect("-o json is JSON")
+    };
+    let report = flows("default/my-service-nodeport");
+    let ours = report["flows"].as_array().unwrap().iter().find(|f| {
+        f["client"].as_str().is_some_and(|c| c.starts_with(&format!("{CLIENT_IP}:")))
+            && f["frontend"] == format!("{NODE1_IP}:30007")
+    });
+    let flow = ours.unwrap_or_else(|| panic!("no flow from the client in {report:#}"));
+    assert_eq!(flow["service"], "default/my-service-nodeport/TCP");
+    assert!(bed.pods().iter().any(|p| flow["backend"] == format!("{}:80", p.ip)), "{flow:#}");
+    assert!(report["entries"].as_u64().unwrap() >= 2 && report["capacity"].as_u64().unwrap() > 0, "{report:#}");
+    assert_eq!(
+        shape(flow),
+        ["backend", "client", "frontend", "idle_seconds", "masquerade", "protocol", "service", "source"]
+    );
+    let other = flows("default/echo-udp");
+    assert!(other["flows"].as_array().unwrap().iter().all(|f| f["service"] != "default/my-service-nodeport/TCP"));
+    assert!(inspect(&["conntrack"]).contains("conntrack entries in use"));
 }
 
 /// The XDP fast path (`XDP_TX`, redirects from XDP), for uplinks whose far

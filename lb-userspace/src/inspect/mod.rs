@@ -104,7 +104,7 @@ impl Inspector {
                 .iter()
                 .map(|(key, flow)| {
                     let s = names.get(&flow.service_id);
-                    let service = s.map(|s| format!("{}/{}:{}/{}", s.namespace, s.name, s.port, s.protocol));
+                    let service = s.map(|s| service_port_name(s));
                     let protocol = if key.protocol == PROTO_TCP { "TCP" } else { "UDP" };
                     FlowReport {
                         service: service.unwrap_or_default(),
@@ -165,6 +165,15 @@ impl Inspector {
             .map(|d| DiagnosticReport { object: d.object.clone(), field: d.field.clone(), message: d.message.clone() })
             .collect();
         DiagnosticsReport { diagnostics }
+    }
+}
+
+/// `namespace/name:port/protocol` (`namespace/name/protocol` for an
+/// unnamed port).
+fn service_port_name(s: &ServiceReport) -> String {
+    match s.port.as_str() {
+        "" => format!("{}/{}/{}", s.namespace, s.name, s.protocol),
+        port => format!("{}/{}:{port}/{}", s.namespace, s.name, s.protocol),
     }
 }
 

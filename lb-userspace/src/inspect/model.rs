@@ -69,7 +69,8 @@ pub struct ConntrackReport {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlowReport {
-    /// `namespace/name:port/protocol` of its service port.
+    /// `namespace/name:port/protocol` of its service port
+    /// (`namespace/name/protocol` for an unnamed port).
     pub service: String,
     /// `TCP` or `UDP`.
     pub protocol: String,

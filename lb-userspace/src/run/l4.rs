@@ -46,11 +46,12 @@ pub struct L4 {
     /// `kubeproxy_sync_proxy_rules_*`.
     metrics: Arc<Metrics>,
     /// Its own handles on the pinned counters and conntrack table, for
-    /// `/metrics` and `lb inspect`.
-    stats: Arc<StatsReader>,
+    /// `/metrics` and `lb inspect`: opened once the pins are final
+    /// ([`L4::attach`]; a replaced map is pinned under its name only then).
+    stats: Option<Arc<StatsReader>>,
     maglev_table_size: u32,
     /// This agent's right to the pinned data path, for as long as it runs.
-    _pins: PinLock,
+    pins: PinLock,
 }
 
 impl L4 {
@@ -79,7 +80,6 @@ impl L4 {
             replaced = ?report.replaced, "maps loaded"
         );
         spawn_kernel_log_reader(&mut datapath)?;
-        let stats = Arc::new(StatsReader::open(pins.dir())?);
         Ok(Self {
             datapath,
             applier: Applier::new(tables, maps.maglev_table_size, maps.max_services),
@@ -92,9 +92,9 @@ impl L4 {
             health_checks: HealthCheckServer::new(Ipv4Addr::UNSPECIFIED.into()),
             checks: HealthCheckCompiler::default(),
             metrics,
-            stats,
+            stats: None,
             maglev_table_size: maps.maglev_table_size,
-            _pins: pins,
+            pins,
         })
     }
 
@@ -123,12 +123,16 @@ impl L4 {
         for ifindex in stale {
             interfaces.remove(&ifindex).context("removing an interface no longer attached")?;
         }
-        self.datapath.commit_pins()
+        self.datapath.commit_pins()?;
+        self.stats = Some(Arc::new(StatsReader::open(self.pins.dir())?));
+        Ok(())
     }
 
     /// The service views in the maps, for `lb inspect` and `/metrics`
-    /// (their counters are read by the caller, from [`DataPathView::stats`]).
-    pub fn view(&self) -> DataPathView {
+    /// (their counters are read by the caller, from [`DataPathView::stats`]);
+    /// `None` before [`L4::attach`].
+    pub fn view(&self) -> Option<DataPathView> {
+        let stats = self.stats.clone()?;
         let compiler = &self.compiler;
         let slices = |service: &(String, String)| compiler.service_slices(service);
         let source = ServicesSource {
@@ -138,11 +142,7 @@ impl L4 {
             slices: &slices,
             node_name: compiler.node_name(),
         };
-        DataPathView {
-            services: services_report(&source),
-            stats: self.stats.clone(),
-            maglev_table_size: self.maglev_table_size,
-        }
+        Some(DataPathView { services: services_report(&source), stats, maglev_table_size: self.maglev_table_size })
     }
 
     /// Compiles a snapshot and applies the result, and serves its health
