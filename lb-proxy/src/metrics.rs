@@ -29,12 +29,15 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method};
 use lb_routes::{RequestLabels, RouteTable};
 
+use histogram::Histogram;
+use method::MethodLabel;
+
 /// ingress-nginx's `--time-buckets` default (Prometheus's default buckets).
 pub const TIME_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// ingress-nginx's `--length-buckets` default (10 to 100 by 10).
 pub const LENGTH_BUCKETS: [f64; 10] = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
 
-const PREFIX: &str = "nginx_ingress_controller_";
+pub(crate) const PREFIX: &str = "nginx_ingress_controller_";
 
 /// The request families of one proxy.
 #[derive(Debug)]
@@ -64,53 +67,6 @@ struct SeriesKey {
     method: MethodLabel,
 }
 
-/// The standard methods, and the rest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum MethodLabel {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Options,
-    Patch,
-    Trace,
-    Connect,
-    Other,
-}
-
-impl MethodLabel {
-    fn of(method: &Method) -> Self {
-        match *method {
-            Method::GET => Self::Get,
-            Method::HEAD => Self::Head,
-            Method::POST => Self::Post,
-            Method::PUT => Self::Put,
-            Method::DELETE => Self::Delete,
-            Method::OPTIONS => Self::Options,
-            Method::PATCH => Self::Patch,
-            Method::TRACE => Self::Trace,
-            Method::CONNECT => Self::Connect,
-            _ => Self::Other,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Head => "HEAD",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Delete => "DELETE",
-            Self::Options => "OPTIONS",
-            Self::Patch => "PATCH",
-            Self::Trace => "TRACE",
-            Self::Connect => "CONNECT",
-            Self::Other => "OTHER",
-        }
-    }
-}
-
 /// One series of each family.
 #[derive(Debug, Default)]
 struct Series {
@@ -119,52 +75,6 @@ struct Series {
     response_duration: Histogram<11>,
     request_size: Histogram<10>,
     response_size: Histogram<10>,
-}
-
-/// A histogram with `N` finite buckets, updated with atomics.
-#[derive(Debug)]
-struct Histogram<const N: usize> {
-    /// Observations per bucket (not cumulative), `+Inf` last.
-    buckets: [AtomicU64; N],
-    over: AtomicU64,
-    /// An `f64`'s bits.
-    sum: AtomicU64,
-}
-
-impl<const N: usize> Default for Histogram<N> {
-    fn default() -> Self {
-        Self { buckets: std::array::from_fn(|_| AtomicU64::new(0)), over: AtomicU64::new(0), sum: AtomicU64::new(0) }
-    }
-}
-
-impl<const N: usize> Histogram<N> {
-    fn observe(&self, bounds: &[f64; N], value: f64) {
-        match bounds.iter().position(|bound| value <= *bound) {
-            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
-            None => self.over.fetch_add(1, Ordering::Relaxed),
-        };
-        let mut current = self.sum.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + value).to_bits();
-            match self.sum.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
-        }
-    }
-
-    /// `_bucket` (cumulative), `_sum` and `_count` lines.
-    fn encode(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64; N]) {
-        let mut cumulative = 0;
-        for (bucket, bound) in self.buckets.iter().zip(bounds) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{PREFIX}{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.over.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{PREFIX}{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{PREFIX}{name}_sum{{{labels}}} {}", f64::from_bits(self.sum.load(Ordering::Relaxed)));
-        let _ = writeln!(out, "{PREFIX}{name}_count{{{labels}}} {cumulative}");
-    }
 }
 
 /// A request being answered, counted when its response is done
@@ -430,5 +340,7 @@ pub(crate) fn request_bytes(method: &Method, uri: &http::Uri, headers: &HeaderMa
     (request_line + header_lines + 2) as u64 + declared_body.unwrap_or(0)
 }
 
+mod histogram;
+mod method;
 #[cfg(test)]
 mod tests;
