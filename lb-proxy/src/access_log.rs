@@ -282,14 +282,13 @@ impl std::fmt::Debug for Upstream {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_line_reads_as_the_tracing_event_did() {
-        let method = Method::GET;
-        let entry = Entry {
+    /// A served HTTP/2 request.
+    fn sample(method: &Method) -> Entry<'_> {
+        Entry {
             client: "::ffff:192.168.1.2".parse().unwrap(),
             scheme: "https",
             version: Version::HTTP_2,
-            method: &method,
+            method,
             host: "a.com",
             path: "/x?q=1",
             status: 200,
@@ -298,7 +297,13 @@ mod tests {
             duration: Duration::from_micros(1500),
             request_id: "abc",
             error: "",
-        };
+        }
+    }
+
+    #[test]
+    fn a_line_reads_as_the_tracing_event_did() {
+        let method = Method::GET;
+        let entry = sample(&method);
         let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
         let mut line = String::new();
         format_line(&mut line, at, &entry);
@@ -374,20 +379,7 @@ mod tests {
     #[test]
     fn a_json_line_has_the_keys_of_the_tracing_json_format() {
         let method = Method::GET;
-        let entry = Entry {
-            client: "::ffff:192.168.1.2".parse().unwrap(),
-            scheme: "https",
-            version: Version::HTTP_2,
-            method: &method,
-            host: "a.com",
-            path: "/x?q=1",
-            status: 200,
-            backend: &"default/web:80",
-            upstream: Some("10.244.1.10:8080".parse().unwrap()),
-            duration: Duration::from_micros(1500),
-            request_id: "abc",
-            error: "",
-        };
+        let entry = sample(&method);
         let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
         let (line, object) = json_line(at, &entry);
         assert_eq!(
