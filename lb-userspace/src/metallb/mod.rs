@@ -1,0 +1,6 @@
+//! MetalLB's layer-2 mode, served by lb: its `IPAddressPool` and
+//! `L2Advertisement` resources as input, and the rule that picks the one
+//! node answering ARP for each LoadBalancer address.
+
+pub mod owner;
+pub mod resources;
