@@ -55,6 +55,12 @@ pub use pools::{AddressPool, AddressRange, RangeError, is_buggy};
 
 /// The annotation naming the pool a Service's address comes from.
 pub const POOL_ANNOTATION: &str = "lb.dev/address-pool";
+/// MetalLB's annotation for the same, honoured as well (the first of the
+/// two that is set wins).
+pub const METALLB_POOL_ANNOTATION: &str = "metallb.io/address-pool";
+/// MetalLB's annotation requesting addresses (comma-separated, one per
+/// family), the successor of `spec.loadBalancerIP`.
+pub const METALLB_IPS_ANNOTATION: &str = "metallb.io/loadBalancerIPs";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IpamOptions {
@@ -210,7 +216,7 @@ impl<'a> Claim<'a> {
         let namespace = if namespace.is_empty() { "default" } else { namespace };
         let checked = check_ip_families(spec).and_then(|()| {
             let pool = annotated_pool(service, pools)?;
-            Ok((pool, requested_address(spec, pool, pools)?))
+            Ok((pool, requested_address(service, spec, pool, pools)?))
         });
         Some(match checked {
             Ok((pool, request)) => Ok(Claim {
@@ -257,45 +263,76 @@ fn check_ip_families(spec: &ServiceSpec) -> Result<(), Unfit> {
     Err((ProblemReason::Ipv6Only, format!("spec.ipFamilies is {families:?}; only IPv4 addresses are allocated")))
 }
 
-/// The index of the pool the Service's annotation names, if it has one.
+/// The index of the pool the Service's annotation names (lb's, else
+/// MetalLB's), if it has one.
 fn annotated_pool(service: &Service, pools: &[AddressPool]) -> Result<Option<usize>, Unfit> {
-    let Some(wanted) = service.metadata.annotations.as_ref().and_then(|a| a.get(POOL_ANNOTATION)) else {
-        return Ok(None);
-    };
+    let annotations = service.metadata.annotations.as_ref();
+    let named =
+        [POOL_ANNOTATION, METALLB_POOL_ANNOTATION].into_iter().find_map(|key| Some((key, annotations?.get(key)?)));
+    let Some((key, wanted)) = named else { return Ok(None) };
     match pools.iter().position(|pool| &pool.name == wanted) {
         Some(index) => Ok(Some(index)),
         None => {
-            let message = format!("annotation {POOL_ANNOTATION} names pool {wanted:?}, which is not configured");
+            let message = format!("annotation {key} names pool {wanted:?}, which is not configured");
             Err((ProblemReason::UnknownPool, message))
         }
     }
 }
 
-/// `spec.loadBalancerIP`, if set, once checked to lie in the Service's
-/// pool (the annotated one, else any).
+/// The address a Service asks for, and where it asks: MetalLB's
+/// annotation (its IPv4 entry) or `spec.loadBalancerIP`, not both.
+fn request_text(service: &Service, spec: &ServiceSpec) -> Result<Option<(String, &'static str)>, Unfit> {
+    let from_spec = spec.load_balancer_ip.as_deref().filter(|text| !text.is_empty());
+    let annotation = service.metadata.annotations.as_ref().and_then(|a| a.get(METALLB_IPS_ANNOTATION));
+    let Some(list) = annotation else { return Ok(from_spec.map(|text| (text.to_string(), "spec.loadBalancerIP"))) };
+    if from_spec.is_some() {
+        let message = format!("both spec.loadBalancerIP and annotation {METALLB_IPS_ANNOTATION} are set; use one");
+        return Err((ProblemReason::InvalidAddress, message));
+    }
+    let entries: Vec<&str> = list.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let ipv4: Vec<&str> = entries.iter().copied().filter(|e| !e.contains(':')).collect();
+    match ipv4.as_slice() {
+        [one] => Ok(Some((one.to_string(), METALLB_IPS_ANNOTATION))),
+        [] if !entries.is_empty() => {
+            let message = format!(
+                "annotation {METALLB_IPS_ANNOTATION} {list:?} holds no IPv4 address; only IPv4 addresses are allocated"
+            );
+            Err((ProblemReason::InvalidAddress, message))
+        }
+        [] => Err((ProblemReason::InvalidAddress, format!("annotation {METALLB_IPS_ANNOTATION} is empty"))),
+        _ => {
+            let message = format!(
+                "annotation {METALLB_IPS_ANNOTATION} {list:?} holds more than one IPv4 address; a Service gets one"
+            );
+            Err((ProblemReason::InvalidAddress, message))
+        }
+    }
+}
+
+/// The requested address (`spec.loadBalancerIP` or MetalLB's
+/// annotation), if any, once checked to lie in the Service's pool (the
+/// annotated one, else any).
 fn requested_address(
+    service: &Service,
     spec: &ServiceSpec,
     pool: Option<usize>,
     pools: &[AddressPool],
 ) -> Result<Option<Ipv4Addr>, Unfit> {
-    let Some(text) = spec.load_balancer_ip.as_deref().filter(|text| !text.is_empty()) else { return Ok(None) };
+    let Some((text, source)) = request_text(service, spec)? else { return Ok(None) };
     let ip = match text.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => ip,
         Ok(IpAddr::V6(_)) => {
-            let message = format!("spec.loadBalancerIP {text:?} is IPv6; only IPv4 addresses are allocated");
+            let message = format!("{source} {text:?} is IPv6; only IPv4 addresses are allocated");
             return Err((ProblemReason::InvalidAddress, message));
         }
         Err(_) => {
-            return Err((
-                ProblemReason::InvalidAddress,
-                format!("spec.loadBalancerIP {text:?} is not an IPv4 address"),
-            ));
+            return Err((ProblemReason::InvalidAddress, format!("{source} {text:?} is not an IPv4 address")));
         }
     };
     let (in_pool, within) = match pool {
         Some(index) => {
             let pool = &pools[index];
-            (pool.contains(ip), format!("pool {:?} (annotation {POOL_ANNOTATION})", pool.name))
+            (pool.contains(ip), format!("pool {:?} (named by the Service's annotation)", pool.name))
         }
         None => (pools.iter().any(|pool| pool.contains(ip)), "any address pool".to_string()),
     };
@@ -304,7 +341,7 @@ fn requested_address(
     }
     let avoided = pools.iter().any(|p| p.avoid_buggy_ips && is_buggy(ip) && p.ranges.iter().any(|r| r.contains(ip)));
     let note = if avoided { " (the pool avoids addresses ending in .0 and .255)" } else { "" };
-    Err((ProblemReason::AddressNotInPool, format!("spec.loadBalancerIP {ip} is not in {within}{note}")))
+    Err((ProblemReason::AddressNotInPool, format!("{source} {ip} is not in {within}{note}")))
 }
 
 /// The first IPv4 address of the Service's `status.loadBalancer.ingress`.

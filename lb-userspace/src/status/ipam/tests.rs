@@ -235,7 +235,7 @@ fn requested_addresses_must_be_in_the_pools() {
             (
                 "other-pool",
                 ProblemReason::AddressNotInPool,
-                "spec.loadBalancerIP 192.168.1.241 is not in pool \"dmz\" (annotation lb.dev/address-pool)"
+                "spec.loadBalancerIP 192.168.1.241 is not in pool \"dmz\" (named by the Service's annotation)"
             ),
             (
                 "six",
@@ -361,4 +361,62 @@ fn reasons_are_event_reasons() {
     assert_eq!(ProblemReason::PoolExhausted.reason(), "PoolExhausted");
     assert_eq!(ProblemReason::NoPool.reason(), "NoAutoAssignPool");
     assert_eq!(ProblemReason::Ipv6Only.reason(), "IPv6NotSupported");
+}
+
+#[test]
+fn metallbs_annotations_name_the_pool_and_request_the_address() {
+    let dmz = manual(pool("dmz", &["192.168.2.0/29"]));
+    let pools = [lan(), dmz];
+    let metallb = |svc: Svc, key: &str, value: &str| {
+        let mut svc = svc;
+        svc.0["metadata"]["annotations"][key] = json!(value);
+        svc
+    };
+    let a = run(
+        &pools,
+        &[
+            metallb(Svc::new("by-pool").created(1), METALLB_POOL_ANNOTATION, "dmz"),
+            metallb(Svc::new("by-ip").created(2), METALLB_IPS_ANNOTATION, "192.168.2.5"),
+            metallb(Svc::new("dual").created(3), METALLB_IPS_ANNOTATION, "fc00::5, 192.168.2.6"),
+            // lb's own annotation wins over MetalLB's.
+            metallb(Svc::new("both-pools").created(4).pool("lan"), METALLB_POOL_ANNOTATION, "dmz"),
+        ],
+    );
+    let lan_first = lan().addresses().next().unwrap().to_string();
+    assert_eq!(
+        assigned(&a),
+        expect(&[
+            ("both-pools", &lan_first),
+            ("by-ip", "192.168.2.5"),
+            ("by-pool", "192.168.2.0"),
+            ("dual", "192.168.2.6")
+        ])
+    );
+    assert!(a.problems.is_empty(), "{:?}", a.problems);
+
+    let a = run(
+        &pools,
+        &[
+            metallb(Svc::new("twice").request("192.168.2.1"), METALLB_IPS_ANNOTATION, "192.168.2.2"),
+            metallb(Svc::new("two-v4"), METALLB_IPS_ANNOTATION, "192.168.2.1,192.168.2.2"),
+            metallb(Svc::new("v6-only"), METALLB_IPS_ANNOTATION, "fc00::1"),
+            metallb(Svc::new("outside"), METALLB_IPS_ANNOTATION, "10.9.9.9"),
+            metallb(Svc::new("no-pool"), METALLB_POOL_ANNOTATION, "nope"),
+        ],
+    );
+    let reasons: Vec<(&str, ProblemReason)> = problems(&a).iter().map(|(n, r, _)| (*n, *r)).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("no-pool", ProblemReason::UnknownPool),
+            ("outside", ProblemReason::AddressNotInPool),
+            ("twice", ProblemReason::InvalidAddress),
+            ("two-v4", ProblemReason::InvalidAddress),
+            ("v6-only", ProblemReason::InvalidAddress),
+        ]
+    );
+    let message = |name: &str| problems(&a).into_iter().find(|(n, _, _)| *n == name).unwrap().2.to_string();
+    assert!(message("no-pool").contains(METALLB_POOL_ANNOTATION), "{}", message("no-pool"));
+    assert!(message("outside").starts_with(METALLB_IPS_ANNOTATION), "{}", message("outside"));
+    assert!(message("twice").contains("use one"), "{}", message("twice"));
 }
