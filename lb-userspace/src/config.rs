@@ -196,6 +196,7 @@ fn validate_pools(raw: &[RawPool]) -> Result<Vec<AddressPool>, Invalid> {
             ranges,
             auto_assign: pool.auto_assign,
             avoid_buggy_ips: pool.avoid_buggy_ips,
+            allocation: None,
         });
     }
     Ok(pools)

@@ -63,12 +63,14 @@ ingressStatus: nodes
                 ],
                 auto_assign: true,
                 avoid_buggy_ips: false,
+                allocation: None,
             },
             AddressPool {
                 name: "dmz".into(),
                 ranges: vec![range([10, 0, 0, 0], [10, 0, 0, 255])],
                 auto_assign: false,
                 avoid_buggy_ips: true,
+                allocation: None,
             },
         ]
     );

@@ -4,7 +4,7 @@
 //! theirs). Fields lb does not implement are rejected rather than ignored,
 //! so nothing is announced that the user's YAML did not mean.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::diagnostics::Diagnostic;
 use crate::selector::Selector;
-use crate::status::ipam::{AddressPool, AddressRange, RangeError};
+use crate::status::ipam::{AddressPool, AddressRange, RangeError, ServiceAllocation};
 
 pub const GROUP_VERSION: &str = "metallb.io/v1beta1";
 pub const POOL_KIND: &str = "IPAddressPool";
@@ -26,20 +26,8 @@ pub struct MetalLbPool {
     pub labels: BTreeMap<String, String>,
     /// Named as the object; IPv4 ranges only (IPv6 ones are diagnosed and
     /// left out).
+    /// Its `serviceAllocation` included.
     pub pool: AddressPool,
-    pub allocation: ServiceAllocation,
-}
-
-/// `spec.serviceAllocation`: which Services may draw from the pool, and
-/// its priority among the pools they may draw from.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ServiceAllocation {
-    /// Lower first; `None` (MetalLB's 0) after every prioritised pool.
-    pub priority: Option<u32>,
-    /// Empty: every namespace.
-    pub namespaces: BTreeSet<String>,
-    pub namespace_selectors: Vec<Selector>,
-    pub service_selectors: Vec<Selector>,
 }
 
 /// An `L2Advertisement`.
@@ -131,24 +119,25 @@ pub fn parse_pool(object: &serde_json::Value) -> Result<(MetalLbPool, Vec<Diagno
         return Err(problem("spec.addresses".into(), "holds no IPv4 CIDR, range or address".into()));
     }
     let allocation = match spec.service_allocation {
-        None => ServiceAllocation::default(),
-        Some(a) => ServiceAllocation {
+        None => None,
+        Some(a) => Some(ServiceAllocation {
             priority: (a.priority > 0).then_some(a.priority),
             namespaces: a.namespaces.into_iter().collect(),
             namespace_selectors: selectors(&a.namespace_selectors, "spec.serviceAllocation.namespaceSelectors")
                 .map_err(|(f, m)| problem(f, m))?,
             service_selectors: selectors(&a.service_selectors, "spec.serviceAllocation.serviceSelectors")
                 .map_err(|(f, m)| problem(f, m))?,
-        },
+        }),
     };
     let pool = AddressPool {
         name: name.clone(),
         ranges,
         auto_assign: spec.auto_assign.unwrap_or(true),
         avoid_buggy_ips: spec.avoid_buggy_ips,
+        allocation,
     };
     let labels = metadata.labels.unwrap_or_default();
-    Ok((MetalLbPool { namespace, labels, pool, allocation }, skipped))
+    Ok((MetalLbPool { namespace, labels, pool }, skipped))
 }
 
 /// Parses an `L2Advertisement`.

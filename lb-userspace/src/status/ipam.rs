@@ -51,7 +51,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::diagnostics::object_ref;
 use crate::snapshot::object_key;
-pub use pools::{AddressPool, AddressRange, RangeError, is_buggy};
+pub use pools::{AddressPool, AddressRange, RangeError, ServiceAllocation, is_buggy};
+
+/// Each namespace's labels, for pools' `namespaceSelectors`.
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The annotation naming the pool a Service's address comes from.
 pub const POOL_ANNOTATION: &str = "lb.dev/address-pool";
@@ -121,6 +124,8 @@ pub enum ProblemReason {
     Ipv6Only,
     /// `spec.loadBalancerIP` is not an IPv4 address.
     InvalidAddress,
+    /// The annotated pool's `serviceAllocation` does not admit the Service.
+    PoolNotAdmitted,
 }
 
 impl ProblemReason {
@@ -134,6 +139,7 @@ impl ProblemReason {
             Self::NoPool => "NoAutoAssignPool",
             Self::Ipv6Only => "IPv6NotSupported",
             Self::InvalidAddress => "InvalidLoadBalancerIP",
+            Self::PoolNotAdmitted => "AddressPoolNotAllowed",
         }
     }
 }
@@ -143,6 +149,7 @@ impl ProblemReason {
 pub fn allocate<'s, S: Borrow<Service> + 's>(
     pools: &[AddressPool],
     services: impl IntoIterator<Item = &'s S>,
+    namespaces: &NamespaceLabels,
     options: &IpamOptions,
 ) -> Allocation {
     if pools.is_empty() {
@@ -156,7 +163,7 @@ pub fn allocate<'s, S: Borrow<Service> + 's>(
     };
     let mut claims = Vec::new();
     for service in services {
-        match Claim::of(service.borrow(), pools, options) {
+        match Claim::of(service.borrow(), pools, namespaces, options) {
             None => {}
             Some(Ok(claim)) => claims.push(claim),
             Some(Err(problem)) => allocator.allocation.problems.push(problem),
@@ -195,6 +202,9 @@ struct Claim<'a> {
     request: Option<Ipv4Addr>,
     /// The IPv4 address the Service's status holds.
     held: Option<Ipv4Addr>,
+    /// Per pool: whether its `serviceAllocation` (if any) admits the
+    /// Service.
+    admitted: Vec<bool>,
 }
 
 impl<'a> Claim<'a> {
@@ -203,6 +213,7 @@ impl<'a> Claim<'a> {
     fn of(
         service: &'a Service,
         pools: &[AddressPool],
+        namespaces: &NamespaceLabels,
         options: &IpamOptions,
     ) -> Option<Result<Claim<'a>, AllocationProblem>> {
         let spec = service.spec.as_ref()?;
@@ -214,9 +225,15 @@ impl<'a> Claim<'a> {
             return None;
         }
         let namespace = if namespace.is_empty() { "default" } else { namespace };
+        let empty = BTreeMap::new();
+        let labels = service.metadata.labels.as_ref().unwrap_or(&empty);
+        let admitted: Vec<bool> = pools
+            .iter()
+            .map(|pool| pool.allocation.as_ref().is_none_or(|a| a.admits(namespace, namespaces.get(namespace), labels)))
+            .collect();
         let checked = check_ip_families(spec).and_then(|()| {
-            let pool = annotated_pool(service, pools)?;
-            Ok((pool, requested_address(service, spec, pool, pools)?))
+            let pool = annotated_pool(service, pools, &admitted)?;
+            Ok((pool, requested_address(service, spec, pool, pools, &admitted)?))
         });
         Some(match checked {
             Ok((pool, request)) => Ok(Claim {
@@ -226,6 +243,7 @@ impl<'a> Claim<'a> {
                 pool,
                 request,
                 held: held_address(service),
+                admitted,
             }),
             Err((reason, message)) => {
                 Err(AllocationProblem { namespace: namespace.into(), name: name.into(), reason, message })
@@ -242,7 +260,7 @@ impl<'a> Claim<'a> {
     fn may_keep(&self, ip: Ipv4Addr, pools: &[AddressPool]) -> bool {
         let in_pool = match self.pool {
             Some(index) => pools[index].contains(ip),
-            None => pools.iter().any(|pool| pool.contains(ip)),
+            None => pools.iter().zip(&self.admitted).any(|(pool, admitted)| *admitted && pool.contains(ip)),
         };
         in_pool && self.request.is_none_or(|request| request == ip)
     }
@@ -265,13 +283,18 @@ fn check_ip_families(spec: &ServiceSpec) -> Result<(), Unfit> {
 
 /// The index of the pool the Service's annotation names (lb's, else
 /// MetalLB's), if it has one.
-fn annotated_pool(service: &Service, pools: &[AddressPool]) -> Result<Option<usize>, Unfit> {
+fn annotated_pool(service: &Service, pools: &[AddressPool], admitted: &[bool]) -> Result<Option<usize>, Unfit> {
     let annotations = service.metadata.annotations.as_ref();
     let named =
         [POOL_ANNOTATION, METALLB_POOL_ANNOTATION].into_iter().find_map(|key| Some((key, annotations?.get(key)?)));
     let Some((key, wanted)) = named else { return Ok(None) };
     match pools.iter().position(|pool| &pool.name == wanted) {
-        Some(index) => Ok(Some(index)),
+        Some(index) if admitted[index] => Ok(Some(index)),
+        Some(_) => {
+            let message =
+                format!("annotation {key} names pool {wanted:?}, whose serviceAllocation does not admit this Service");
+            Err((ProblemReason::PoolNotAdmitted, message))
+        }
         None => {
             let message = format!("annotation {key} names pool {wanted:?}, which is not configured");
             Err((ProblemReason::UnknownPool, message))
@@ -317,6 +340,7 @@ fn requested_address(
     spec: &ServiceSpec,
     pool: Option<usize>,
     pools: &[AddressPool],
+    admitted: &[bool],
 ) -> Result<Option<Ipv4Addr>, Unfit> {
     let Some((text, source)) = request_text(service, spec)? else { return Ok(None) };
     let ip = match text.parse::<IpAddr>() {
@@ -334,7 +358,17 @@ fn requested_address(
             let pool = &pools[index];
             (pool.contains(ip), format!("pool {:?} (named by the Service's annotation)", pool.name))
         }
-        None => (pools.iter().any(|pool| pool.contains(ip)), "any address pool".to_string()),
+        None => {
+            let admitting = pools.iter().zip(admitted).any(|(pool, admitted)| *admitted && pool.contains(ip));
+            if let Some(pool) = pools.iter().zip(admitted).find(|(pool, admitted)| !**admitted && pool.contains(ip)) {
+                let message = format!(
+                    "{source} {ip} is in pool {:?}, whose serviceAllocation does not admit this Service",
+                    pool.0.name
+                );
+                return if admitting { Ok(Some(ip)) } else { Err((ProblemReason::PoolNotAdmitted, message)) };
+            }
+            (admitting, "any address pool".to_string())
+        }
     };
     if in_pool {
         return Ok(Some(ip));
@@ -382,11 +416,16 @@ impl<'a> Allocator<'a> {
     fn automatic(&mut self, claim: &Claim<'a>) {
         let candidates: Vec<usize> = match claim.pool {
             Some(index) => vec![index],
-            None => (0..self.pools.len()).filter(|&index| self.pools[index].auto_assign).collect(),
+            None => self.automatic_pools(claim),
         };
         if candidates.is_empty() {
+            let pinned = if self.pools.iter().any(|pool| pool.allocation.is_some()) {
+                " (pools with a serviceAllocation count only for the Services they admit)"
+            } else {
+                ""
+            };
             let message = format!(
-                "no address pool has autoAssign enabled; name one with the {POOL_ANNOTATION} annotation \
+                "no address pool has autoAssign enabled{pinned}; name one with the {POOL_ANNOTATION} annotation \
                  or request an address with spec.loadBalancerIP"
             );
             return self.allocation.problems.push(claim.problem(ProblemReason::NoPool, message));
@@ -400,6 +439,22 @@ impl<'a> Allocator<'a> {
         let pools = if names.len() == 1 { "pool" } else { "pools" };
         let message = format!("no free address in {pools} {}", names.join(", "));
         self.allocation.problems.push(claim.problem(ProblemReason::PoolExhausted, message));
+    }
+
+    /// The pools a Service naming none draws from, in order (MetalLB's):
+    /// those whose `serviceAllocation` admits it, by priority (lower first,
+    /// unprioritised last, then in configuration order), then those without
+    /// a `serviceAllocation`, in configuration order; `autoAssign` ones
+    /// only.
+    fn automatic_pools(&self, claim: &Claim<'a>) -> Vec<usize> {
+        let auto = |index: &usize| self.pools[*index].auto_assign;
+        let mut pinned: Vec<usize> = (0..self.pools.len())
+            .filter(auto)
+            .filter(|&i| self.pools[i].allocation.is_some() && claim.admitted[i])
+            .collect();
+        pinned.sort_by_key(|&i| self.pools[i].allocation.as_ref().and_then(|a| a.priority).map_or((1, 0), |p| (0, p)));
+        let open = (0..self.pools.len()).filter(auto).filter(|&i| self.pools[i].allocation.is_none());
+        pinned.into_iter().chain(open).collect()
     }
 
     fn lowest_free(&mut self, index: usize) -> Option<Ipv4Addr> {

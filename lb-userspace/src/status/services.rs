@@ -85,7 +85,8 @@ spec: {type: ClusterIP, ports: [{port: 80}]}
     fn writes_new_addresses_clears_the_unallocated_and_leaves_the_rest_alone() {
         let config = AgentConfig::parse("addressPools: [{name: lan, addresses: [192.168.1.240/29]}]", "test").unwrap();
         let snapshot = snapshot(SERVICES);
-        let allocation = allocate(&config.address_pools, &snapshot.services, &IpamOptions::default());
+        let allocation =
+            allocate(&config.address_pools, &snapshot.services, &Default::default(), &IpamOptions::default());
         let updates = service_updates(&snapshot, &allocation);
         let update = |name: &str, address: Option<Ipv4Addr>| ServiceStatusUpdate {
             namespace: "default".into(),
@@ -98,7 +99,7 @@ spec: {type: ClusterIP, ports: [{port: 80}]}
     #[test]
     fn no_pools_touch_nothing() {
         let snapshot = snapshot(SERVICES);
-        let allocation = allocate(&[], &snapshot.services, &IpamOptions::default());
+        let allocation = allocate(&[], &snapshot.services, &Default::default(), &IpamOptions::default());
         assert!(service_updates(&snapshot, &allocation).is_empty());
     }
 }

@@ -95,7 +95,7 @@ struct Writer {
 
 impl Writer {
     async fn round(&mut self, snapshot: &Snapshot, diagnostics: &[Diagnostic]) {
-        let allocation = allocate(&self.settings.pools, &snapshot.services, &self.settings.ipam);
+        let allocation = allocate(&self.settings.pools, &snapshot.services, &Default::default(), &self.settings.ipam);
         for update in service_updates(snapshot, &allocation) {
             self.write_service(&update).await;
         }

@@ -39,7 +39,7 @@ fn the_seed_pool_and_advertisement() {
     assert_eq!(pool.pool.name, "first-pool");
     assert_eq!(pool.pool.ranges, vec!["192.168.1.150-192.168.1.200".parse::<AddressRange>().unwrap()]);
     assert!(pool.pool.auto_assign && !pool.pool.avoid_buggy_ips);
-    assert_eq!(pool.allocation, ServiceAllocation::default());
+    assert_eq!(pool.pool.allocation, None);
     let ad = parse_advertisement(&docs[1]).unwrap();
     assert_eq!((ad.namespace.as_str(), ad.name.as_str()), ("metallb-system", "first-pool-advertisement"));
     assert_eq!(ad.pools, ["first-pool"]);
@@ -70,7 +70,7 @@ fn every_pool_field() {
     assert!(skipped[0].message.contains("IPv6"), "{}", skipped[0].message);
     assert!(!pool.pool.auto_assign && pool.pool.avoid_buggy_ips);
     assert_eq!(pool.labels, labels(&[("tier", "public")]));
-    let a = &pool.allocation;
+    let a = pool.pool.allocation.as_ref().unwrap();
     assert_eq!(a.priority, Some(50));
     assert_eq!(a.namespaces, ["blog".to_string(), "shop".to_string()].into());
     assert!(a.namespace_selectors[0].matches(&labels(&[("team", "web")])));
@@ -79,7 +79,7 @@ fn every_pool_field() {
     // Priority 0 is MetalLB's "none".
     let none =
         json!({"metadata": {"name": "p"}, "spec": {"addresses": ["10.0.0.1"], "serviceAllocation": {"priority": 0}}});
-    assert_eq!(parse_pool(&none).unwrap().0.allocation.priority, None);
+    assert_eq!(parse_pool(&none).unwrap().0.pool.allocation.unwrap().priority, None);
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! Ranges are kept as their two ends and walked lazily, so a `/8` pool
 //! costs two addresses, not sixteen million.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
+
+use crate::selector::Selector;
 
 /// A pool of addresses for Services of type LoadBalancer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +25,39 @@ pub struct AddressPool {
     /// Never hand out addresses ending in `.0` or `.255`, which some
     /// equipment mistakes for network or broadcast addresses.
     pub avoid_buggy_ips: bool,
+    /// MetalLB's `serviceAllocation`: the pool serves only the Services it
+    /// admits, before the pools without one. `None`: any Service.
+    pub allocation: Option<ServiceAllocation>,
+}
+
+/// Which Services may draw from a pool, and its priority among the pools
+/// a Service may draw from (MetalLB's `spec.serviceAllocation`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceAllocation {
+    /// Lower first; `None` (MetalLB's 0) after every prioritised pool.
+    pub priority: Option<u32>,
+    /// With `namespace_selectors`: the namespaces admitted (both empty:
+    /// every namespace).
+    pub namespaces: BTreeSet<String>,
+    pub namespace_selectors: Vec<Selector>,
+    /// Empty: every Service of an admitted namespace.
+    pub service_selectors: Vec<Selector>,
+}
+
+impl ServiceAllocation {
+    /// Whether a Service in `namespace` (labelled `namespace_labels`) with
+    /// `labels` may draw from the pool.
+    pub fn admits(
+        &self,
+        namespace: &str,
+        namespace_labels: Option<&BTreeMap<String, String>>,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let by_namespace = (self.namespaces.is_empty() && self.namespace_selectors.is_empty())
+            || self.namespaces.contains(namespace)
+            || namespace_labels.is_some_and(|ns| self.namespace_selectors.iter().any(|s| s.matches(ns)));
+        by_namespace && (self.service_selectors.is_empty() || self.service_selectors.iter().any(|s| s.matches(labels)))
+    }
 }
 
 impl AddressPool {
@@ -184,7 +220,7 @@ mod tests {
 
     fn pool(ranges: &[&str], avoid_buggy_ips: bool) -> AddressPool {
         let ranges = ranges.iter().map(|r| range(r)).collect();
-        AddressPool { name: "lan".into(), ranges, auto_assign: true, avoid_buggy_ips }
+        AddressPool { name: "lan".into(), ranges, auto_assign: true, avoid_buggy_ips, allocation: None }
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Svc {
 
 fn pool(name: &str, ranges: &[&str]) -> AddressPool {
     let ranges = ranges.iter().map(|range| range.parse().unwrap()).collect();
-    AddressPool { name: name.into(), ranges, auto_assign: true, avoid_buggy_ips: false }
+    AddressPool { name: name.into(), ranges, auto_assign: true, avoid_buggy_ips: false, allocation: None }
 }
 
 fn manual(pool: AddressPool) -> AddressPool {
@@ -61,7 +61,7 @@ fn manual(pool: AddressPool) -> AddressPool {
 
 fn run(pools: &[AddressPool], services: &[Svc]) -> Allocation {
     let services: Vec<Service> = services.iter().map(Svc::build).collect();
-    allocate(pools, &services, &IpamOptions::default())
+    allocate(pools, &services, &Default::default(), &IpamOptions::default())
 }
 
 /// The assignments as `name → address`.
@@ -295,10 +295,10 @@ fn spills_over_to_the_next_auto_assign_pool_and_names_them_all_when_full() {
 fn manages_only_its_load_balancer_class() {
     let services = [Svc::new("plain"), Svc::new("ours").class("lb.dev/lb"), Svc::new("theirs").class("other")];
     let built: Vec<Service> = services.iter().map(Svc::build).collect();
-    let allocation = allocate(&[lan()], &built, &IpamOptions::default());
+    let allocation = allocate(&[lan()], &built, &Default::default(), &IpamOptions::default());
     assert_eq!(assigned(&allocation), expect(&[("plain", "192.168.1.240")]));
     let options = IpamOptions { load_balancer_class: Some("lb.dev/lb".into()) };
-    let allocation = allocate(&[lan()], &built, &options);
+    let allocation = allocate(&[lan()], &built, &Default::default(), &options);
     assert_eq!(assigned(&allocation), expect(&[("ours", "192.168.1.240")]));
 }
 
@@ -419,4 +419,105 @@ fn metallbs_annotations_name_the_pool_and_request_the_address() {
     assert!(message("no-pool").contains(METALLB_POOL_ANNOTATION), "{}", message("no-pool"));
     assert!(message("outside").starts_with(METALLB_IPS_ANNOTATION), "{}", message("outside"));
     assert!(message("twice").contains("use one"), "{}", message("twice"));
+}
+
+/// A pool whose `serviceAllocation` admits `namespaces`, with `priority`.
+fn pinned(pool: AddressPool, priority: Option<u32>, namespaces: &[&str]) -> AddressPool {
+    let namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+    AddressPool { allocation: Some(ServiceAllocation { priority, namespaces, ..Default::default() }), ..pool }
+}
+
+#[test]
+fn service_allocation_pins_pools_to_services_by_priority_then_falls_back() {
+    let in_ns = |name: &str, ns: &str| {
+        let mut svc = Svc::new(name);
+        svc.0["metadata"]["namespace"] = json!(ns);
+        svc
+    };
+    let pools = [
+        pool("open", &["10.0.0.0/30"]),
+        pinned(pool("shop-low", &["10.0.1.0/30"]), None, &["shop"]),
+        pinned(pool("shop-high", &["10.0.2.0/31"]), Some(1), &["shop"]),
+        pinned(pool("blog", &["10.0.3.0/30"]), Some(5), &["blog"]),
+    ];
+    let a = run(
+        &pools,
+        &[
+            in_ns("s1", "shop").created(1),
+            in_ns("s2", "shop").created(2),
+            in_ns("s3", "shop").created(3),
+            in_ns("b1", "blog").created(4),
+            in_ns("other", "default").created(5),
+        ],
+    );
+    // shop: its priority-1 pool, then its unprioritised one; blog its
+    // own; the rest only the pool without serviceAllocation.
+    assert_eq!(
+        assigned(&a),
+        expect(&[
+            ("b1", "10.0.3.0"),
+            ("other", "10.0.0.0"),
+            ("s1", "10.0.2.0"),
+            ("s2", "10.0.2.1"),
+            ("s3", "10.0.1.0")
+        ])
+    );
+    // A pool that does not admit the Service: neither by request, nor by
+    // annotation, nor as an address it holds.
+    let a = run(
+        &pools,
+        &[
+            in_ns("asks", "default").request("10.0.3.1"),
+            in_ns("names", "default").pool("blog"),
+            in_ns("holds", "default").created(1).holding("10.0.3.2"),
+        ],
+    );
+    let reasons: Vec<(&str, ProblemReason)> = problems(&a).iter().map(|(n, r, _)| (*n, *r)).collect();
+    assert_eq!(reasons, [("asks", ProblemReason::PoolNotAdmitted), ("names", ProblemReason::PoolNotAdmitted)]);
+    assert_eq!(assigned(&a), expect(&[("holds", "10.0.0.0")]), "a held address of a pool not admitting it is replaced");
+}
+
+#[test]
+fn service_allocation_selectors() {
+    use crate::selector::Selector;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let selector = |k: &str, v: &str| {
+        Selector::parse(&LabelSelector {
+            match_labels: Some([(k.to_string(), v.to_string())].into()),
+            match_expressions: None,
+        })
+        .unwrap()
+    };
+    let allocation = ServiceAllocation {
+        namespace_selectors: vec![selector("team", "web")],
+        service_selectors: vec![selector("expose", "public")],
+        ..Default::default()
+    };
+    let pools = [AddressPool { allocation: Some(allocation), ..pool("public", &["10.0.9.0/30"]) }];
+    let labelled = |name: &str, ns: &str, expose: &str| {
+        let mut svc = Svc::new(name);
+        svc.0["metadata"]["namespace"] = json!(ns);
+        svc.0["metadata"]["labels"] = json!({"expose": expose});
+        svc.build()
+    };
+    let services = [
+        labelled("yes", "shop", "public"),
+        labelled("wrong-ns", "db", "public"),
+        labelled("wrong-label", "shop", "internal"),
+    ];
+    let namespaces: NamespaceLabels = [
+        ("shop".to_string(), [("team".to_string(), "web".to_string())].into()),
+        ("db".to_string(), [("team".to_string(), "data".to_string())].into()),
+    ]
+    .into();
+    let a = allocate(&pools, &services, &namespaces, &IpamOptions::default());
+    assert_eq!(assigned(&a), expect(&[("yes", "10.0.9.0")]));
+    let names: Vec<&str> = problems(&a)
+        .iter()
+        .map(|(n, r, _)| {
+            assert_eq!(*r, ProblemReason::NoPool);
+            *n
+        })
+        .collect();
+    assert_eq!(names, ["wrong-ns", "wrong-label"], "by namespace, then name");
 }
