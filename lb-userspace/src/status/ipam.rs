@@ -12,12 +12,20 @@
 //!   should then hold no address). Unmanaged Services are in neither.
 //! - **IPv4 only.** A Service whose `spec.ipFamilies` is set without
 //!   `IPv4` gets [`ProblemReason::Ipv6Only`]; an unset list means IPv4.
-//! - **Pools.** The [`POOL_ANNOTATION`] names the pool a Service draws
-//!   from, even one with `autoAssign: false`; an unknown name is
+//! - **Pools.** The [`POOL_ANNOTATION`] (else MetalLB's
+//!   [`METALLB_POOL_ANNOTATION`]) names the pool a Service draws from, even
+//!   one with `autoAssign: false`; an unknown name is
 //!   [`ProblemReason::UnknownPool`]. Without it, new addresses come from the
-//!   pools with `autoAssign: true`, in configuration order.
-//! - **Requests.** `spec.loadBalancerIP` (deprecated, still used) asks for
-//!   one address. It must be IPv4 ([`ProblemReason::InvalidAddress`]) and
+//!   pools with `autoAssign: true`: first those whose `serviceAllocation`
+//!   admits the Service (by priority, lower first, unprioritised last),
+//!   then those without one, in configuration order. A pool with a
+//!   `serviceAllocation` never serves a Service it does not admit (not by
+//!   annotation, request or held address: [`ProblemReason::PoolNotAdmitted`]).
+//!   Its `namespaceSelectors` match the labels in the [`NamespaceLabels`]
+//!   given.
+//! - **Requests.** `spec.loadBalancerIP` (deprecated, still used) or
+//!   MetalLB's [`METALLB_IPS_ANNOTATION`] (its one IPv4 entry; not both)
+//!   asks for one address. It must be IPv4 ([`ProblemReason::InvalidAddress`]) and
 //!   lie in the annotated pool, or without the annotation in any pool,
 //!   `autoAssign: false` ones included ([`ProblemReason::AddressNotInPool`]).
 //!   If another Service holds it: [`ProblemReason::AddressInUse`].
