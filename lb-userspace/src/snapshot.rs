@@ -23,6 +23,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::compile::endpoints::SERVICE_NAME_LABEL;
+use crate::metallb::objects::{IpAddressPoolObject, L2AdvertisementObject};
 
 /// The objects the agent uses, each kind in canonical order (by namespace,
 /// then name).
@@ -39,6 +40,10 @@ pub struct Snapshot {
     /// Ingress status with `ingressStatus: nodes`, and this node's
     /// `topology.kubernetes.io/zone` label selects topology hints.
     pub nodes: Objects<Node>,
+    /// MetalLB's pools and layer-2 advertisements (from its CRDs, or from
+    /// manifests files).
+    pub ip_address_pools: Objects<IpAddressPoolObject>,
+    pub l2_advertisements: Objects<L2AdvertisementObject>,
 }
 
 /// An object's (namespace, name).
@@ -54,6 +59,8 @@ pub struct Changes {
     pub ingress_classes: BTreeSet<ObjectKey>,
     pub secrets: BTreeSet<ObjectKey>,
     pub nodes: BTreeSet<ObjectKey>,
+    pub ip_address_pools: BTreeSet<ObjectKey>,
+    pub l2_advertisements: BTreeSet<ObjectKey>,
 }
 
 impl Changes {
@@ -85,6 +92,8 @@ impl Changes {
             && self.ingress_classes.is_empty()
             && self.secrets.is_empty()
             && self.nodes.is_empty()
+            && self.ip_address_pools.is_empty()
+            && self.l2_advertisements.is_empty()
     }
 }
 
@@ -106,6 +115,8 @@ impl Snapshot {
             ingress_classes: self.ingress_classes.changed_since(&old.ingress_classes),
             secrets: self.secrets.changed_since(&old.secrets),
             nodes: self.nodes.changed_since(&old.nodes),
+            ip_address_pools: self.ip_address_pools.changed_since(&old.ip_address_pools),
+            l2_advertisements: self.l2_advertisements.changed_since(&old.l2_advertisements),
         }
     }
 

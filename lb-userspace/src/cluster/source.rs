@@ -148,6 +148,10 @@ impl Stores {
             ingress_classes: self.ingress_classes.objects(),
             secrets: Objects::default(),
             nodes: self.nodes.objects(),
+            // MetalLB's CRDs are not watched yet: only manifests files
+            // bring pools and advertisements so far.
+            ip_address_pools: Objects::default(),
+            l2_advertisements: Objects::default(),
         };
         let wanted = referenced_secrets(&snapshot, options);
         snapshot.secrets = self.secrets.objects();

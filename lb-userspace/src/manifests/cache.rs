@@ -28,6 +28,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use super::loader::{manifest_entries, parse_file};
 use crate::diagnostics::Diagnostic;
+use crate::metallb::objects::{IpAddressPoolObject, L2AdvertisementObject};
 use crate::snapshot::Snapshot;
 
 /// What a re-scan compares to know whether a file changed: its inode, size
@@ -55,6 +56,8 @@ pub(super) enum Object {
     IngressClass(Arc<IngressClass>),
     Secret(Arc<Secret>),
     Node(Arc<Node>),
+    IpAddressPool(Arc<IpAddressPoolObject>),
+    L2Advertisement(Arc<L2AdvertisementObject>),
 }
 
 impl Object {
@@ -69,6 +72,8 @@ impl Object {
             (IngressClass(new), IngressClass(old)) if new == *old => IngressClass(old.clone()),
             (Secret(new), Secret(old)) if new == *old => Secret(old.clone()),
             (Node(new), Node(old)) if new == *old => Node(old.clone()),
+            (IpAddressPool(new), IpAddressPool(old)) if new == *old => IpAddressPool(old.clone()),
+            (L2Advertisement(new), L2Advertisement(old)) if new == *old => L2Advertisement(old.clone()),
             (new, _) => new,
         }
     }
@@ -82,6 +87,8 @@ impl Object {
             (IngressClass(a), IngressClass(b)) => Arc::ptr_eq(a, b),
             (Secret(a), Secret(b)) => Arc::ptr_eq(a, b),
             (Node(a), Node(b)) => Arc::ptr_eq(a, b),
+            (IpAddressPool(a), IpAddressPool(b)) => Arc::ptr_eq(a, b),
+            (L2Advertisement(a), L2Advertisement(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -94,6 +101,8 @@ impl Object {
             Object::IngressClass(o) => snapshot.ingress_classes.insert(o.clone()),
             Object::Secret(o) => snapshot.secrets.insert(o.clone()),
             Object::Node(o) => snapshot.nodes.insert(o.clone()),
+            Object::IpAddressPool(o) => snapshot.ip_address_pools.insert(o.clone()),
+            Object::L2Advertisement(o) => snapshot.l2_advertisements.insert(o.clone()),
         }
     }
 }

@@ -144,6 +144,8 @@ impl Parse {
             ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, Object::IngressClass),
             ("v1", "Secret") => self.object(origin, value, Object::Secret),
             ("v1", "Node") => self.object(origin, value, Object::Node),
+            ("metallb.io/v1beta1", "IPAddressPool") => self.object(origin, value, Object::IpAddressPool),
+            ("metallb.io/v1beta1", "L2Advertisement") => self.object(origin, value, Object::L2Advertisement),
             _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),
         }
     }

@@ -366,3 +366,27 @@ fn an_unlistable_directory_leaves_the_cache_as_it_was() {
     assert_eq!(names(&cache.snapshot().0).0, ["default/a"]);
     assert_eq!(cache.refresh(dir.path(), &BTreeSet::new()).unwrap(), parsed(0));
 }
+
+/// The users' seed `metallb-pool.yaml` as it is: its pool and
+/// advertisement reach the snapshot (the spec kept as written, parsed by
+/// the MetalLB module), and a change to the pool is a change of its kind.
+#[test]
+fn metallb_pools_and_advertisements_are_read() {
+    let seed = fs::read_to_string(seeds().join("metallb-pool.yaml")).expect("the seed metallb-pool.yaml");
+    let dir = dir_with(&[("metallb.yaml", &seed)]);
+    let (snapshot, diagnostics) = load_dir(dir.path());
+    assert_eq!(diagnostics, []);
+    let pool = snapshot.ip_address_pools.get("metallb-system", "first-pool").expect("the pool");
+    let (parsed, _) = crate::metallb::resources::parse_pool(&pool.to_value()).unwrap();
+    assert_eq!(parsed.pool.ranges, vec!["192.168.1.150-192.168.1.200".parse().unwrap()]);
+    let ad = snapshot.l2_advertisements.get("metallb-system", "first-pool-advertisement").expect("the advertisement");
+    let ad = crate::metallb::resources::parse_advertisement(&ad.to_value()).unwrap();
+    assert!(ad.covers(&parsed));
+
+    fs::write(dir.path().join("metallb.yaml"), seed.replace("192.168.1.200", "192.168.1.210")).unwrap();
+    let (changed, _) = load_dir(dir.path());
+    let changes = changed.changes_since(&snapshot);
+    let pools: Vec<_> = changes.ip_address_pools.iter().cloned().collect();
+    assert_eq!(pools, [("metallb-system".to_string(), "first-pool".to_string())]);
+    assert!(changes.l2_advertisements.is_empty() && changes.services.is_empty());
+}

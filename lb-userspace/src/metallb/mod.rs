@@ -2,5 +2,6 @@
 //! `L2Advertisement` resources as input, and the rule that picks the one
 //! node answering ARP for each LoadBalancer address.
 
+pub mod objects;
 pub mod owner;
 pub mod resources;
