@@ -28,6 +28,8 @@ use crate::diagnostics::Diagnostic;
 use crate::inspect::{Inspector, Query};
 use crate::metrics::{ControllerLabels, Metrics};
 use crate::snapshot::Snapshot;
+use crate::status::in_memory;
+use crate::status::ipam::{AddressPool, IpamOptions};
 use crate::{cluster, manifests};
 use l4::L4;
 use l7::{L7, enable_request_migration, proxy_config};
@@ -99,7 +101,18 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     }
     let mut writers = None;
     let mut source = match &args.manifests {
-        Some(dir) => tokio::spawn(manifests::watch_dir(dir.clone(), tx)),
+        Some(dir) => {
+            // No API server to write status to: addresses go into the
+            // snapshot in memory.
+            let (files_tx, files) = watch::channel(Arc::new(Snapshot::default()));
+            let ipam = IpamOptions { load_balancer_class: args.cluster.load_balancer_class.clone() };
+            let pools = settings.config.address_pools.clone();
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                tokio::try_join!(manifests::watch_dir(dir, files_tx), with_addresses(files, tx, pools, ipam))
+                    .map(|_| ())
+            })
+        }
         None => {
             let client = cluster::connect(args.cluster.kubeconfig.as_deref()).await?;
             if !args.cluster.no_status {
@@ -213,6 +226,29 @@ fn source_name(args: &RunArgs) -> String {
         Some(dir) => format!("--manifests {}", dir.display()),
         None => "the Kubernetes API".into(),
     }
+}
+
+/// Forwards each snapshot of `files` to `tx` with the load-balancer
+/// addresses IPAM gives (`--manifests` mode); ends when `files` does.
+async fn with_addresses(
+    mut files: watch::Receiver<Arc<Snapshot>>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    pools: Vec<AddressPool>,
+    ipam: IpamOptions,
+) -> Result<()> {
+    let mut reported: Vec<Diagnostic> = Vec::new();
+    while files.changed().await.is_ok() {
+        let snapshot = files.borrow_and_update().clone();
+        let (with, problems) = in_memory::with_addresses(&snapshot, &pools, &ipam);
+        if problems != reported {
+            for problem in &problems {
+                warn!("{problem}");
+            }
+            reported = problems;
+        }
+        tx.send_replace(Arc::new(with));
+    }
+    Ok(())
 }
 
 fn source_ended(ended: Result<Result<()>, tokio::task::JoinError>) -> Result<()> {

@@ -4,4 +4,5 @@
 
 pub mod objects;
 pub mod owner;
+pub mod pools;
 pub mod resources;

@@ -3,6 +3,7 @@
 //! Only the leader writes (see `cluster::leader`).
 
 pub mod events;
+pub mod in_memory;
 pub mod ingress;
 pub mod ipam;
 pub mod services;

@@ -27,6 +27,7 @@ use crate::cli::ServiceName;
 use crate::compile::l7::L7Options;
 use crate::config::IngressStatusSource;
 use crate::diagnostics::{Diagnostic, Subject};
+use crate::metallb::pools::{all_pools, metallb_pools};
 use crate::snapshot::Snapshot;
 
 /// The longest time between two rounds (someone else may have changed a
@@ -95,7 +96,9 @@ struct Writer {
 
 impl Writer {
     async fn round(&mut self, snapshot: &Snapshot, diagnostics: &[Diagnostic]) {
-        let allocation = allocate(&self.settings.pools, &snapshot.services, &Default::default(), &self.settings.ipam);
+        let (metallb, _) = metallb_pools(&self.settings.pools, &snapshot.ip_address_pools);
+        let pools = all_pools(&self.settings.pools, &metallb);
+        let allocation = allocate(&pools, &snapshot.services, &Default::default(), &self.settings.ipam);
         for update in service_updates(snapshot, &allocation) {
             self.write_service(&update).await;
         }
