@@ -306,17 +306,7 @@ fn kustomization_lists_every_install_file() {
     let listed = kustomization_resources(&k);
     let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
     problems.check(listed_set.len() == listed.len(), || format!("resources: lists a file twice: {listed:?}"));
-    let mut on_disk = BTreeSet::new();
-    for entry in std::fs::read_dir(manifests_dir()).expect("manifests/ exists") {
-        let entry = entry.expect("reading manifests/");
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type().expect("file type").is_file()
-            && (name.ends_with(".yaml") || name.ends_with(".yml"))
-            && name != "kustomization.yaml"
-        {
-            on_disk.insert(name);
-        }
-    }
+    let on_disk = yaml_files(&manifests_dir());
     for missing in on_disk.difference(&listed_set) {
         problems.push(format!("manifests/{missing} is not listed in kustomization.yaml resources:"));
     }
@@ -1441,9 +1431,14 @@ fn monitoring_dir() -> PathBuf {
 
 /// The YAML files of `manifests/monitoring/` but its kustomization.
 fn monitoring_yaml_files() -> BTreeSet<String> {
+    yaml_files(&monitoring_dir())
+}
+
+/// The YAML files directly in `dir` but its kustomization.
+fn yaml_files(dir: &Path) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
-    for entry in std::fs::read_dir(monitoring_dir()).expect("manifests/monitoring/ exists") {
-        let entry = entry.expect("reading manifests/monitoring/");
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+        let entry = entry.expect("a directory entry");
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().expect("file type").is_file()
             && (name.ends_with(".yaml") || name.ends_with(".yml"))
