@@ -2,6 +2,7 @@
 //! `L2Advertisement` resources as input, and the rule that picks the one
 //! node answering ARP for each LoadBalancer address.
 
+pub mod announce;
 pub mod objects;
 pub mod owner;
 pub mod pools;
