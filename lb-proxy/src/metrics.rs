@@ -235,16 +235,7 @@ impl RequestMetrics {
     /// now (`state="active"`), and accepted and handled since the start
     /// (the same count: lb refuses none it accepted).
     fn encode_connections(&self, out: &mut String, open_metrics: bool) {
-        let [class, namespace, pod] = &self.controller;
-        let mut controller = String::new();
-        for (i, (name, value)) in [class, namespace, pod].into_iter().enumerate() {
-            if i > 0 {
-                controller.push(',');
-            }
-            let _ = write!(controller, "{name}=\"");
-            escape_label_value(&mut controller, value);
-            controller.push('"');
-        }
+        let controller = label_pairs(&self.controller.each_ref().map(|(name, value)| (*name, value.as_str())));
         header(
             out,
             "nginx_process_connections",
@@ -289,16 +280,7 @@ impl RequestMetrics {
             ("service", &l.service),
             ("status", &status),
         ];
-        let mut out = String::new();
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{name}=\"");
-            escape_label_value(&mut out, value);
-            out.push('"');
-        }
-        out
+        label_pairs(&pairs)
     }
 }
 
@@ -311,7 +293,21 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
 }
 
-/// A label value as both text formats escape it: `\`, `"` and newline.
+/// `name="value",…`, each value escaped as both text formats escape it
+/// (`\`, `"` and newline).
+pub fn label_pairs(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{name}=\"");
+        escape_label_value(&mut out, value);
+        out.push('"');
+    }
+    out
+}
+
 fn escape_label_value(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {

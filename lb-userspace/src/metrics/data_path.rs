@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use lb_common::Counter;
+use lb_proxy::metrics::label_pairs;
 
 use crate::dataplane::{ConntrackFill, CounterSnapshot};
 use crate::inspect::model::ServiceReport;
@@ -63,21 +64,7 @@ pub fn encode(out: &mut String, reading: &DataPathReading, open_metrics: bool) {
 }
 
 fn service_labels(namespace: &str, service: &str, port: &str, protocol: &str) -> String {
-    let mut out = String::new();
-    for (i, (name, value)) in
-        [("namespace", namespace), ("service", service), ("port", port), ("protocol", protocol)].into_iter().enumerate()
-    {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{name}=\"{}\"", escape(value));
-    }
-    out
-}
-
-/// Kubernetes names need no escaping; done anyway.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label_pairs(&[("namespace", namespace), ("service", service), ("port", port), ("protocol", protocol)])
 }
 
 #[cfg(test)]

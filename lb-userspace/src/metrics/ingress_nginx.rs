@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use lb_proxy::metrics::label_pairs;
+
 use super::ControllerLabels;
 use super::process::Stat;
 
@@ -43,11 +45,9 @@ pub fn encode(out: &mut String, controller: &ControllerLabels, config_hash: u64,
 }
 
 fn labels(c: &ControllerLabels) -> String {
-    let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    format!(
-        "controller_class=\"{}\",controller_namespace=\"{}\",controller_pod=\"{}\"",
-        escape(&c.controller_class),
-        escape(&c.controller_namespace),
-        escape(&c.controller_pod)
-    )
+    label_pairs(&[
+        ("controller_class", &c.controller_class),
+        ("controller_namespace", &c.controller_namespace),
+        ("controller_pod", &c.controller_pod),
+    ])
 }
