@@ -17,7 +17,7 @@ pub use objects::Objects;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -40,6 +40,10 @@ pub struct Snapshot {
     /// Ingress status with `ingressStatus: nodes`, and this node's
     /// `topology.kubernetes.io/zone` label selects topology hints.
     pub nodes: Objects<Node>,
+    /// The cluster's Namespaces (cluster-scoped), with only their name and
+    /// labels: MetalLB pools' `serviceAllocation.namespaceSelectors` match
+    /// them.
+    pub namespaces: Objects<Namespace>,
     /// MetalLB's pools and layer-2 advertisements (from its CRDs, or from
     /// manifests files).
     pub ip_address_pools: Objects<IpAddressPoolObject>,
@@ -59,6 +63,7 @@ pub struct Changes {
     pub ingress_classes: BTreeSet<ObjectKey>,
     pub secrets: BTreeSet<ObjectKey>,
     pub nodes: BTreeSet<ObjectKey>,
+    pub namespaces: BTreeSet<ObjectKey>,
     pub ip_address_pools: BTreeSet<ObjectKey>,
     pub l2_advertisements: BTreeSet<ObjectKey>,
 }
@@ -92,6 +97,7 @@ impl Changes {
             && self.ingress_classes.is_empty()
             && self.secrets.is_empty()
             && self.nodes.is_empty()
+            && self.namespaces.is_empty()
             && self.ip_address_pools.is_empty()
             && self.l2_advertisements.is_empty()
     }
@@ -115,6 +121,7 @@ impl Snapshot {
             ingress_classes: self.ingress_classes.changed_since(&old.ingress_classes),
             secrets: self.secrets.changed_since(&old.secrets),
             nodes: self.nodes.changed_since(&old.nodes),
+            namespaces: self.namespaces.changed_since(&old.namespaces),
             ip_address_pools: self.ip_address_pools.changed_since(&old.ip_address_pools),
             l2_advertisements: self.l2_advertisements.changed_since(&old.l2_advertisements),
         }
@@ -142,6 +149,17 @@ impl Snapshot {
     pub fn endpoint_slice(&self, namespace: &str, name: &str) -> Option<&Arc<EndpointSlice>> {
         self.endpoint_slices.get(namespace, name)
     }
+}
+
+/// What a snapshot keeps of a Namespace: its name and labels (all that
+/// pools' namespace selectors read), so that its status and annotations
+/// neither take memory nor count as changes.
+pub fn keep_name_and_labels(namespace: &mut Namespace) {
+    let metadata = std::mem::take(&mut namespace.metadata);
+    *namespace = Namespace {
+        metadata: ObjectMeta { name: metadata.name, labels: metadata.labels, ..ObjectMeta::default() },
+        ..Namespace::default()
+    };
 }
 
 /// The canonical ordering key of an object: (namespace, name).

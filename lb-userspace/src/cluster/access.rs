@@ -33,6 +33,8 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("", "services", &["list", "watch"]),
     cluster("", "nodes", &["list", "watch"]),
     cluster("", "secrets", &["list", "watch"]),
+    // Their labels select MetalLB pools (`serviceAllocation.namespaceSelectors`).
+    cluster("", "namespaces", &["list", "watch"]),
     cluster("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     cluster("networking.k8s.io", "ingresses", &["list", "watch"]),
     cluster("networking.k8s.io", "ingressclasses", &["list", "watch"]),

@@ -12,8 +12,8 @@
 //!   is published: the maps and routes keep serving the last snapshot.
 //! - Secrets: only `kubernetes.io/tls` ones are watched, and the snapshot
 //!   keeps only those that the Ingresses of our classes name.
-//! - Fields the compilers never read (managed fields, node images) are
-//!   dropped as objects arrive.
+//! - Fields the compilers never read (managed fields, node images, all of a
+//!   Namespace but its name and labels) are dropped as objects arrive.
 //! - Each kind's objects are also kept as an [`Objects`] map, updated per
 //!   watch event with the store's own `Arc`: a snapshot is a copy of those
 //!   maps (a reference count each), an object the watch did not touch is
@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use crate::compile::l7::{L7Options, referenced_secrets};
-use crate::snapshot::{Objects, Snapshot};
+use crate::snapshot::{Objects, Snapshot, keep_name_and_labels};
 
 /// How long to wait after a change for the rest of a burst (a rollout
 /// changes many EndpointSlices in a row).
@@ -57,6 +57,7 @@ struct Stores {
     ingress_classes: Reflected<IngressClass>,
     secrets: Reflected<Secret>,
     nodes: Reflected<Node>,
+    namespaces: Reflected<Namespace>,
 }
 
 /// One kind's reflector store, and its objects by (namespace, name).
@@ -98,7 +99,14 @@ pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender
             |_| {},
         ),
         secrets: reflect(&mut reflectors, Api::all(client.clone()), tls, &changed, |_| {}),
-        nodes: reflect(&mut reflectors, Api::all(client), watcher::Config::default(), &changed, strip_node),
+        nodes: reflect(&mut reflectors, Api::all(client.clone()), watcher::Config::default(), &changed, strip_node),
+        namespaces: reflect(
+            &mut reflectors,
+            Api::all(client),
+            watcher::Config::default(),
+            &changed,
+            keep_name_and_labels,
+        ),
     };
 
     tokio::select! {
@@ -136,7 +144,8 @@ impl Stores {
         self.ingresses.store.wait_until_ready().await.context(dropped)?;
         self.ingress_classes.store.wait_until_ready().await.context(dropped)?;
         self.secrets.store.wait_until_ready().await.context(dropped)?;
-        self.nodes.store.wait_until_ready().await.context(dropped)
+        self.nodes.store.wait_until_ready().await.context(dropped)?;
+        self.namespaces.store.wait_until_ready().await.context(dropped)
     }
 
     /// The stores' objects as a snapshot, with only the referenced Secrets.
@@ -148,6 +157,7 @@ impl Stores {
             ingress_classes: self.ingress_classes.objects(),
             secrets: Objects::default(),
             nodes: self.nodes.objects(),
+            namespaces: self.namespaces.objects(),
             // MetalLB's CRDs are not watched yet: only manifests files
             // bring pools and advertisements so far.
             ip_address_pools: Objects::default(),

@@ -17,7 +17,8 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             continue;
         }
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
-        if kind != "IngressClass" && kind != "Node" && value.pointer("/metadata/namespace").is_none() {
+        let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "Node" | "Namespace");
+        if !cluster_scoped && value.pointer("/metadata/namespace").is_none() {
             value["metadata"]["namespace"] = "default".into();
         }
         match kind.as_str() {
@@ -27,6 +28,8 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             "IngressClass" => snapshot.ingress_classes.insert(Arc::new(serde_json::from_value(value).unwrap())),
             "Secret" => snapshot.secrets.insert(Arc::new(serde_json::from_value(value).unwrap())),
             "Node" => snapshot.nodes.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "Namespace" => snapshot.namespaces.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "IPAddressPool" => snapshot.ip_address_pools.insert(Arc::new(serde_json::from_value(value).unwrap())),
             other => panic!("unexpected kind {other:?}"),
         }
     }

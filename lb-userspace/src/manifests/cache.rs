@@ -22,7 +22,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -56,6 +56,7 @@ pub(super) enum Object {
     IngressClass(Arc<IngressClass>),
     Secret(Arc<Secret>),
     Node(Arc<Node>),
+    Namespace(Arc<Namespace>),
     IpAddressPool(Arc<IpAddressPoolObject>),
     L2Advertisement(Arc<L2AdvertisementObject>),
 }
@@ -72,6 +73,7 @@ impl Object {
             (IngressClass(new), IngressClass(old)) if new == *old => IngressClass(old.clone()),
             (Secret(new), Secret(old)) if new == *old => Secret(old.clone()),
             (Node(new), Node(old)) if new == *old => Node(old.clone()),
+            (Namespace(new), Namespace(old)) if new == *old => Namespace(old.clone()),
             (IpAddressPool(new), IpAddressPool(old)) if new == *old => IpAddressPool(old.clone()),
             (L2Advertisement(new), L2Advertisement(old)) if new == *old => L2Advertisement(old.clone()),
             (new, _) => new,
@@ -87,6 +89,7 @@ impl Object {
             (IngressClass(a), IngressClass(b)) => Arc::ptr_eq(a, b),
             (Secret(a), Secret(b)) => Arc::ptr_eq(a, b),
             (Node(a), Node(b)) => Arc::ptr_eq(a, b),
+            (Namespace(a), Namespace(b)) => Arc::ptr_eq(a, b),
             (IpAddressPool(a), IpAddressPool(b)) => Arc::ptr_eq(a, b),
             (L2Advertisement(a), L2Advertisement(b)) => Arc::ptr_eq(a, b),
             _ => false,
@@ -101,6 +104,7 @@ impl Object {
             Object::IngressClass(o) => snapshot.ingress_classes.insert(o.clone()),
             Object::Secret(o) => snapshot.secrets.insert(o.clone()),
             Object::Node(o) => snapshot.nodes.insert(o.clone()),
+            Object::Namespace(o) => snapshot.namespaces.insert(o.clone()),
             Object::IpAddressPool(o) => snapshot.ip_address_pools.insert(o.clone()),
             Object::L2Advertisement(o) => snapshot.l2_advertisements.insert(o.clone()),
         }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::cache::{DirCache, Entry, Found, Object};
 use super::documents::{Document, parse_documents};
 use crate::diagnostics::{Diagnostic, document_ref, object_ref};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, keep_name_and_labels};
 
 /// Loads every manifest file of `dir` (see [`manifest_files`]). Problems
 /// (unreadable files, documents that do not parse, objects without a name,
@@ -144,6 +144,11 @@ impl Parse {
             ("networking.k8s.io/v1", "IngressClass") => self.object(origin, value, Object::IngressClass),
             ("v1", "Secret") => self.object(origin, value, Object::Secret),
             ("v1", "Node") => self.object(origin, value, Object::Node),
+            ("v1", "Namespace") => self.object(origin, value, |namespace| {
+                let mut namespace = Arc::unwrap_or_clone(namespace);
+                keep_name_and_labels(&mut namespace);
+                Object::Namespace(Arc::new(namespace))
+            }),
             ("metallb.io/v1beta1", "IPAddressPool") => self.object(origin, value, Object::IpAddressPool),
             ("metallb.io/v1beta1", "L2Advertisement") => self.object(origin, value, Object::L2Advertisement),
             _ => tracing::debug!(object = origin.location(), "skipping {api_version} {kind}: not used by lb"),

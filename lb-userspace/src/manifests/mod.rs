@@ -6,7 +6,9 @@
 //! subdirectories; hidden and editor temporary files are ignored), each
 //! possibly holding several documents separated by `---`, and `kind: List`
 //! documents are expanded. Services, EndpointSlices, Ingresses,
-//! IngressClasses, Secrets and Nodes are kept; other kinds are skipped. A
+//! IngressClasses, Secrets, Nodes, Namespaces (their name and labels) and
+//! MetalLB's IPAddressPools and L2Advertisements are kept; other kinds are
+//! skipped. A
 //! document that does not parse is reported as a
 //! [`Diagnostic`](crate::diagnostics::Diagnostic) naming the file, the
 //! document and the field, and skipped: the rest still loads. An object

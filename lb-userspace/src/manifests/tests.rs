@@ -208,6 +208,24 @@ fn nodes_are_cluster_scoped_and_keep_their_labels() {
     assert!(shown[0].contains("duplicate"), "{}", shown[0]);
 }
 
+#[test]
+fn namespaces_keep_only_their_name_and_labels() {
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {team: web}\n  annotations: {a: b}\nspec: {finalizers: [kubernetes]}\nstatus: {phase: Active}\n";
+    let dir = dir_with(&[("ns.yaml", namespace)]);
+    let (snapshot, diagnostics) = load_dir(dir.path());
+    assert_eq!(diagnostics, []);
+    let kept = snapshot.namespaces.get("", "shop").expect("the Namespace, cluster-scoped");
+    let expected: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "shop", "labels": {"team": "web"}}})).unwrap();
+    assert_eq!(**kept, expected);
+    // Only a change of its labels is a change.
+    fs::write(dir.path().join("ns.yaml"), namespace.replace("{a: b}", "{a: c}")).unwrap();
+    assert!(load_dir(dir.path()).0.same_as(&snapshot));
+    fs::write(dir.path().join("ns.yaml"), namespace.replace("team: web", "team: db")).unwrap();
+    let changes = load_dir(dir.path()).0.changes_since(&snapshot);
+    assert_eq!(changes.namespaces.into_iter().collect::<Vec<_>>(), [(String::new(), "shop".to_string())]);
+}
+
 /// Refreshes `cache` from `dir`, re-reading the files `named`, and checks
 /// that its snapshot and diagnostics are those of a fresh full load.
 fn refresh(cache: &mut DirCache, dir: &Path, named: &[&str]) -> (Refresh, Snapshot, Vec<Diagnostic>) {

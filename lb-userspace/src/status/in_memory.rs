@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Service, ServiceStatus};
 
-use super::ipam::{AddressPool, IpamOptions, allocate};
+use super::ipam::{AddressPool, IpamOptions, allocate, namespace_labels};
 use crate::diagnostics::Diagnostic;
 use crate::metallb::pools::{all_pools, metallb_pools};
 use crate::snapshot::{Snapshot, object_key};
@@ -23,7 +23,7 @@ pub fn with_addresses(
 ) -> (Snapshot, Vec<Diagnostic>) {
     let (metallb, mut diagnostics) = metallb_pools(configured, &snapshot.ip_address_pools);
     let pools = all_pools(configured, &metallb);
-    let allocation = allocate(&pools, &snapshot.services, &Default::default(), options);
+    let allocation = allocate(&pools, &snapshot.services, &namespace_labels(&snapshot.namespaces), options);
     for problem in &allocation.problems {
         let message = format!("{} ({}); it has no load-balancer address", problem.message, problem.reason.reason());
         diagnostics.push(Diagnostic::for_object("Service", &problem.namespace, &problem.name, "", message));
@@ -122,6 +122,68 @@ spec: {type: ClusterIP, ports: [{port: 80}]}
         // the status put in memory).
         let (again, _) = with_addresses(&out, &[], &IpamOptions::default());
         assert!(again.same_as(&out));
+    }
+
+    /// A pool for the Namespaces labelled `team: web` (by priority before
+    /// the general pool), and Services in such a Namespace, in another one
+    /// and in one no Namespace object describes.
+    const BY_NAMESPACE: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: web-pool, namespace: metallb-system}
+spec:
+  addresses: [192.168.2.10/32]
+  serviceAllocation:
+    priority: 1
+    namespaceSelectors: [{matchLabels: {team: web}}]
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: general, namespace: metallb-system}
+spec: {addresses: [192.168.3.0/24]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: web}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: db, labels: {team: data}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: front, namespace: shop}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: store, namespace: db}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: stray, namespace: undescribed}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"#;
+
+    #[test]
+    fn namespace_selectors_match_the_labels_of_the_snapshots_namespaces() {
+        let input = snapshot(BY_NAMESPACE);
+        let (out, diagnostics) = with_addresses(&input, &[], &IpamOptions::default());
+        assert_eq!(diagnostics, []);
+        let shown_in = |namespace: &str, name: &str| shown(out.services.get(namespace, name).unwrap());
+        assert_eq!(shown_in("shop", "front"), ["192.168.2.10".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(shown_in("db", "store"), ["192.168.3.0".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(shown_in("undescribed", "stray"), ["192.168.3.1".parse::<Ipv4Addr>().unwrap()]);
+
+        // The label moves to another Namespace: so does the pool's address.
+        let moved = BY_NAMESPACE
+            .replace("{name: shop, labels: {team: web}}", "{name: shop}")
+            .replace("{name: db, labels: {team: data}}", "{name: db, labels: {team: web}}");
+        let (out, _) = with_addresses(&snapshot(&moved), &[], &IpamOptions::default());
+        let shown_in = |namespace: &str, name: &str| shown(out.services.get(namespace, name).unwrap());
+        assert_eq!(shown_in("db", "store"), ["192.168.2.10".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(shown_in("shop", "front"), ["192.168.3.0".parse::<Ipv4Addr>().unwrap()]);
     }
 
     #[test]

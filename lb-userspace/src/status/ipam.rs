@@ -54,15 +54,35 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::diagnostics::object_ref;
-use crate::snapshot::object_key;
+use crate::snapshot::{Objects, object_key};
 pub use pools::{AddressPool, AddressRange, RangeError, ServiceAllocation, is_buggy};
 
 /// Each namespace's labels, for pools' `namespaceSelectors`.
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The label the API server puts on every Namespace, naming it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// The labels of `namespaces`, each with [`NAMESPACE_NAME_LABEL`] as the
+/// API server sets it (so a Namespace of a manifests file selects as it
+/// would in a cluster). A namespace without a Namespace object has no
+/// labels: only pools naming it in `serviceAllocation.namespaces` admit its
+/// Services.
+pub fn namespace_labels(namespaces: &Objects<Namespace>) -> NamespaceLabels {
+    namespaces
+        .iter()
+        .filter_map(|namespace| {
+            let name = namespace.metadata.name.clone().filter(|n| !n.is_empty())?;
+            let mut labels = namespace.metadata.labels.clone().unwrap_or_default();
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+            Some((name, labels))
+        })
+        .collect()
+}
 
 /// The annotation naming the pool a Service's address comes from.
 pub const POOL_ANNOTATION: &str = "lb.dev/address-pool";

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use super::events::{EventLimiter, EventPublisher, Problem};
 use super::ingress::{IngressStatusUpdate, ingress_addresses, ingress_updates};
-use super::ipam::{AddressPool, Allocation, IpamOptions, allocate};
+use super::ipam::{AddressPool, Allocation, IpamOptions, allocate, namespace_labels};
 use super::services::{ServiceStatusUpdate, service_updates};
 use crate::cli::ServiceName;
 use crate::compile::l7::L7Options;
@@ -98,7 +98,8 @@ impl Writer {
     async fn round(&mut self, snapshot: &Snapshot, diagnostics: &[Diagnostic]) {
         let (metallb, _) = metallb_pools(&self.settings.pools, &snapshot.ip_address_pools);
         let pools = all_pools(&self.settings.pools, &metallb);
-        let allocation = allocate(&pools, &snapshot.services, &Default::default(), &self.settings.ipam);
+        let namespaces = namespace_labels(&snapshot.namespaces);
+        let allocation = allocate(&pools, &snapshot.services, &namespaces, &self.settings.ipam);
         for update in service_updates(snapshot, &allocation) {
             self.write_service(&update).await;
         }

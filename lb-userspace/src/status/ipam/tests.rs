@@ -521,3 +521,20 @@ fn service_allocation_selectors() {
         .collect();
     assert_eq!(names, ["wrong-ns", "wrong-label"], "by namespace, then name");
 }
+
+#[test]
+fn namespace_labels_name_every_namespace_as_the_api_server_does() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let namespace = |name: &str, labels: serde_json::Value| -> Namespace {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+    };
+    let objects: Objects<Namespace> =
+        [namespace("shop", json!({"team": "web"})), namespace("db", json!(null))].into_iter().collect();
+    let labels = namespace_labels(&objects);
+    let pairs = |list: &[(&str, &str)]| -> BTreeMap<String, String> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(labels["shop"], pairs(&[("kubernetes.io/metadata.name", "shop"), ("team", "web")]));
+    assert_eq!(labels["db"], pairs(&[("kubernetes.io/metadata.name", "db")]));
+    assert_eq!(labels.len(), 2);
+}
