@@ -17,6 +17,7 @@
 //! | `SOCKET_REVNAT`  | LRU hash        | [`SocketRevNatKey`] | [`SocketRevNat`] |
 //! | `AGENT_STATE`    | array           | [`AgentState`] | `u64`            |
 //! | `HANDOFFS`       | LRU hash        | [`FlowKey`]    | [`Handoff`]      |
+//! | `L2_VIPS`        | hash            | [`L2VipKey`]   | [`L2Vip`]        |
 
 pub const MAP_FRONTENDS: &str = "FRONTENDS";
 pub const MAP_SERVICES: &str = "SERVICES";
@@ -31,9 +32,10 @@ pub const MAP_AFFINITY: &str = "AFFINITY";
 pub const MAP_SOCKET_REVNAT: &str = "SOCKET_REVNAT";
 pub const MAP_AGENT_STATE: &str = "AGENT_STATE";
 pub const MAP_HANDOFFS: &str = "HANDOFFS";
+pub const MAP_L2_VIPS: &str = "L2_VIPS";
 
 /// Every map the agent pins (`--bpf-pin-dir`): the data path's whole state.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     MAP_FRONTENDS,
     MAP_SERVICES,
     MAP_BACKENDS,
@@ -47,11 +49,12 @@ pub const PINNED_MAPS: [&str; 13] = [
     MAP_SOCKET_REVNAT,
     MAP_AGENT_STATE,
     MAP_HANDOFFS,
+    MAP_L2_VIPS,
 ];
 
 /// Indexes of `AGENT_STATE`: what the agent keeps beside the maps so a
-/// restarted agent continues where the last one stopped. No kernel program
-/// reads it.
+/// restarted agent continues where the last one stopped, and its
+/// heartbeat, which the ARP responder reads.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AgentState {
@@ -59,6 +62,14 @@ pub enum AgentState {
     /// across restarts (a conntrack entry naming a removed backend's id must
     /// not find another backend under it).
     BackendIdHighWater = 0,
+    /// When the agent last showed it is alive (`bpf_ktime_get_ns()`'s
+    /// clock, `CLOCK_MONOTONIC`, in ns). The ARP responder answers only
+    /// while it is more recent than [`AgentState::HeartbeatLeaseNs`]: a
+    /// hung or stopped agent stops claiming its addresses, as its node
+    /// Lease expires and another node takes them over.
+    HeartbeatNs = 1,
+    /// How old the heartbeat may get, in ns (the node Lease's duration).
+    HeartbeatLeaseNs = 2,
 }
 
 pub const AGENT_STATE_ENTRIES: u32 = 4;
@@ -325,6 +336,28 @@ pub const IP_FLAG_HANDED_OFF_BE: u16 = 0x8000u16.to_be();
 /// When notes go in the metadata the map is unused and kept small.
 pub const HANDOFF_ENTRIES_UNUSED: u32 = 64;
 
+/// A LoadBalancer address this node answers ARP requests for, on one
+/// uplink (MetalLB's layer-2 mode; IPv4 only).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct L2VipKey {
+    /// The uplink the request arrives on.
+    pub ifindex: u32,
+    /// The address asked for, network byte order.
+    pub addr: u32,
+}
+
+/// What to answer with: the uplink's own Ethernet address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct L2Vip {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Capacity of `L2_VIPS`: addresses announced by one node × uplinks.
+pub const MAX_L2_VIPS: u32 = 16_384;
+
 /// Run-time settings of the data path (`CONFIG[0]`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -431,6 +464,11 @@ pub enum Counter {
     /// `getpeername()`/`recvmsg()` of a translated socket showed the
     /// frontend instead of the backend.
     SockRevNat,
+    /// An ARP request for an address this node announces was answered.
+    ArpReply,
+    /// An ARP request for an address this node announces was left to the
+    /// stack unanswered: the agent's heartbeat is older than its lease.
+    ArpAgentStale,
     /// Must stay last.
     Max,
 }
@@ -465,6 +503,8 @@ impl Counter {
         Counter::SockRefused,
         Counter::SockDropped,
         Counter::SockRevNat,
+        Counter::ArpReply,
+        Counter::ArpAgentStale,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -495,6 +535,8 @@ impl Counter {
             Counter::SockRefused => "sock_refused",
             Counter::SockDropped => "sock_dropped",
             Counter::SockRevNat => "sock_revnat",
+            Counter::ArpReply => "arp_reply",
+            Counter::ArpAgentStale => "arp_agent_stale",
             Counter::Max => "max",
         }
     }
@@ -520,6 +562,8 @@ mod pod {
     unsafe impl aya::Pod for Affinity {}
     unsafe impl aya::Pod for SocketRevNatKey {}
     unsafe impl aya::Pod for SocketRevNat {}
+    unsafe impl aya::Pod for L2VipKey {}
+    unsafe impl aya::Pod for L2Vip {}
 }
 
 #[cfg(feature = "user")]
@@ -608,6 +652,8 @@ mod tests {
         assert_eq!(size_of::<Affinity>(), 16);
         assert_eq!(size_of::<SocketRevNatKey>(), 16);
         assert_eq!(size_of::<SocketRevNat>(), 8);
+        assert_eq!(size_of::<L2VipKey>(), 8);
+        assert_eq!(size_of::<L2Vip>(), 8);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::route::{Route, lookup};
 use crate::select::{Client, pick};
 use crate::stats::{count, service_rx};
 use crate::transmit::{pass, through_tc, transmit};
-use crate::{reject, reply};
+use crate::{arp, reject, reply};
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> Result<u32, ()> {
@@ -28,6 +28,11 @@ pub fn handle(ctx: &XdpContext) -> Result<u32, ()> {
     let h = match parse(data, data_end, data_end - data) {
         Ok(h) => h,
         Err(reason) => {
+            if reason == Counter::PassNotIpv4 && arp::is_arp(data, data_end) {
+                if let Some(verdict) = arp::respond_xdp(ctx) {
+                    return Ok(verdict);
+                }
+            }
             count(reason);
             return Ok(XDP_PASS);
         }

@@ -4,12 +4,15 @@
 //!   outside — frontend lookup, conntrack, Maglev, DNAT (+SNAT to the node
 //!   address for backends on other nodes), forwarding with `bpf_fib_lookup`
 //!   and `XDP_TX`/redirect, reverse NAT of replies coming back from other
-//!   nodes, ICMP port unreachable for services without backends.
+//!   nodes, ICMP port unreachable for services without backends; and
+//!   answers ARP requests for the LoadBalancer addresses this node
+//!   announces (`arp.rs`).
 //! * `lb_tc_egress` (TC egress, node uplinks): reverse NAT of replies from
 //!   backends on this node, which the kernel routes out of the uplink.
 //! * `lb_tc_ingress` (TC ingress, node uplinks): sends the frames that
 //!   `lb_xdp` translated but handed over instead of sending them itself
-//!   (uplinks whose driver needs it, see `transmit.rs`).
+//!   (uplinks whose driver needs it, see `transmit.rs`), and answers the
+//!   ARP requests `lb_xdp` left to it there.
 //! * `lb_sock_*` (cgroup `sock_addr` hooks, `--cgroup-root`): load
 //!   balancing at the socket for pods and host processes: cluster IPs (and
 //!   every other frontend) are replaced by a backend at `connect()` and
@@ -20,6 +23,7 @@
 #![no_std]
 #![no_main]
 
+mod arp;
 mod conntrack;
 mod csum;
 mod forward;

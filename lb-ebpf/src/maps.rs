@@ -10,7 +10,7 @@ use lb_common::{
     AGENT_STATE_ENTRIES, Affinity, AffinityKey, Backend, COUNTER_COUNT, Config, DEFAULT_AFFINITY_ENTRIES,
     DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_FRONTENDS, DEFAULT_MAX_SERVICES,
     DEFAULT_SOCKET_REVNAT_ENTRIES, Flow, FlowKey, Frontend, FrontendKey, HANDOFF_ENTRIES_UNUSED, Handoff, Interface,
-    MAX_INTERFACES, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
+    L2Vip, L2VipKey, MAX_INTERFACES, MAX_L2_VIPS, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
 };
 
 #[map]
@@ -59,9 +59,9 @@ pub static AFFINITY: LruHashMap<AffinityKey, Affinity> = LruHashMap::with_max_en
 pub static SOCKET_REVNAT: LruHashMap<SocketRevNatKey, SocketRevNat> =
     LruHashMap::with_max_entries(DEFAULT_SOCKET_REVNAT_ENTRIES, 0);
 
-/// The agent's own state across restarts (`lb_common::AgentState`); no
-/// program reads it, it is here so that it is created, sized and pinned
-/// with the rest.
+/// The agent's own state across restarts and its heartbeat
+/// (`lb_common::AgentState`); only the ARP responder reads it (the
+/// heartbeat).
 #[map]
 pub static AGENT_STATE: Array<u64> = Array::with_max_entries(AGENT_STATE_ENTRIES, 0);
 
@@ -69,3 +69,8 @@ pub static AGENT_STATE: Array<u64> = Array::with_max_entries(AGENT_STATE_ENTRIES
 /// carry them in XDP metadata (see `transmit.rs`); sized by the agent.
 #[map]
 pub static HANDOFFS: LruHashMap<FlowKey, Handoff> = LruHashMap::with_max_entries(HANDOFF_ENTRIES_UNUSED, 0);
+
+/// The LoadBalancer addresses this node answers ARP for, per uplink
+/// (see `arp.rs`).
+#[map]
+pub static L2_VIPS: HashMap<L2VipKey, L2Vip> = HashMap::with_max_entries(MAX_L2_VIPS, 0);

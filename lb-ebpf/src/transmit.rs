@@ -68,6 +68,13 @@ pub fn through_tc(ctx: &XdpContext, egress: u32) -> bool {
     flagged(ingress) || (egress != 0 && egress != ingress && flagged(egress))
 }
 
+/// Whether frames of this uplink are finished by TC
+/// ([`INTERFACE_TC_TRANSMIT`]).
+#[inline(always)]
+pub fn finished_by_tc(ifindex: u32) -> bool {
+    flagged(ifindex)
+}
+
 #[inline(always)]
 fn flagged(ifindex: u32) -> bool {
     // SAFETY: read-only look at a map value.
@@ -186,13 +193,14 @@ unsafe fn handoff_key(data: usize) -> FlowKey {
     }
 }
 
-/// `lb_tc_ingress`: finishes frames that XDP handed over; everything else
-/// goes on into the stack untouched.
+/// `lb_tc_ingress`: finishes frames that XDP handed over, and answers the
+/// ARP requests XDP left to it (`arp.rs`); everything else goes on into
+/// the stack untouched.
 #[inline(always)]
 pub fn handle_ingress(ctx: &TcContext) -> i32 {
     let note = if in_metadata() { take_metadata_note(ctx) } else { take_map_note(ctx) };
     let Some(note) = note else {
-        return TC_ACT_OK;
+        return crate::arp::respond_tc(ctx);
     };
     // SAFETY: reading a field of the program's own context.
     let gso_segs = unsafe { (*ctx.skb.skb).gso_segs };

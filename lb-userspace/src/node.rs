@@ -26,6 +26,35 @@ pub fn ipv4_addresses(interface: &str) -> Result<Vec<Ipv4Addr>> {
     Ok(out)
 }
 
+/// The IPv4 networks of `interface`: each address with its prefix length.
+pub fn ipv4_networks(interface: &str) -> Result<Vec<(Ipv4Addr, u8)>> {
+    let mut out = Vec::new();
+    for ifaddr in getifaddrs().context("listing interface addresses")? {
+        if ifaddr.interface_name != interface {
+            continue;
+        }
+        let address = ifaddr.address.as_ref().and_then(|a| a.as_sockaddr_in()).map(|sin| sin.ip());
+        let mask = ifaddr.netmask.as_ref().and_then(|a| a.as_sockaddr_in()).map(|sin| sin.ip());
+        if let (Some(address), Some(mask)) = (address, mask) {
+            out.push((address, u32::from(mask).count_ones() as u8));
+        }
+    }
+    Ok(out)
+}
+
+/// The Ethernet address of `interface`.
+pub fn hardware_address(interface: &str) -> Result<[u8; 6]> {
+    for ifaddr in getifaddrs().context("listing interface addresses")? {
+        if ifaddr.interface_name != interface {
+            continue;
+        }
+        if let Some(mac) = ifaddr.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|link| link.addr()) {
+            return Ok(mac);
+        }
+    }
+    bail!("interface {interface} has no Ethernet address")
+}
+
 /// The `--interface` value that asks the agent to find the uplink itself.
 pub const AUTO_INTERFACE: &str = "auto";
 

@@ -143,6 +143,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
     ready_file.set()?;
     info!(source = %source_name(&args), xdp = l4.is_some(), standby = standby.is_some(), "ready");
 
+    let mut heartbeat = tokio::time::interval(l4::HEARTBEAT_PERIOD);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     loop {
@@ -169,6 +170,11 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                 loaded.attach()?;
                 info!("took over the data path");
                 l4 = Some(loaded);
+            }
+            _ = heartbeat.tick() => {
+                if let Some(l4) = &mut l4 {
+                    l4.heartbeat();
+                }
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -200,6 +206,7 @@ async fn sync(l7: &mut L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>) -> Vec
     let mut diagnostics = l7.sync(snapshot);
     if let Some(l4) = l4 {
         diagnostics.extend(l4.sync(snapshot).await);
+        diagnostics.extend(l4.announce(snapshot, |_| true));
     }
     diagnostics.sort();
     diagnostics.dedup();

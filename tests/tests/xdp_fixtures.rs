@@ -31,6 +31,9 @@ use lb_userspace::dataplane::{
     Applier, Datapath, DataplaneSettings, HandoffTransport, PortRange, XdpAttachMode, XdpTransmit, read_counters,
 };
 
+#[path = "xdp_fixtures/arp.rs"]
+mod arp;
+
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;

@@ -30,6 +30,7 @@ pub fn snapshot(yaml: &str) -> Snapshot {
             "Node" => snapshot.nodes.insert(Arc::new(serde_json::from_value(value).unwrap())),
             "Namespace" => snapshot.namespaces.insert(Arc::new(serde_json::from_value(value).unwrap())),
             "IPAddressPool" => snapshot.ip_address_pools.insert(Arc::new(serde_json::from_value(value).unwrap())),
+            "L2Advertisement" => snapshot.l2_advertisements.insert(Arc::new(serde_json::from_value(value).unwrap())),
             other => panic!("unexpected kind {other:?}"),
         }
     }

@@ -4,9 +4,10 @@ use anyhow::{Context, Result};
 use aya::Ebpf;
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use lb_common::{
-    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, MAP_AFFINITY,
-    MAP_AGENT_STATE, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS, MAP_INTERFACES, MAP_MAGLEV,
-    MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, Service, ServiceStats, SocketRevNat, SocketRevNatKey,
+    Affinity, AffinityKey, Backend, Config, Flow, FlowKey, Frontend, FrontendKey, Interface, L2Vip, L2VipKey,
+    MAP_AFFINITY, MAP_AGENT_STATE, MAP_BACKENDS, MAP_CONFIG, MAP_CONNTRACK, MAP_COUNTERS, MAP_FRONTENDS,
+    MAP_INTERFACES, MAP_L2_VIPS, MAP_MAGLEV, MAP_SERVICE_STATS, MAP_SERVICES, MAP_SOCKET_REVNAT, Service, ServiceStats,
+    SocketRevNat, SocketRevNatKey,
 };
 
 use super::MaglevSlots;
@@ -24,6 +25,8 @@ pub struct DataplaneMaps {
     pub affinity: HashMap<MapData, AffinityKey, Affinity>,
     pub socket_revnat: HashMap<MapData, SocketRevNatKey, SocketRevNat>,
     pub agent_state: Array<MapData, u64>,
+    /// The addresses the ARP responder answers for (see `l2.rs`).
+    pub l2_vips: HashMap<MapData, L2VipKey, L2Vip>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
@@ -45,6 +48,7 @@ impl DataplaneMaps {
             affinity: HashMap::try_from(take(ebpf, MAP_AFFINITY)?)?,
             socket_revnat: HashMap::try_from(take(ebpf, MAP_SOCKET_REVNAT)?)?,
             agent_state: Array::try_from(take(ebpf, MAP_AGENT_STATE)?)?,
+            l2_vips: HashMap::try_from(take(ebpf, MAP_L2_VIPS)?)?,
         })
     }
 }

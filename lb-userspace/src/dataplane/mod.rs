@@ -4,6 +4,7 @@
 mod applier;
 mod fake_maps;
 mod ids;
+mod l2;
 pub mod layout;
 mod loader;
 mod maglev_slots;
@@ -18,6 +19,7 @@ mod store;
 
 pub use applier::{Applier, ApplyReport};
 pub use fake_maps::FakeMaps;
+pub use l2::L2Write;
 pub use loader::{Attachment, Datapath, PinReport, VETH_DRIVER, XdpAttachMode, XdpTransmit};
 pub use maglev_slots::MaglevSlots;
 pub use maps::DataplaneMaps;

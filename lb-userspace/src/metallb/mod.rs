@@ -3,7 +3,9 @@
 //! node answering ARP for each LoadBalancer address.
 
 pub mod announce;
+pub mod gratuitous;
 pub mod objects;
 pub mod owner;
 pub mod pools;
 pub mod resources;
+pub mod speaker;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{error, info, warn};
@@ -20,6 +20,8 @@ use crate::diagnostics::Diagnostic;
 use crate::health_check::{HealthCheckCompiler, HealthCheckServer};
 use crate::inspect::DataPathView;
 use crate::inspect::services::{ServicesSource, services_report};
+use crate::metallb::gratuitous;
+use crate::metallb::speaker::{L2Uplink, Speaker, Takeover};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::{cgroup, node, sockets};
@@ -50,6 +52,8 @@ pub struct L4 {
     /// ([`L4::attach`]; a replaced map is pinned under its name only then).
     stats: Option<Arc<StatsReader>>,
     maglev_table_size: u32,
+    /// The addresses this node answers ARP for (MetalLB's layer 2).
+    speaker: Speaker,
     /// This agent's right to the pinned data path, for as long as it runs.
     pins: PinLock,
 }
@@ -69,6 +73,7 @@ impl L4 {
     ) -> Result<Self> {
         let interfaces = node::resolve_interfaces(&args.interfaces, args.host_ip)?;
         let uplinks = interfaces.iter().map(|name| node::uplink(name)).collect::<Result<Vec<_>>>()?;
+        let l2_uplinks = uplinks.iter().map(l2_uplink).collect::<Result<Vec<_>>>()?;
         let addresses = node_addresses(args, &interfaces)?;
         let ingress = handoff(args, &addresses, http, https);
         let node = NodeContext { name: agent.node_name.clone(), addresses, ingress };
@@ -94,6 +99,7 @@ impl L4 {
             metrics,
             stats: None,
             maglev_table_size: maps.maglev_table_size,
+            speaker: Speaker::new(agent.node_name.clone(), l2_uplinks, agent.config.address_pools.clone()),
             pins,
         })
     }
@@ -102,6 +108,7 @@ impl L4 {
     /// cgroup (after the first [`L4::sync`], so no packet or connect sees
     /// empty maps), or swaps them into the links a previous agent pinned.
     pub fn attach(&mut self) -> Result<()> {
+        self.heartbeat();
         let (mode, transmit) = (self.xdp_mode, self.xdp_transmit);
         let tc_ingress = self.uplinks.iter().any(|uplink| transmit.hands_off(&uplink.driver));
         for uplink in &self.uplinks {
@@ -125,7 +132,47 @@ impl L4 {
         }
         self.datapath.commit_pins()?;
         self.stats = Some(Arc::new(StatsReader::open(self.pins.dir())?));
+        // Now that requests are answered, tell the LAN.
+        self.speaker.takeovers().iter().for_each(announce_takeover);
         Ok(())
+    }
+
+    /// Decides which addresses this node answers ARP for (`alive`: whose
+    /// agents are alive) and writes them to the responder's map; sends a
+    /// gratuitous ARP for each address taken over (once attached: before,
+    /// [`L4::attach`] does).
+    pub fn announce(&mut self, snapshot: &Snapshot, alive: impl Fn(&str) -> bool) -> Vec<Diagnostic> {
+        let update = self.speaker.update(snapshot, alive);
+        for diagnostic in &update.diagnostics {
+            warn!("{diagnostic}");
+        }
+        match self.applier.maps_mut().set_l2_vips(&update.entries) {
+            Ok(write) if write.written + write.deleted > 0 => {
+                info!(
+                    addresses = update.entries.len(),
+                    written = write.written,
+                    deleted = write.deleted,
+                    "ARP responder updated"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => error!("writing the ARP responder's addresses failed (retried on the next change): {e:#}"),
+        }
+        for lost in &update.lost {
+            info!(ip = %lost.ip, interface = %lost.interface, service = %format!("{}/{}", lost.service.0, lost.service.1), "no longer announcing");
+        }
+        if self.stats.is_some() {
+            update.gained.iter().for_each(announce_takeover);
+        }
+        update.diagnostics
+    }
+
+    /// Tells the ARP responder this agent is alive (see
+    /// [`HEARTBEAT_LEASE`]).
+    pub fn heartbeat(&mut self) {
+        if let Err(e) = self.applier.maps_mut().heartbeat(HEARTBEAT_LEASE) {
+            error!("writing the heartbeat failed: {e:#}");
+        }
     }
 
     /// The service views in the maps, for `lb inspect` and `/metrics`
@@ -326,4 +373,31 @@ fn node_addresses(args: &RunArgs, interfaces: &[String]) -> Result<Vec<Ipv4Addr>
         out.extend(node::ipv4_addresses(name)?);
     }
     Ok(out)
+}
+
+/// How long the ARP responder keeps answering after the agent's last
+/// heartbeat: the node Lease's duration, so that a hung agent's node stops
+/// answering when the other nodes see its Lease expire and take over.
+pub const HEARTBEAT_LEASE: Duration = Duration::from_secs(15);
+
+/// How often the agent beats.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+
+/// An uplink's Ethernet address and LANs, for the ARP responder.
+fn l2_uplink(uplink: &Attachment) -> Result<L2Uplink> {
+    Ok(L2Uplink {
+        name: uplink.name.clone(),
+        ifindex: uplink.ifindex,
+        mac: node::hardware_address(&uplink.name)?,
+        networks: node::ipv4_networks(&uplink.name)?,
+    })
+}
+
+/// Sends the gratuitous ARP of an address taken over; a failure is logged
+/// (clients then learn the new owner when their entries go stale).
+fn announce_takeover(takeover: &Takeover) {
+    match gratuitous::announce(takeover.ifindex, takeover.mac, takeover.ip) {
+        Ok(()) => info!(ip = %takeover.ip, interface = %takeover.interface, "announcing (gratuitous ARP sent)"),
+        Err(e) => warn!(ip = %takeover.ip, interface = %takeover.interface, "sending a gratuitous ARP failed: {e:#}"),
+    }
 }
