@@ -276,6 +276,11 @@ pub struct ClusterArgs {
     /// `spec.loadBalancerClass`. Default: only those without a class.
     #[arg(long, value_name = "CLASS")]
     pub load_balancer_class: Option<String>,
+
+    /// How often API discovery is asked whether MetalLB's CRDs are
+    /// installed (hidden: tests shorten it).
+    #[arg(long, hide = true, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub metallb_recheck: Duration,
 }
 
 /// The Ingress controller: which Ingresses are ours, where the proxy

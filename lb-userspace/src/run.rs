@@ -119,7 +119,8 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                 let (snapshots, options) = (snapshots.clone(), l7.options());
                 writers = Some(Writers::start(client.clone(), &args, &settings, options, snapshots, diagnostics));
             }
-            tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), tx))
+            let metallb_recheck = args.cluster.metallb_recheck;
+            tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), metallb_recheck, tx))
         }
     };
     // Fill the maps and routes from the first snapshot before any packet or

@@ -411,6 +411,49 @@ async fn request_log_classifies_requests() -> Result<()> {
     Ok(())
 }
 
+/// MetalLB's resources exist only while their CRDs are installed:
+/// discovery (as the agent asks it) lists them, their paths answer, and
+/// removing the CRDs deletes their objects and ends their watches.
+#[tokio::test]
+async fn custom_resources_are_served_only_while_their_crds_are_installed() -> Result<()> {
+    use lb_userspace::cluster::{MetalLbServed, discover_metallb};
+    use lb_userspace::metallb::objects::IpAddressPoolObject;
+    let (api, _addr, client) = setup().await?;
+    let pool = json!({
+        "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+        "metadata": {"name": "lan", "namespace": "metallb-system"},
+        "spec": {"addresses": ["192.0.2.0/28"]},
+    });
+    let pools: Api<IpAddressPoolObject> = Api::all(client.clone());
+    assert_eq!(discover_metallb(&client).await?, MetalLbServed::default());
+    assert_eq!(api_error(pools.list(&ListParams::default()).await).0, 404);
+    let groups = client.list_api_groups().await?;
+    assert!(groups.groups.iter().all(|g| g.name != "metallb.io"));
+    assert!(api.apply(pool.clone()).is_err(), "no objects of a CRD not installed");
+
+    api.install_crds("metallb.io")?;
+    assert_eq!(discover_metallb(&client).await?, MetalLbServed { pools: true, advertisements: true });
+    let groups = client.list_api_groups().await?;
+    let metallb = groups.groups.iter().find(|g| g.name == "metallb.io").context("metallb.io in /apis")?;
+    assert_eq!(metallb.preferred_version.as_ref().map(|v| v.group_version.as_str()), Some("metallb.io/v1beta1"));
+    api.apply(pool)?;
+    let listed = pools.list(&ListParams::default()).await?;
+    let listed_names: Vec<_> = listed.items.iter().map(|p| p.metadata.name.as_deref()).collect();
+    assert_eq!(listed_names, [Some("lan")]);
+    assert_eq!(listed.items[0].spec["addresses"], json!(["192.0.2.0/28"]));
+    let mut watch = pools.watch(&WatchParams::default(), &listed.metadata.resource_version.unwrap()).await?.boxed();
+
+    api.remove_crds("metallb.io");
+    let event = tokio::time::timeout(WAIT, watch.next()).await?.context("an event")??;
+    assert!(matches!(event, WatchEvent::Deleted(ref p) if p.metadata.name.as_deref() == Some("lan")), "{event:?}");
+    assert!(tokio::time::timeout(WAIT, watch.next()).await?.is_none(), "the watch ends");
+    assert_eq!(discover_metallb(&client).await?, MetalLbServed::default());
+    assert!(api.list("metallb.io/v1beta1", "IPAddressPool").is_empty());
+    // Discovery is not a resource request: RBAC does not see it.
+    assert!(api.rbac_calls().iter().all(|(group, ..)| group == "metallb.io"), "{:?}", api.rbac_calls());
+    Ok(())
+}
+
 #[tokio::test]
 async fn kubeconfig_errors_and_test_side_state() -> Result<()> {
     let api = FakeApi::new();

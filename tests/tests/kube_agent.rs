@@ -236,6 +236,9 @@ async fn the_leader_writes_addresses_status_and_events_and_only_what_rbac_allows
             .value(),
     );
 
+    // MetalLB's CRDs are installed (no pools): the agent watches them, so
+    // every grant is used below.
+    cluster.api.install_crds("metallb.io").unwrap();
     let config_arg = format!("--config={}", config.display());
     bed.start_lb_with(cluster.options("agent-a", &[&config_arg])).await.unwrap();
     cluster.wait_leader("agent-a").await;

@@ -1,6 +1,11 @@
 //! Every Kubernetes API call the agent makes, as RBAC sees it. The
 //! manifests' ClusterRole and Role must grant exactly these (a test checks
 //! it), and the fake-API tests check that the agent makes no other call.
+//!
+//! API discovery (`GET /apis/metallb.io/v1beta1`, asking whether MetalLB's
+//! CRDs are installed) is not listed: discovery paths are non-resource URLs
+//! that every authenticated client may read (the built-in
+//! `system:discovery` ClusterRole), so no Role of ours grants them.
 
 /// Where a permission applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +43,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("discovery.k8s.io", "endpointslices", &["list", "watch"]),
     cluster("networking.k8s.io", "ingresses", &["list", "watch"]),
     cluster("networking.k8s.io", "ingressclasses", &["list", "watch"]),
+    // MetalLB's pools and layer-2 advertisements, watched while their CRDs
+    // are installed.
+    cluster("metallb.io", "ipaddresspools", &["list", "watch"]),
+    cluster("metallb.io", "l2advertisements", &["list", "watch"]),
     // Status, written by the leader.
     cluster("", "services/status", &["patch"]),
     cluster("networking.k8s.io", "ingresses/status", &["patch"]),

@@ -4,9 +4,13 @@
 mod access;
 mod client;
 mod leader;
+mod metallb;
 mod source;
 
 pub use access::{API_ACCESS, AccessScope, ApiAccess};
 pub use client::connect;
 pub use leader::{LeaseSettings, elect};
+pub use metallb::{
+    METALLB_GROUP_VERSION, RECHECK as METALLB_RECHECK, Served as MetalLbServed, discover as discover_metallb,
+};
 pub use source::{TLS_SECRETS, watch_cluster};

@@ -12,6 +12,8 @@
 //!   is published: the maps and routes keep serving the last snapshot.
 //! - Secrets: only `kubernetes.io/tls` ones are watched, and the snapshot
 //!   keeps only those that the Ingresses of our classes name.
+//! - MetalLB's IPAddressPools and L2Advertisements are watched only while
+//!   API discovery lists them (see [`super::metallb`]).
 //! - Fields the compilers never read (managed fields, node images, all of a
 //!   Namespace but its name and labels) are dropped as objects arrive.
 //! - Each kind's objects are also kept as an [`Objects`] map, updated per
@@ -36,9 +38,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
+use super::metallb::{MetalLbStores, SETTLE, discover_every};
 use crate::compile::l7::{L7Options, referenced_secrets};
 use crate::snapshot::{Objects, Snapshot, keep_name_and_labels};
 
@@ -61,8 +64,8 @@ struct Stores {
 }
 
 /// One kind's reflector store, and its objects by (namespace, name).
-struct Reflected<K: Resource<DynamicType = ()> + 'static> {
-    store: Store<K>,
+pub(super) struct Reflected<K: Resource<DynamicType = ()> + 'static> {
+    pub(super) store: Store<K>,
     sorted: Sorted<K>,
 }
 
@@ -70,16 +73,26 @@ type Sorted<K> = Arc<Mutex<Objects<K>>>;
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Reflected<K> {
     /// The objects, shared with the store.
-    fn objects(&self) -> Objects<K> {
+    pub(super) fn objects(&self) -> Objects<K> {
         self.sorted.lock().expect("not poisoned").clone()
     }
 }
 
 /// Follows the cluster through `client` and sends a snapshot whenever what
 /// the agent uses changed. Returns when every receiver is gone.
-pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender<Arc<Snapshot>>) -> Result<()> {
+/// MetalLB's resources are watched while API discovery lists them, asked
+/// again every `metallb_recheck` (see [`super::metallb`]).
+pub async fn watch_cluster(
+    client: Client,
+    options: L7Options,
+    metallb_recheck: Duration,
+    tx: watch::Sender<Arc<Snapshot>>,
+) -> Result<()> {
     let changed = Arc::new(Notify::new());
     let mut reflectors = tokio::task::JoinSet::new();
+    let (answers_tx, mut answers) = mpsc::channel(1);
+    reflectors.spawn(discover_every(client.clone(), metallb_recheck, answers_tx));
+    let mut metallb = MetalLbStores::default();
     let tls = watcher::Config::default().fields(TLS_SECRETS);
     let stores = Stores {
         services: reflect(&mut reflectors, Api::all(client.clone()), watcher::Config::default(), &changed, |_| {}),
@@ -102,23 +115,37 @@ pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender
         nodes: reflect(&mut reflectors, Api::all(client.clone()), watcher::Config::default(), &changed, strip_node),
         namespaces: reflect(
             &mut reflectors,
-            Api::all(client),
+            Api::all(client.clone()),
             watcher::Config::default(),
             &changed,
             keep_name_and_labels,
         ),
     };
 
+    // MetalLB's resources, if discovery lists them while the other kinds
+    // are listed, are in the first snapshot too (their first list given at
+    // most SETTLE), so the status task does not see their pools missing.
+    let metallb_settled = async {
+        if let Some(Some(served)) = answers.recv().await {
+            metallb.serve(served, &client, &changed);
+            metallb.wait_until_ready().await;
+        }
+    };
+    let first_lists = async {
+        let (ready, _) = tokio::join!(stores.wait_until_ready(), tokio::time::timeout(SETTLE, metallb_settled));
+        ready
+    };
     tokio::select! {
-        ready = stores.wait_until_ready() => ready?,
+        ready = first_lists => ready?,
         _ = tx.closed() => return Ok(()),
     }
-    let first = stores.snapshot(&options);
+    let first = stores.snapshot(&options, &metallb);
     info!(
         services = first.services.len(),
         endpoint_slices = first.endpoint_slices.len(),
         ingresses = first.ingresses.len(),
         nodes = first.nodes.len(),
+        ip_address_pools = first.ip_address_pools.len(),
         "cluster listed"
     );
     tx.send_replace(Arc::new(first));
@@ -126,13 +153,22 @@ pub async fn watch_cluster(client: Client, options: L7Options, tx: watch::Sender
         tokio::select! {
             _ = tx.closed() => return Ok(()),
             _ = changed.notified() => {}
+            Some(answer) = answers.recv() => {
+                // Started reflectors wake `changed` once listed; stopped
+                // ones take their objects out of the snapshot now.
+                let stopped = answer.is_some_and(|served| metallb.serve(served, &client, &changed));
+                if !stopped {
+                    continue;
+                }
+            }
             ended = reflectors.join_next() => {
-                // A reflector only ends by panicking: its stream retries forever.
-                anyhow::bail!("a Kubernetes reflector stopped: {ended:?}");
+                // A reflector only ends by panicking: its stream retries
+                // forever (and discovery asks until we are gone).
+                anyhow::bail!("a Kubernetes watch task stopped: {ended:?}");
             }
         }
         tokio::time::sleep(DEBOUNCE).await;
-        publish(&tx, stores.snapshot(&options));
+        publish(&tx, stores.snapshot(&options, &metallb));
     }
 }
 
@@ -149,7 +185,7 @@ impl Stores {
     }
 
     /// The stores' objects as a snapshot, with only the referenced Secrets.
-    fn snapshot(&self, options: &L7Options) -> Snapshot {
+    fn snapshot(&self, options: &L7Options, metallb: &MetalLbStores) -> Snapshot {
         let mut snapshot = Snapshot {
             services: self.services.objects(),
             endpoint_slices: self.endpoint_slices.objects(),
@@ -158,10 +194,8 @@ impl Stores {
             secrets: Objects::default(),
             nodes: self.nodes.objects(),
             namespaces: self.namespaces.objects(),
-            // MetalLB's CRDs are not watched yet: only manifests files
-            // bring pools and advertisements so far.
-            ip_address_pools: Objects::default(),
-            l2_advertisements: Objects::default(),
+            ip_address_pools: metallb.pools(),
+            l2_advertisements: metallb.advertisements(),
         };
         let wanted = referenced_secrets(&snapshot, options);
         snapshot.secrets = self.secrets.objects();
@@ -170,16 +204,40 @@ impl Stores {
     }
 }
 
-/// Starts a reflector of `api` into a new store; every change wakes
-/// `changed`. Errors (the API server unreachable, a watch refused) are
-/// logged when they start and when they end, and retried with backoff.
+/// Starts a reflector of `api` into a new store among `tasks`; every
+/// change wakes `changed`.
 fn reflect<K>(
     tasks: &mut tokio::task::JoinSet<()>,
     api: Api<K>,
     config: watcher::Config,
     changed: &Arc<Notify>,
-    mut strip: impl FnMut(&mut K) + Send + 'static,
+    strip: impl FnMut(&mut K) + Send + 'static,
 ) -> Reflected<K>
+where
+    K: Resource<DynamicType = ()>
+        + Metadata<Ty = ObjectMeta>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reflected, task) = reflector(api, config, changed, strip);
+    tasks.spawn(task);
+    reflected
+}
+
+/// A reflector of `api` into a new store: the store, and the task to run
+/// (it runs until dropped). Every change wakes `changed`. Errors (the API
+/// server unreachable, a watch refused) are logged when they start and
+/// when they end, and retried with backoff.
+pub(super) fn reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+    mut strip: impl FnMut(&mut K) + Send + 'static,
+) -> (Reflected<K>, impl Future<Output = ()> + Send + 'static)
 where
     K: Resource<DynamicType = ()>
         + Metadata<Ty = ObjectMeta>
@@ -200,7 +258,7 @@ where
     let changed = changed.clone();
     let sorted: Sorted<K> = Arc::default();
     let (store, order) = (reader.clone(), sorted.clone());
-    tasks.spawn(async move {
+    let task = async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;
         while let Some(event) = stream.next().await {
@@ -223,8 +281,8 @@ where
                 }
             }
         }
-    });
-    Reflected { store: reader, sorted }
+    };
+    (Reflected { store: reader, sorted }, task)
 }
 
 /// Applies a watch event, which the store has just applied, to the sorted

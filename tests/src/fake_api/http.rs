@@ -22,8 +22,12 @@ pub(crate) type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// What a path names.
 enum Target {
-    /// A fixed JSON document (discovery, `/version`).
+    /// A fixed JSON document (`/api`, `/version`).
     Doc(Value),
+    /// `/apis`: the groups served.
+    Groups,
+    /// `/api/{version}` or `/apis/{group}/{version}`: its resources.
+    GroupVersion(String, String),
     /// `/healthz` and friends.
     Ok,
     /// A resource collection or object.
@@ -57,9 +61,9 @@ fn parse_path(path: &str) -> Route {
         }))),
         ["healthz" | "readyz" | "livez"] => Route::simple(Target::Ok),
         ["api"] => doc(Some(resources::core_versions())),
-        ["apis"] => doc(Some(resources::group_list())),
-        ["api", v] => doc(resources::resource_list("", v)),
-        ["apis", g, v] => doc(resources::resource_list(g, v)),
+        ["apis"] => Route::simple(Target::Groups),
+        ["api", v] => Route::simple(Target::GroupVersion(String::new(), v.to_string())),
+        ["apis", g, v] => Route::simple(Target::GroupVersion(g.to_string(), v.to_string())),
         ["api", v, rest @ ..] => resource_route("", v, rest),
         ["apis", g, v, rest @ ..] => resource_route(g, v, rest),
         _ => Route::simple(Target::NotFound),
@@ -163,6 +167,10 @@ fn err(e: ApiError) -> Outcome {
     Outcome::Json(e.code, e.to_status())
 }
 
+fn not_found() -> Outcome {
+    err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+}
+
 /// Serves one request (recording it). An error makes hyper close the
 /// connection without a response.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> std::io::Result<Response<RespBody>> {
@@ -209,11 +217,15 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> std::
             (_, _) if verb.is_empty() => {
                 err(ApiError::new(405, "MethodNotAllowed", format!("{} is not allowed on {path}", parts.method)))
             }
-            (Target::NotFound, _) => {
-                err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))
-            }
+            (Target::NotFound, _) => not_found(),
+            (Target::Resource(res), _) if !res.served(&store.installed_crds) => not_found(),
             (Target::Ok, _) => Outcome::Text("ok"),
             (Target::Doc(d), _) => Outcome::Json(200, d.clone()),
+            (Target::Groups, _) => Outcome::Json(200, resources::group_list(&store.installed_crds)),
+            (Target::GroupVersion(g, v), _) => match resources::resource_list(g, v, &store.installed_crds) {
+                Some(list) => Outcome::Json(200, list),
+                None => not_found(),
+            },
             (Target::Resource(res), Ok(body)) => {
                 let ctx = Ctx { res, route: &route, query: &query, content_type: content_type.as_deref(), body };
                 execute(&mut store, verb, &ctx)

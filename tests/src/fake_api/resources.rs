@@ -1,4 +1,11 @@
 //! The resource types the fake API server knows, and its discovery documents.
+//!
+//! Built-in types are always served. Custom resources (MetalLB's) are
+//! served only once a test installs their CRDs ([`super::FakeApi::install_crds`]):
+//! until then their group is missing from discovery and their paths answer
+//! `404`, as on a cluster without them.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
@@ -21,6 +28,9 @@ pub struct ResourceType {
     /// Field selector labels supported besides `metadata.name` and
     /// `metadata.namespace` (as the real server, others are rejected with 400).
     pub fields: &'static [&'static str],
+    /// Whether the type is a custom resource, served only while its
+    /// group's CRDs are installed.
+    pub custom: bool,
 }
 
 impl ResourceType {
@@ -48,7 +58,22 @@ const fn rt(
     has_status: bool,
     fields: &'static [&'static str],
 ) -> ResourceType {
-    ResourceType { group, version: "v1", plural, kind, namespaced, has_status, fields }
+    ResourceType { group, version: "v1", plural, kind, namespaced, has_status, fields, custom: false }
+}
+
+/// A namespaced custom resource without a status subresource.
+const fn custom(group: &'static str, version: &'static str, plural: &'static str, kind: &'static str) -> ResourceType {
+    ResourceType { group, version, plural, kind, namespaced: true, has_status: false, fields: &[], custom: true }
+}
+
+/// The groups of custom resources whose CRDs are installed.
+pub type InstalledGroups = BTreeSet<String>;
+
+impl ResourceType {
+    /// Whether the server serves this type with `installed` CRD groups.
+    pub fn served(&self, installed: &InstalledGroups) -> bool {
+        !self.custom || installed.contains(self.group)
+    }
 }
 
 const CORE_EVENT_FIELDS: &[&str] = &[
@@ -100,6 +125,8 @@ pub static RESOURCES: &[ResourceType] = &[
     rt("networking.k8s.io", "ingressclasses", "IngressClass", false, false, &[]),
     rt("coordination.k8s.io", "leases", "Lease", true, false, &[]),
     rt("events.k8s.io", "events", "Event", true, false, EVENT_FIELDS),
+    custom("metallb.io", "v1beta1", "ipaddresspools", "IPAddressPool"),
+    custom("metallb.io", "v1beta1", "l2advertisements", "L2Advertisement"),
 ];
 
 /// The type served at `/api{s}/{group}/{version}/{plural}`.
@@ -122,14 +149,15 @@ pub fn core_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
 }
 
-/// `/apis`: every named group.
-pub fn group_list() -> Value {
-    let mut groups: Vec<&str> = RESOURCES.iter().map(|r| r.group).filter(|g| !g.is_empty()).collect();
+/// `/apis`: every named group served (each with its one version).
+pub fn group_list(installed: &InstalledGroups) -> Value {
+    let mut groups: Vec<(&str, &str)> =
+        RESOURCES.iter().filter(|r| !r.group.is_empty() && r.served(installed)).map(|r| (r.group, r.version)).collect();
     groups.dedup();
     let groups: Vec<Value> = groups
         .into_iter()
-        .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
             json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
         })
         .collect();
@@ -137,10 +165,10 @@ pub fn group_list() -> Value {
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`: the group version's resources, or
-/// `None` when it has none.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+/// `None` when it serves none.
+pub fn resource_list(group: &str, version: &str, installed: &InstalledGroups) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version && r.served(installed)) {
         let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
         resources.push(json!({
             "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,

@@ -15,6 +15,8 @@ use super::requests::{self, RecordedRequest};
 use super::resources::{self, ResourceType};
 use super::store::{Store, UpdateMode, meta_str};
 
+/// The type of `api_version` `kind`, known to the fake API (served or not:
+/// a custom resource needs its CRDs installed to be written).
 fn resource(api_version: &str, kind: &str) -> Result<&'static ResourceType> {
     resources::by_kind(api_version, kind).ok_or_else(|| anyhow!("the fake API does not serve {api_version} {kind}"))
 }
@@ -41,6 +43,9 @@ impl FakeApi {
         let ns = namespace(res, meta_str(&obj, "namespace")).map(str::to_string);
         let ns = ns.as_deref();
         let mut store = self.shared().lock();
+        if !res.served(&store.installed_crds) {
+            bail!("applying {kind} {name}: the CRDs of {} are not installed (FakeApi::install_crds)", res.group);
+        }
         let stored = if store.get(res, ns, &name).is_some() {
             store.update(res, ns, &name, obj, UpdateMode::Whole)
         } else {
@@ -77,6 +82,36 @@ impl FakeApi {
             }
         }
         Ok(out)
+    }
+
+    /// Installs the CRDs of the custom resources of `group` (the fake API
+    /// knows MetalLB's, `metallb.io`): from now on discovery lists them and
+    /// their paths are served.
+    pub fn install_crds(&self, group: &str) -> Result<()> {
+        if !resources::RESOURCES.iter().any(|r| r.custom && r.group == group) {
+            bail!("the fake API knows no custom resources of group {group:?}");
+        }
+        let mut store = self.shared().lock();
+        store.installed_crds.insert(group.to_string());
+        store.notify();
+        Ok(())
+    }
+
+    /// Removes the CRDs of `group`, as `kubectl delete crd` does: their
+    /// objects are deleted (DELETED on the watches), the watches on them
+    /// end, and discovery and their paths forget them.
+    pub fn remove_crds(&self, group: &str) {
+        let mut store = self.shared().lock();
+        for res in resources::RESOURCES.iter().filter(|r| r.custom && r.group == group) {
+            let keys: Vec<(String, String)> = store.objects[resources::index_of(res)].keys().cloned().collect();
+            for (ns, name) in keys {
+                let ns = if res.namespaced { Some(ns.as_str()) } else { None };
+                let _ = store.delete(res, ns, &name, None);
+            }
+            store.end_watches_of(res);
+        }
+        store.installed_crds.remove(group);
+        store.notify();
     }
 
     /// Merge-patches (RFC 7386) a stored object, status included, as a

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::list::Continuation;
 use super::patch::{self, PatchKind};
 use super::requests::RecordedRequest;
-use super::resources::{RESOURCES, ResourceType, index_of};
+use super::resources::{InstalledGroups, RESOURCES, ResourceType, index_of};
 use super::status::ApiError;
 use super::watch::Watcher;
 
@@ -63,6 +63,8 @@ pub(crate) struct Store {
     pub unavailable: bool,
     pub refusing: bool,
     pub shut_down: bool,
+    /// The groups of custom resources served (see [`super::resources`]).
+    pub installed_crds: InstalledGroups,
     pub requests: Vec<RecordedRequest>,
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -121,6 +123,7 @@ impl Store {
             unavailable: false,
             refusing: false,
             shut_down: false,
+            installed_crds: InstalledGroups::new(),
             requests: Vec::new(),
             changed,
         }

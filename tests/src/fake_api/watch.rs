@@ -166,6 +166,18 @@ impl Store {
         self.notify();
     }
 
+    /// Ends the watches on objects of `res` (their type goes away).
+    pub(crate) fn end_watches_of(&mut self, res: &'static ResourceType) {
+        let index = index_of(res);
+        let (ended, kept): (Vec<Watcher>, Vec<Watcher>) =
+            std::mem::take(&mut self.watchers).into_iter().partition(|w| w.res == index);
+        for w in ended {
+            let _ = w.tx.send(WatchMsg::End);
+        }
+        self.watchers = kept;
+        self.notify();
+    }
+
     /// Closes every watch's connection abruptly.
     pub(crate) fn abort_watches(&mut self) {
         for w in self.watchers.drain(..) {
