@@ -87,11 +87,19 @@ pub struct TestBedBuilder {
     remove_stale: bool,
     lan_peer_xdp: bool,
     wire_checksums: bool,
+    load_balancer_routes: bool,
 }
 
 impl Default for TestBedBuilder {
     fn default() -> Self {
-        Self { pods: default_pods(), rp_filter: 0, remove_stale: true, lan_peer_xdp: false, wire_checksums: false }
+        Self {
+            pods: default_pods(),
+            rp_filter: 0,
+            remove_stale: true,
+            lan_peer_xdp: false,
+            wire_checksums: false,
+            load_balancer_routes: true,
+        }
     }
 }
 
@@ -125,6 +133,16 @@ impl TestBedBuilder {
     /// offload off on every veth of the LAN.
     pub fn wire_checksums(mut self, yes: bool) -> Self {
         self.wire_checksums = yes;
+        self
+    }
+
+    /// Whether the client routes the LoadBalancer and ingress addresses
+    /// (`LOADBALANCER_IP`, `INGRESS_IP`) via node1, as if a BGP speaker
+    /// had announced them (default true). False: the client has only its
+    /// connected LAN route, and reaches them only if a node answers ARP
+    /// for them (MetalLB's layer 2).
+    pub fn load_balancer_routes(mut self, yes: bool) -> Self {
+        self.load_balancer_routes = yes;
         self
     }
 
@@ -172,7 +190,8 @@ impl TestBedBuilder {
         for node in &bed.nodes {
             bed.resources.add_cgroup(&node.cgroup)?;
         }
-        topology::create(&bed, self.rp_filter, self.wire_checksums).context("building the test bed")?;
+        topology::create(&bed, self.rp_filter, self.wire_checksums, self.load_balancer_routes)
+            .context("building the test bed")?;
         if self.lan_peer_xdp {
             bed.lan_xdp = Some(bed.lan_peer_xdp()?);
         }

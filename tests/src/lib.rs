@@ -16,6 +16,7 @@
 //! Everything the bed creates (namespaces, processes, log directory) is
 //! removed when the [`TestBed`] is dropped, also during a panic. Needs root.
 
+pub mod arp;
 pub mod bed;
 pub mod bins;
 pub mod client;

@@ -432,14 +432,16 @@ fn post(bed: &TestBed, to: SocketAddr, body: &str) -> Result<String, String> {
 
 /// `--manifests` mode gives LoadBalancer Services addresses in memory, from
 /// a MetalLB `IPAddressPool` in the files (nothing written back): a new
-/// Service without a status address gets the pool's lowest free address,
-/// which the data path serves; the files are unchanged.
+/// Service without a status address that asks for the pool
+/// (`metallb.io/address-pool`) gets its lowest free address, which the
+/// data path serves; the files are unchanged.
 #[test]
 fn metallb_pool_in_the_files_gives_addresses_in_memory() {
     let manifests = copy_example_manifests().expect("copy of the example manifests");
     let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lan\n  namespace: metallb-system\n\
-                spec:\n  addresses:\n  - 192.168.1.160-192.168.1.169\n";
-    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: fresh-lb\nspec:\n  type: LoadBalancer\n  \
+                spec:\n  addresses:\n  - 192.168.1.210-192.168.1.219\n";
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: fresh-lb\n  annotations:\n    \
+                   metallb.io/address-pool: lan\nspec:\n  type: LoadBalancer\n  \
                    selector:\n    app: nginx\n  ports:\n  - name: http\n    port: 8099\n    targetPort: 80\n";
     std::fs::write(manifests.path().join("pool.yaml"), pool).unwrap();
     std::fs::write(manifests.path().join("fresh.yaml"), service).unwrap();
@@ -454,6 +456,6 @@ fn metallb_pool_in_the_files_gives_addresses_in_memory() {
         .unwrap_or_else(|| panic!("fresh-lb in {report:#}"));
     let frontends: Vec<&str> =
         fresh["frontends"].as_array().unwrap().iter().map(|f| f["address"].as_str().unwrap()).collect();
-    assert!(frontends.contains(&"192.168.1.160:8099/TCP"), "the pool's first address: {frontends:?}");
+    assert!(frontends.contains(&"192.168.1.210:8099/TCP"), "the pool's first address: {frontends:?}");
     assert_eq!(std::fs::read_to_string(manifests.path().join("fresh.yaml")).unwrap(), service, "nothing written back");
 }

@@ -68,7 +68,7 @@ pub(super) fn pods(prefix: &str, nodes: &[Node], specs: &[PodSpec]) -> Result<Ve
 
 /// Builds everything; `bed` records each namespace as soon as it exists so
 /// that a failure half-way still cleans up.
-pub(super) fn create(bed: &TestBed, rp_filter: u8, wire_checksums: bool) -> Result<()> {
+pub(super) fn create(bed: &TestBed, rp_filter: u8, wire_checksums: bool, load_balancer_routes: bool) -> Result<()> {
     for ns in bed.namespaces() {
         bed.resources.add_namespace(&ns)?;
         ip_in(&ns, &["link", "set", "lo", "up"])?;
@@ -106,13 +106,15 @@ pub(super) fn create(bed: &TestBed, rp_filter: u8, wire_checksums: bool) -> Resu
         create_pod(node, pod).with_context(|| format!("creating pod {}", pod.name))?;
     }
 
-    // The client reaches the LoadBalancer IP and the external IPs through
-    // node1, as if a BGP speaker had announced them.
+    // The client reaches the external IPs through node1, as if a BGP
+    // speaker had announced them; the LoadBalancer addresses too, unless
+    // the nodes are to answer ARP for them.
     let node1 = NODE1_IP.to_string();
-    let lb_ip = format!("{LOADBALANCER_IP}/32");
-    let ingress_ip = format!("{INGRESS_IP}/32");
-    let ext = format!("{EXTERNAL_NET}/{EXTERNAL_NET_PREFIX}");
-    for dst in [&lb_ip, &ingress_ip, &ext] {
+    let mut routed = vec![format!("{EXTERNAL_NET}/{EXTERNAL_NET_PREFIX}")];
+    if load_balancer_routes {
+        routed.extend([format!("{LOADBALANCER_IP}/32"), format!("{INGRESS_IP}/32")]);
+    }
+    for dst in &routed {
         ip_in(&bed.client, &["route", "add", dst, "via", &node1, "dev", "eth0"])?;
     }
     Ok(())

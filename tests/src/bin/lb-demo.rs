@@ -2,7 +2,9 @@
 //!
 //! Builds the test bed, starts the echo pods and `lb run` on both nodes with
 //! the example manifests, then sends requests from the client to the
-//! NodePort on both nodes, the LoadBalancer IP and the UDP NodePort, and
+//! NodePort on both nodes, the LoadBalancer IP (an address of the users'
+//! MetalLB pool, reached with no route: a node answers ARP) and the UDP
+//! NodePort, and
 //! shows which pod answered; then, from inside pods on both nodes, the seed
 //! `nginx-service` ClusterIP and a DNS-style UDP query to a ClusterIP
 //! (balanced at the socket); then the seed Ingresses through the ingress
@@ -115,7 +117,9 @@ fn run(args: &Args) -> Result<()> {
         bail!("manifest directory {} does not exist", dir.display());
     }
     println!("==> building the test bed (client, LAN bridge, node1, node2, pods)");
-    let bed = TestBed::new()?;
+    // The client routes nothing beyond its LAN: the LoadBalancer addresses
+    // are reached because a node answers ARP for them (MetalLB's layer 2).
+    let bed = TestBed::builder().load_balancer_routes(false).build()?;
     let _ = CLEANUP.set(bed.cleanup_handle());
     print_topology(&bed);
     let ca = TestCa::new()?;
@@ -154,10 +158,13 @@ fn run(args: &Args) -> Result<()> {
         failures += nodeport_round(&bed, addr(node_ip, HTTP_NODE_PORT), args.requests);
     }
 
-    println!("\n==> LoadBalancer IP and UDP NodePort");
+    println!(
+        "\n==> LoadBalancer IP from the MetalLB pool (metallb-pool.yaml; the client has no route for it, a node \
+         answers ARP) and UDP NodePort"
+    );
     let lb_addr = addr(LOADBALANCER_IP, LOADBALANCER_PORT);
     match http_get(bed.client_ns(), lb_addr, REQUEST_TIMEOUT) {
-        Ok((pod, _)) => println!("client -> {lb_addr}  answered by {pod}"),
+        Ok((pod, _)) => println!("client -> {lb_addr}  answered by {pod}{}", arp_owner(&bed, LOADBALANCER_IP)),
         Err(e) => {
             failures += 1;
             println!("client -> {lb_addr}  FAILED: {e:#}");
@@ -454,8 +461,21 @@ fn annotation_round(bed: &TestBed) -> u32 {
     failures
 }
 
+/// `  (192.168.1.150 is at node1's uplink, as the client's neighbour cache
+/// says)`, or nothing when that is unknown.
+fn arp_owner(bed: &TestBed, ip: Ipv4Addr) -> String {
+    let Ok(Some(mac)) = lb_testbed::arp::neighbour(bed.client_ns(), ip) else { return String::new() };
+    let node = ["node1", "node2"]
+        .into_iter()
+        .find(|node| bed.node_ns(node).and_then(|ns| lb_testbed::arp::mac_of(ns, "eth0")).is_ok_and(|m| m == mac));
+    match node {
+        Some(node) => format!("  ({ip} is at {node}'s uplink, {}, by ARP)", lb_testbed::arp::format_mac(&mac)),
+        None => String::new(),
+    }
+}
+
 fn print_topology(bed: &TestBed) {
-    println!("    client  ns {}  192.168.1.2", bed.client_ns());
+    println!("    client  ns {}  192.168.1.2/24, no other route", bed.client_ns());
     for node in bed.nodes() {
         println!("    {}   ns {}  {} (pods {}/24 on cni0)", node.name, node.ns, node.ip, node.pod_cidr);
     }
