@@ -34,7 +34,7 @@ use crate::{cluster, manifests};
 use l4::L4;
 use l7::{L7, enable_request_migration, proxy_config};
 use settings::AgentSettings;
-use writers::Writers;
+use writers::{StatusSources, Writers};
 
 pub fn run(args: RunArgs) -> Result<()> {
     crate::logging::init(&args.log_level, args.log_format);
@@ -115,10 +115,14 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         }
         None => {
             let client = cluster::connect(args.cluster.kubeconfig.as_deref()).await?;
-            if !args.cluster.no_status {
-                let (snapshots, options) = (snapshots.clone(), l7.options());
-                writers = Some(Writers::start(client.clone(), &args, &settings, options, snapshots, diagnostics));
-            }
+            // This node's liveness Lease is renewed (and every node's
+            // followed: `writers.node_leases()`) even with --no-status.
+            let status = (!args.cluster.no_status).then(|| StatusSources {
+                ingress: l7.options().clone(),
+                snapshots: snapshots.clone(),
+                diagnostics,
+            });
+            writers = Some(Writers::start(client.clone(), &args, &settings, status));
             let metallb_recheck = args.cluster.metallb_recheck;
             tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), metallb_recheck, tx))
         }

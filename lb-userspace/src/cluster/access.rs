@@ -53,11 +53,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // Events on the objects we reject (kube-runtime's recorder creates an
     // event, then patches its series when it repeats).
     cluster("events.k8s.io", "events", &["create", "patch"]),
-    // Leader election.
+    // Leader election and each node's liveness Lease (held: get, create,
+    // update; all node Leases followed: list, watch).
     ApiAccess {
         group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["get", "create", "update"],
+        verbs: &["get", "create", "update", "list", "watch"],
         scope: AccessScope::OwnNamespace,
     },
 ];

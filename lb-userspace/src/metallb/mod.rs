@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod gratuitous;
+pub mod liveness;
 pub mod objects;
 pub mod owner;
 pub mod pools;

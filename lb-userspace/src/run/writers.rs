@@ -1,71 +1,101 @@
-//! The cluster side of `lb run` that writes: the leader election, and the
-//! status task that writes while this agent leads.
+//! The cluster side of `lb run` that writes: this node's liveness Lease
+//! (and the watch of every node's, which layer-2 announcement reads), and
+//! unless `--no-status`, the leader election and the status task that
+//! writes while this agent leads.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::settings::AgentSettings;
 use crate::cli::RunArgs;
-use crate::cluster::{LeaseSettings, elect};
+use crate::cluster::{LeaseSettings, elect, log_liveness, node_lease_settings, renew_node_lease, watch_node_leases};
 use crate::compile::l7::L7Options;
 use crate::diagnostics::Diagnostic;
+use crate::metallb::liveness::NodeLeases;
 use crate::snapshot::Snapshot;
 use crate::status::ipam::IpamOptions;
 use crate::status::{StatusInputs, StatusSettings, write_status};
 
-/// The time a stopping agent gives itself to release the Lease.
+/// The time a stopping agent gives itself to release its Leases.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// What the status task reads (it runs only when given these).
+pub struct StatusSources {
+    pub ingress: L7Options,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
+}
+
 pub struct Writers {
-    stop_election: oneshot::Sender<()>,
-    election: JoinHandle<()>,
-    status: JoinHandle<()>,
+    /// Tells the Lease tasks to release their Leases and end.
+    stop: watch::Sender<bool>,
+    node_lease: JoinHandle<()>,
+    node_leases: watch::Receiver<NodeLeases>,
+    election: Option<JoinHandle<()>>,
+    status: Option<JoinHandle<()>>,
 }
 
 impl Writers {
-    pub fn start(
-        client: Client,
-        args: &RunArgs,
-        settings: &AgentSettings,
-        ingress: &L7Options,
-        snapshots: watch::Receiver<Arc<Snapshot>>,
-        diagnostics: watch::Receiver<Arc<Vec<Diagnostic>>>,
-    ) -> Self {
+    pub fn start(client: Client, args: &RunArgs, settings: &AgentSettings, status: Option<StatusSources>) -> Self {
         let cluster = &args.cluster;
-        let config = &settings.config;
+        let namespace = &cluster.leader_election_namespace;
         let identity = cluster.identity.clone().unwrap_or_else(|| settings.node_name.clone());
-        let lease = LeaseSettings::new(
-            cluster.leader_election_namespace.clone(),
-            cluster.leader_election_lease.clone(),
-            identity.clone(),
-        );
-        let settings = StatusSettings {
-            ingress: ingress.clone(),
-            ingress_service: args.ingress.ingress_service.clone(),
-            ingress_status: config.ingress_status,
-            pools: config.address_pools.clone(),
-            ipam: IpamOptions { load_balancer_class: cluster.load_balancer_class.clone() },
-            identity,
+        let (stop, stopped) = watch::channel(false);
+        let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let (leader_tx, leader) = watch::channel(false);
-        let (stop_election, stopped) = oneshot::channel::<()>();
-        let election = tokio::spawn(elect(client.clone(), lease, leader_tx, async {
-            let _ = stopped.await;
-        }));
-        let status = tokio::spawn(write_status(client, settings, StatusInputs { leader, snapshots, diagnostics }));
-        Self { stop_election, election, status }
+        let node_lease = tokio::spawn(renew_node_lease(
+            client.clone(),
+            node_lease_settings(namespace, &settings.node_name, &identity),
+            stop_signal(stopped.clone()),
+        ));
+        let node_leases = watch_node_leases(client.clone(), namespace);
+        let (mut election, mut status_task) = (None, None);
+        if let Some(sources) = status {
+            let lease = LeaseSettings::new(namespace.clone(), cluster.leader_election_lease.clone(), identity.clone());
+            let config = &settings.config;
+            let status_settings = StatusSettings {
+                ingress: sources.ingress,
+                ingress_service: args.ingress.ingress_service.clone(),
+                ingress_status: config.ingress_status,
+                pools: config.address_pools.clone(),
+                ipam: IpamOptions { load_balancer_class: cluster.load_balancer_class.clone() },
+                identity,
+            };
+            let (leader_tx, leader) = watch::channel(false);
+            election = Some(tokio::spawn(elect(client.clone(), lease, leader_tx, stop_signal(stopped))));
+            let inputs = StatusInputs { leader, snapshots: sources.snapshots, diagnostics: sources.diagnostics };
+            status_task = Some(tokio::spawn(write_status(client, status_settings, inputs)));
+        }
+        let writers = Self { stop, node_lease, node_leases, election, status: status_task };
+        tokio::spawn(log_liveness(writers.node_leases()));
+        writers
     }
 
-    /// Stops writing and releases the Lease if we hold it.
+    /// Every node's liveness Lease as observed (see
+    /// [`crate::metallb::liveness`]).
+    pub fn node_leases(&self) -> watch::Receiver<NodeLeases> {
+        self.node_leases.clone()
+    }
+
+    /// Stops writing and releases the Leases we hold.
     pub async fn stop(self) {
-        self.status.abort();
-        let _ = self.stop_election.send(());
-        if tokio::time::timeout(RELEASE_TIMEOUT, self.election).await.is_err() {
-            tracing::warn!("releasing the leader Lease timed out");
+        if let Some(status) = &self.status {
+            status.abort();
+        }
+        self.stop.send_replace(true);
+        let released = async {
+            if let Some(election) = self.election {
+                let _ = election.await;
+            }
+            let _ = self.node_lease.await;
+        };
+        if tokio::time::timeout(RELEASE_TIMEOUT, released).await.is_err() {
+            tracing::warn!("releasing the Leases timed out");
         }
     }
 }
