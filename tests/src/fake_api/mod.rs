@@ -36,6 +36,10 @@
 //!   event when `N` is older than the last [`FakeApi::compact`].
 //!   `sendInitialEvents=true` is honoured (ADDED, then a BOOKMARK annotated
 //!   `k8s.io/initial-events-end`).
+//! - Custom resources (MetalLB's `IPAddressPool`, `L2Advertisement`) are
+//!   served only after [`FakeApi::install_crds`] (until then: absent from
+//!   discovery, `404` on their paths); [`FakeApi::remove_crds`] deletes
+//!   their objects and ends their watches.
 //! - Finalizers, graceful deletion, admission, validation of object contents,
 //!   field ownership and authentication are not modelled.
 //!
