@@ -8,6 +8,7 @@
 
 mod l4;
 mod l7;
+mod liveness;
 mod settings;
 mod writers;
 
@@ -33,6 +34,7 @@ use crate::status::ipam::{AddressPool, IpamOptions};
 use crate::{cluster, manifests};
 use l4::L4;
 use l7::{L7, enable_request_migration, proxy_config};
+use liveness::Liveness;
 use settings::AgentSettings;
 use writers::{StatusSources, Writers};
 
@@ -127,6 +129,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
             tokio::spawn(cluster::watch_cluster(client, l7.options().clone(), metallb_recheck, tx))
         }
     };
+    let mut liveness = Liveness::new(writers.as_ref().map(Writers::node_leases));
     // Fill the maps and routes from the first snapshot before any packet or
     // probe can see them.
     tokio::select! {
@@ -134,7 +137,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
         ended = &mut source => return source_ended(ended),
     }
     let first = snapshots.borrow_and_update().clone();
-    diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &first).await));
+    diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &first, &liveness).await));
     // The proxy listens in its own task once routed: not ready before, or a
     // client told "ready" could still be refused.
     tokio::select! {
@@ -158,7 +161,7 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                     bail!("the source stopped");
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &snapshot).await));
+                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, l4.as_mut(), &snapshot, &liveness).await));
             }
             ended = &mut source => return source_ended(ended),
             ended = &mut proxy_task => return proxy_ended(ended),
@@ -171,10 +174,16 @@ async fn run_agent(args: RunArgs) -> Result<()> {
                 let data_path = settings.data_path.as_ref().expect("standing by only with a data path");
                 let mut loaded = L4::load(&args, &settings, data_path, lock?, http, https, metrics.clone())?;
                 let snapshot = snapshots.borrow().clone();
-                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, Some(&mut loaded), &snapshot).await));
+                diagnostics_tx.send_replace(Arc::new(sync(&mut l7, Some(&mut loaded), &snapshot, &liveness).await));
                 loaded.attach()?;
                 info!("took over the data path");
                 l4 = Some(loaded);
+            }
+            () = liveness.changed() => {
+                if let Some(l4) = &mut l4 {
+                    let snapshot = snapshots.borrow().clone();
+                    l4.announce(&snapshot, |node| liveness.is_alive(node));
+                }
             }
             _ = heartbeat.tick() => {
                 if let Some(l4) = &mut l4 {
@@ -207,11 +216,11 @@ async fn run_agent(args: RunArgs) -> Result<()> {
 
 /// Compiles a snapshot into the routes and (with XDP) the maps; returns
 /// the problems found.
-async fn sync(l7: &mut L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>) -> Vec<Diagnostic> {
+async fn sync(l7: &mut L7, l4: Option<&mut L4>, snapshot: &Arc<Snapshot>, liveness: &Liveness) -> Vec<Diagnostic> {
     let mut diagnostics = l7.sync(snapshot);
     if let Some(l4) = l4 {
         diagnostics.extend(l4.sync(snapshot).await);
-        diagnostics.extend(l4.announce(snapshot, |_| true));
+        diagnostics.extend(l4.announce(snapshot, |node| liveness.is_alive(node)));
     }
     diagnostics.sort();
     diagnostics.dedup();

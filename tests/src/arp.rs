@@ -153,10 +153,12 @@ pub fn who_has(
         let deadline = Instant::now() + wait;
         let mut answers = Vec::new();
         while Instant::now() < deadline {
-            if let Some(packet) = receive(&socket)? {
-                if packet.operation == 2 && packet.sender_ip == target && packet.target_ip == from.1 {
-                    answers.push(packet.sender_mac);
-                }
+            if let Some(packet) = receive(&socket)?
+                && packet.operation == 2
+                && packet.sender_ip == target
+                && packet.target_ip == from.1
+            {
+                answers.push(packet.sender_mac);
             }
         }
         Ok(answers)
@@ -184,10 +186,10 @@ impl ArpListener {
                 let (socket, _) = arp_socket(&interface, Duration::from_millis(100))?;
                 let _ = ready_tx.send(());
                 while started.elapsed() < wait {
-                    if let Some(packet) = receive(&socket)? {
-                        if wanted(&packet) {
-                            return Ok(Some((packet, started.elapsed())));
-                        }
+                    if let Some(packet) = receive(&socket)?
+                        && wanted(&packet)
+                    {
+                        return Ok(Some((packet, started.elapsed())));
                     }
                 }
                 Ok(None)

@@ -9,9 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use lb_testbed::arp::{ArpListener, format_mac, mac_of, neighbour, who_has};
+use lb_testbed::fake_api::FakeApi;
 use lb_testbed::{
-    CLIENT_IP, INGRESS_IP, LOADBALANCER_IP, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, copy_example_manifests,
-    http_request,
+    CLIENT_IP, INGRESS_IP, LOADBALANCER_IP, LbRun, NODE1_IP, NODE2_IP, ProcessHandle, TestBed, copy_example_manifests,
+    example_manifests_dir, http_request,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,4 +129,116 @@ fn one_node_answers_arp_for_each_pool_address_and_the_next_takes_over() {
     assert_eq!(pods.len(), 3, "all three pods answer through {vip} after the takeover: {pods:?}");
     let got: Vec<_> = answers(&bed, client_mac, LOADBALANCER_IP).iter().filter_map(name_of).collect();
     assert_eq!(got, [next], "only {next} answers now");
+}
+
+/// `lb-system/lb-node-node1`, as node1's agent would hold it, renewed now.
+fn node1_lease(duration_s: u32) -> serde_json::Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "lb-node-node1", "namespace": "lb-system"},
+        "spec": {"holderIdentity": "node1", "leaseDurationSeconds": duration_s, "acquireTime": now, "renewTime": now},
+    })
+}
+
+/// With the API: node1's agent is represented by its node Lease, renewed
+/// by the test (node1 runs no agent); node2's agent follows the fake API.
+/// While node1's Lease is renewed, node1 owns 192.168.1.150 and node2
+/// stays silent; when it expires, node2 takes the address over within the
+/// lease time and announces it; when it is renewed again, node2 lets go.
+#[test]
+fn with_the_api_a_node_whose_lease_expires_loses_its_addresses_to_the_next() {
+    const LEASE_S: u32 = 4;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _serving = runtime.enter();
+    let bed = TestBed::builder().load_balancer_routes(false).build().expect("test bed (needs root)");
+    bed.start_echo_pods().expect("echo pods");
+    let api = FakeApi::new();
+    api.install_crds("metallb.io").unwrap();
+    for file in ["services.yaml", "endpointslices.yaml", "nodes.yaml", "metallb-pool.yaml"] {
+        let yaml = std::fs::read_to_string(example_manifests_dir().join(file)).unwrap();
+        api.apply_yaml(&yaml).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+    }
+    api.apply(node1_lease(LEASE_S)).unwrap();
+    // node1's "agent": renews while `renewing`.
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (api, renewing, stop) = (api.clone(), renewing.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if renewing.load(std::sync::atomic::Ordering::Relaxed) {
+                    api.apply(node1_lease(LEASE_S)).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let node2 = bed.node_ns("node2").unwrap().to_string();
+    let addr = api.listen_in_netns(&node2).expect("fake API inside node2's namespace");
+    let kubeconfig = bed.log_dir().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig(addr)).unwrap();
+    let run = LbRun::new().kubeconfig(&kubeconfig).interface("eth0").identity("node2");
+    let lb: ProcessHandle = bed.start_lb_run("node2", run).expect("lb on node2");
+    lb_testbed::bed::wait_for_http(
+        bed.client_ns(),
+        SocketAddr::from((NODE2_IP, 30007)),
+        Duration::from_secs(30),
+        Some(&lb),
+    )
+    .expect("NodePort 30007 on node2 answers");
+    // The leader (node2's agent) gives nginx2-service the pool's first address.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = || {
+        api.get("v1", "Service", Some("default"), "nginx2-service")
+            .and_then(|s| s.pointer("/status/loadBalancer/ingress/0/ip").and_then(|v| v.as_str()).map(str::to_string))
+    };
+    while status().as_deref() != Some("192.168.1.150") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status().as_deref(),
+        Some("192.168.1.150"),
+        "the MetalLB pool from the API gives the address\n{}",
+        lb.logs(8000)
+    );
+    assert_eq!(owner_by_rule(LOADBALANCER_IP, &["node1", "node2"]), "node1", "the test assumes node1 owns it");
+    // node2's own Lease is there and held by its agent.
+    let holder = api
+        .get("coordination.k8s.io/v1", "Lease", Some("lb-system"), "lb-node-node2")
+        .and_then(|l| l.pointer("/spec/holderIdentity").and_then(|v| v.as_str()).map(str::to_string));
+    assert_eq!(holder.as_deref(), Some("node2"));
+
+    let client_mac = mac_of(bed.client_ns(), "eth0").unwrap();
+    let node2_mac = mac_of(&node2, "eth0").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        answers(&bed, client_mac, LOADBALANCER_IP),
+        Vec::<[u8; 6]>::new(),
+        "node1 (alive, no responder here) owns it"
+    );
+
+    // node1's agent "dies": its Lease is no longer renewed.
+    let listener = ArpListener::start(bed.client_ns(), "eth0", Duration::from_secs(3 * LEASE_S as u64), move |p| {
+        p.is_gratuitous() && p.sender_ip == LOADBALANCER_IP && p.sender_mac == node2_mac
+    })
+    .unwrap();
+    renewing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (_, after) = listener.wait().unwrap().unwrap_or_else(|| panic!("node2 never took over\n{}", lb.logs(8000)));
+    eprintln!("node2 took 192.168.1.150 over {after:?} after node1's last renewal (lease {LEASE_S} s)");
+    // The lease, the observer's 2 s read period and the last renewal's 0.5 s.
+    assert!(after <= Duration::from_secs(LEASE_S as u64 + 3), "took {after:?}");
+    assert_eq!(answers(&bed, client_mac, LOADBALANCER_IP), [node2_mac], "node2 answers now");
+    let pods = spread(&bed, SocketAddr::from((LOADBALANCER_IP, 8088)), None, 10);
+    assert!(!pods.is_empty());
+
+    // node1 comes back: it owns the address again, node2 lets go.
+    renewing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !answers(&bed, client_mac, LOADBALANCER_IP).is_empty() && std::time::Instant::now() < deadline {}
+    assert_eq!(answers(&bed, client_mac, LOADBALANCER_IP), Vec::<[u8; 6]>::new(), "node2 no longer answers");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    renewer.join().unwrap();
+    drop(lb);
 }
