@@ -23,6 +23,7 @@ pub mod client;
 pub mod echo;
 pub mod fake_api;
 pub mod fixture;
+pub mod fuzz;
 pub mod handover;
 pub mod l7;
 pub mod lb_run;

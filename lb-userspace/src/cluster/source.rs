@@ -63,6 +63,25 @@ struct Stores {
     namespaces: Reflected<Namespace>,
 }
 
+/// A kind the agent reflects: a Kubernetes object that kube's watcher can
+/// decode and the tasks can share.
+pub(super) trait Reflectable:
+    Resource<DynamicType = ()> + Metadata<Ty = ObjectMeta> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Reflectable for K where
+    K: Resource<DynamicType = ()>
+        + Metadata<Ty = ObjectMeta>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One kind's reflector store, and its objects by (namespace, name).
 pub(super) struct Reflected<K: Resource<DynamicType = ()> + 'static> {
     pub(super) store: Store<K>,
@@ -214,14 +233,7 @@ fn reflect<K>(
     strip: impl FnMut(&mut K) + Send + 'static,
 ) -> Reflected<K>
 where
-    K: Resource<DynamicType = ()>
-        + Metadata<Ty = ObjectMeta>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflectable,
 {
     let (reflected, task) = reflector(api, config, changed, strip);
     tasks.spawn(task);
@@ -239,14 +251,7 @@ pub(super) fn reflector<K>(
     mut strip: impl FnMut(&mut K) + Send + 'static,
 ) -> (Reflected<K>, impl Future<Output = ()> + Send + 'static)
 where
-    K: Resource<DynamicType = ()>
-        + Metadata<Ty = ObjectMeta>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reflectable,
 {
     let (reader, writer) = reflector::store();
     let kind = K::kind(&()).to_string();

@@ -111,41 +111,28 @@ fn on_an_uplink_tc_finishes_tc_ingress_answers() {
         announce(&mut l);
         let asked = request(VIP);
         assert_frame("xdp leaves it to tc", run_xdp(&mut l, &asked), XDP_PASS, &asked);
-        // struct __sk_buff up to ifindex (offset 40): the uplink.
-        let mut ctx = vec![0u8; 44];
-        ctx[40..44].copy_from_slice(&l.ifindex.to_ne_bytes());
-        let mut out = vec![0u8; 512];
-        let result = l
-            .datapath
-            .tc_ingress()
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(&asked),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat: 1,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN (tc ingress)");
-        out.truncate(result.data_size_out as usize);
         let want = arp((NODE_MAC, CLIENT_MAC), 2, (NODE_MAC, VIP), (CLIENT_MAC, CLIENT));
-        assert_frame("tc reply", (result.return_value, out), TC_ACT_REDIRECT, &want);
+        assert_frame("tc reply", tc_ingress_on_uplink(&mut l, &asked), TC_ACT_REDIRECT, &want);
         let other = request(NOT_OURS);
-        let mut out = vec![0u8; 512];
-        let result = l
-            .datapath
-            .tc_ingress()
-            .unwrap()
-            .test_run(TestRunOptions {
-                data_in: Some(&other),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat: 1,
-                ..Default::default()
-            })
-            .unwrap();
-        out.truncate(result.data_size_out as usize);
-        assert_frame("tc other address", (result.return_value, out), TC_ACT_OK, &other);
+        assert_frame("tc other address", tc_ingress_on_uplink(&mut l, &other), TC_ACT_OK, &other);
         assert_eq!(counter(&l, Counter::ArpReply), 1);
     });
+}
+
+/// Runs TC ingress on `frame` as received on the uplink (`struct
+/// __sk_buff` up to `ifindex`, at offset 40, set: the device the skb is on).
+fn tc_ingress_on_uplink(l: &mut Loaded, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut ctx = vec![0u8; 44];
+    ctx[40..44].copy_from_slice(&l.ifindex.to_ne_bytes());
+    let mut out = vec![0u8; 512];
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        repeat: 1,
+        ..Default::default()
+    };
+    let result = l.datapath.tc_ingress().unwrap().test_run(options).expect("BPF_PROG_TEST_RUN (tc ingress)");
+    out.truncate(result.data_size_out as usize);
+    (result.return_value, out)
 }
