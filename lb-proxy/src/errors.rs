@@ -45,6 +45,11 @@ pub(crate) enum ProxyError {
     ClientBodyTimeout,
     #[error("request body larger than proxy-body-size")]
     BodyTooLarge,
+    /// The client's request body failed while it was forwarded (a
+    /// malformed chunked encoding, a connection closed mid-body): the
+    /// client's fault, not the upstream's.
+    #[error("invalid request body: {0}")]
+    BadRequestBody(String),
     #[error("upstream request failed: {0}")]
     Upstream(String),
 }
@@ -52,7 +57,9 @@ pub(crate) enum ProxyError {
 impl ProxyError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::DuplicateHost => StatusCode::BAD_REQUEST,
+            ProxyError::BadPath(_) | ProxyError::DuplicateHost | ProxyError::BadRequestBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,

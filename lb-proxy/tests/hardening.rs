@@ -204,3 +204,31 @@ async fn shutdown_drains_in_flight_requests() {
     // Not listening any more.
     assert!(TcpStream::connect(http).await.is_err());
 }
+
+/// A chunked body the client breaks fails the upstream request; the
+/// client is answered 400 (its fault), not 502, on either upstream
+/// protocol, at once (not after the upstream timeout), and the backend
+/// stays usable.
+#[tokio::test]
+async fn malformed_chunked_bodies_are_400_on_both_upstream_protocols() {
+    let live = serve(|request| echo_request("a", request)).await;
+    let long_extension = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "e".repeat(20 * 1024));
+    let bodies = ["zz\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\nzz\r\n0\r\n\r\n", &long_extension];
+    for (protocol, version) in [(UpstreamProtocol::Http1, "HTTP/1.1"), (UpstreamProtocol::H2c, "HTTP/2.0")] {
+        let proxy = start(single(None, backend("a", vec![live], protocol))).await;
+        for body in bodies {
+            let request = format!("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+            let started = Instant::now();
+            let out = raw(proxy.http, request.as_bytes(), Duration::from_secs(4)).await;
+            assert!(out.starts_with("HTTP/1.1 400 "), "{protocol:?}, {:?}: {out}", &body[..8]);
+            assert_eq!(responses(&out), 1, "{out}");
+            assert!(started.elapsed() < Duration::from_secs(3), "{protocol:?}: {:?}", started.elapsed());
+        }
+        let good = "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+                    5\r\nhello\r\n6;k=v\r\n world\r\n0\r\n\r\n";
+        let out = raw(proxy.http, good.as_bytes(), Duration::from_secs(4)).await;
+        assert!(out.starts_with("HTTP/1.1 200 ") && out.contains("body=hello world\n"), "{protocol:?}: {out}");
+        assert!(out.contains(&format!("version={version}\n")), "{protocol:?}: {out}");
+        proxy.shutdown().await;
+    }
+}

@@ -48,6 +48,8 @@ pub enum PathError {
     BadEncoding,
     #[error("the path holds an encoded NUL, CR, LF or backslash")]
     Forbidden,
+    #[error("the path holds a '.' or '..' segment next to an encoded slash (%2F)")]
+    DotSegmentAtEncodedSlash,
 }
 
 /// The request path as routes see it (without the query):
@@ -61,7 +63,11 @@ pub enum PathError {
 /// Errors are answered with 400 by the proxy. Besides their encodings, raw
 /// NUL, CR, LF and backslash are refused too: some backends read a
 /// backslash as a slash, which would let a request escape the route it was
-/// matched with.
+/// matched with. For the same reason a `.` or `..` between encoded slashes
+/// (`/a/..%2F..%2Fetc`, `/a/%2F..`) is refused: a backend that decodes
+/// `%2F` before resolving dot segments would climb out of the route, and
+/// lb cannot resolve them itself without splitting elements on `%2F`.
+/// `%2F` in any other element (`/a/b%2Fc`) is kept as it is.
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
@@ -70,6 +76,9 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::Forbidden);
     }
     let decoded = if path.contains('%') { decode_unreserved(path)? } else { Cow::Borrowed(path) };
+    if decoded.contains(ENCODED_SLASH) && decoded.split('/').any(has_dot_segment_at_encoded_slash) {
+        return Err(PathError::DotSegmentAtEncodedSlash);
+    }
     if !decoded.split('/').any(is_dot_segment) {
         return Ok(decoded);
     }
@@ -102,6 +111,16 @@ fn is_unreserved(byte: u8) -> bool {
 fn is_dot_segment(segment: &str) -> bool {
     segment == "." || segment == ".."
 }
+
+/// Whether a path element (between two `/`, unreserved encodings already
+/// decoded, so `%2E` is `.` and other encodings uppercase) holds a dot
+/// segment once `%2F` is read as a slash too.
+fn has_dot_segment_at_encoded_slash(element: &str) -> bool {
+    element.contains(ENCODED_SLASH) && element.split(ENCODED_SLASH).any(is_dot_segment)
+}
+
+/// `/` percent-encoded, as [`decode_unreserved`] leaves it (uppercase).
+const ENCODED_SLASH: &str = "%2F";
 
 /// Decodes `%XX` of unreserved characters and uppercases the others;
 /// borrowed when nothing changes.
@@ -236,8 +255,54 @@ mod tests {
 
     #[test]
     fn encoded_slash_is_not_a_separator() {
-        assert_eq!(normalized("/a%2F..%2Fb"), "/a%2F..%2Fb");
-        assert_eq!(normalized("/a/..%2F"), "/a/..%2F");
+        assert_eq!(normalized("/a%2Fb"), "/a%2Fb");
+        assert_eq!(normalized("/a/b%2fc"), "/a/b%2Fc");
+        assert_eq!(normalized("/a/b%2Fc/../d"), "/a/d");
+    }
+
+    /// Paths whose elements hold `.` or `..` once `%2F` is read as a slash
+    /// (dots also as `%2E`) are refused; `%2F` elsewhere is accepted.
+    #[test]
+    fn dot_segments_at_encoded_slashes_are_refused() {
+        let refused = [
+            "/a/..%2f..%2fetc/passwd",
+            "/a/..%2F..%2Fetc/passwd",
+            "/a/%2F..",
+            "/a/%2f.",
+            "/a/..%2F",
+            "/a/.%2F",
+            "/a%2F..%2Fb",
+            "/a/b%2F..%2Fc",
+            "/a/%2F%2F..",
+            "/a/%2e%2e%2fetc",
+            "/a/.%2E%2Fetc",
+            "/a/%2E%2F",
+            "/%2F..",
+            "/a/x%2F.%2Fy",
+        ];
+        for path in refused {
+            assert_eq!(normalize_path(path), Err(PathError::DotSegmentAtEncodedSlash), "{path}");
+        }
+        // Backslashes are refused whatever surrounds them.
+        for path in ["/a/..%5c..%5cetc", "/a/%5C..", "/a\\..\\b"] {
+            assert_eq!(normalize_path(path), Err(PathError::Forbidden), "{path}");
+        }
+        let accepted = [
+            ("/a/b%2Fc", "/a/b%2Fc"),
+            ("/a/b%2fc", "/a/b%2Fc"),
+            ("/a/%2F", "/a/%2F"),
+            ("/a/b%2F", "/a/b%2F"),
+            ("/a/...%2Fb", "/a/...%2Fb"),
+            ("/a/..b%2Fc", "/a/..b%2Fc"),
+            ("/a/.well-known%2Fx", "/a/.well-known%2Fx"),
+            ("/a/%2Fb.", "/a/%2Fb."),
+            ("/a/%2E%2E.%2Fb", "/a/...%2Fb"),
+            ("/a/../b%2Fc", "/b%2Fc"),
+            ("/a/%2e/b%2Fc", "/a/b%2Fc"),
+        ];
+        for (path, want) in accepted {
+            assert_eq!(normalize_path(path).as_deref(), Ok(want), "{path}");
+        }
     }
 
     #[test]

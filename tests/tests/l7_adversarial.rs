@@ -1,14 +1,20 @@
 //! Hostile clients: request smuggling attempts, oversize headers, dot
-//! segments and encoded slashes in paths, a client sending its headers
-//! byte by byte.
+//! segments and encoded slashes in paths, malformed chunked bodies, a
+//! client sending its headers byte by byte.
 
 use std::time::{Duration, Instant};
 
-use lb_testbed::l7::{EchoPod, Ingress, L7Bed, LbOptions, RawConn, Req, Rule, SERVICE_PORT, raw_exchange};
+use lb_testbed::l7::{EchoPod, Ingress, L7Bed, LbOptions, RawConn, Req, Rule, SERVICE_PORT, raw_exchange, wait_until};
 
 /// `/public` (Prefix) → pod `public`, `/b` → pod `b`, `/a` → pod `a`; no
 /// rule for `/admin`.
 async fn bed(opts: LbOptions) -> (L7Bed, EchoPod) {
+    let (bed, public, _a) = bed_with_a(opts).await;
+    (bed, public)
+}
+
+/// [`bed`], with pod `a` too.
+async fn bed_with_a(opts: LbOptions) -> (L7Bed, EchoPod, EchoPod) {
     let mut bed = L7Bed::new().expect("bed");
     let public = bed.echo("public").unwrap();
     let a = bed.echo("a").unwrap();
@@ -25,7 +31,7 @@ async fn bed(opts: LbOptions) -> (L7Bed, EchoPod) {
     );
     bed.ingress("web", &ing).unwrap();
     bed.start_lb_with(opts).await.expect("lb starts");
-    (bed, public)
+    (bed, public, a)
 }
 
 /// Sends `raw`; the `/admin` request hidden in it must never reach the
@@ -143,6 +149,96 @@ async fn encoded_slash_does_not_match_a_prefix_element() {
     assert_eq!(resp.status, 404, "{resp}");
     // The real /a/b still matches.
     assert_eq!(bed.ok(bed.route("a.com", "/a/b").await), (200, Some("a".to_string())));
+}
+
+/// A backend that decodes `%2F` before resolving dot segments would serve
+/// these outside `/a`: lb answers 400 and never forwards them.
+#[tokio::test]
+async fn dot_segments_at_encoded_slashes_are_400_and_never_forwarded() {
+    let (bed, public, a) = bed_with_a(LbOptions::default()).await;
+    let hostile = [
+        "/a/..%2f..%2fetc/passwd",
+        "/a/..%2F..%2Fetc/passwd",
+        "/a/%2F..",
+        "/a/%2f.",
+        "/a/x%2F..%2F..%2Fpublic",
+        "/a/%2e%2e%2fetc/passwd",
+        "/a/.%2E%2F.%2E%2Fetc/passwd",
+        "/a/..%5c..%5cetc/passwd",
+        "/a/%5C..",
+        "/public/..%2Fadmin",
+    ];
+    for path in hostile {
+        let resp = bed.ok(bed.get("a.com", path).await);
+        assert_eq!((resp.status, resp.pod()), (400, None), "{path}: {resp}");
+    }
+    // A literal backslash cannot be written with an HTTP client library.
+    let raw = "GET /a/..\\..\\etc/passwd HTTP/1.1\r\nHost: a.com\r\n\r\n";
+    let (responses, _) = bed.ok(raw_exchange(bed.http_addr(), raw.as_bytes(), Duration::from_millis(500)).await);
+    assert_eq!(responses.first().map(|r| r.status), Some(400), "literal backslashes: {responses:?}");
+    // `%2F` inside an ordinary element is routed and forwarded unchanged.
+    for path in ["/a/b%2Fc", "/a/b%2fc", "/a/..b%2Fc"] {
+        let resp = bed.ok(bed.get("a.com", path).await);
+        assert_eq!((resp.status, resp.pod().as_deref()), (200, Some("a")), "{path}: {resp}");
+        assert_eq!(bed.ok(resp.echo()).path, path, "{path} reached the backend changed");
+    }
+    // The ordinary requests arrived: the hostile ones would have by now.
+    for pod in [&a, &public] {
+        let log = pod.request_log();
+        let leaked: Vec<&String> = log.iter().filter(|line| hostile.iter().any(|p| line.contains(p))).collect();
+        assert!(leaked.is_empty(), "{} received {leaked:?}", pod.name());
+        assert!(!pod.saw("passwd") && !pod.saw("admin"), "{}: {log:?}", pod.name());
+    }
+}
+
+/// A chunked body the client breaks is the client's fault: 400 (not 502,
+/// which would blame the backend), logged with its reason; a well-formed
+/// chunked body still goes through.
+#[tokio::test]
+async fn malformed_chunked_bodies_are_400() {
+    let (bed, public) = bed(LbOptions::default()).await;
+    let post = |path: &str, body: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+    };
+    // hyper allows 16 KiB of chunk extensions per body.
+    let long_extension = format!("5;ext={}\r\nhello\r\n0\r\n\r\n", "x".repeat(20 * 1024));
+    let cases = [
+        ("bad chunk size", post("/public/bad-size", "zz\r\nhello\r\n0\r\n\r\n")),
+        ("bad size after a good chunk", post("/public/bad-second", "5\r\nhello\r\n-1\r\nx\r\n0\r\n\r\n")),
+        ("oversized chunk extension", post("/public/long-extension", &long_extension)),
+    ];
+    for (what, raw) in &cases {
+        let (responses, _) = bed.ok(raw_exchange(bed.http_addr(), raw.as_bytes(), Duration::from_millis(800)).await);
+        let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [400], "{what}: {responses:?}\n{}", bed.logs());
+        assert_eq!(responses[0].header("x-pod-name"), None, "{what}: answered by the backend");
+        assert_eq!(responses[0].header("server"), Some("lb"), "{what}");
+    }
+    // Each is logged as the client's error, with the reason.
+    let logged = wait_until("the access log lines", Duration::from_secs(3), || async {
+        let stderr = bed.lb_stderr();
+        let lines: Vec<String> = ["/public/bad-size", "/public/bad-second", "/public/long-extension"]
+            .iter()
+            .filter_map(|path| {
+                let needle = format!("path={path} ");
+                stderr.lines().find(|l| l.contains(" lb_proxy::access: ") && l.contains(&needle)).map(str::to_string)
+            })
+            .collect();
+        (lines.len() == 3).then_some(lines)
+    })
+    .await;
+    for line in bed.ok(logged) {
+        assert!(line.contains("status=400") && line.contains("error=\"invalid request body: "), "{line}");
+    }
+    // A well-formed chunked body, on a connection that then keeps going.
+    let good = post("/public/good", "5\r\nhello\r\n6;name=value\r\n world\r\n0\r\n\r\n");
+    let (responses, _) = bed.ok(raw_exchange(bed.http_addr(), good.as_bytes(), Duration::from_millis(500)).await);
+    let resp = responses.first().unwrap_or_else(|| bed.fail("no answer to a well-formed chunked request"));
+    assert_eq!((resp.status, resp.header("x-pod-name")), (200, Some("public")), "{responses:?}");
+    let echo = lb_testbed::echo::parse_body(&String::from_utf8_lossy(&resp.body));
+    assert_eq!(echo.map(|e| e.body), Some("hello world".to_string()), "{resp:?}");
+    assert!(public.saw("/public/good"));
+    assert!(bed.lb_running(), "lb died\n{}", bed.logs());
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! - [`ProxyBody`]: what every response carries, an upstream's streamed
 //!   body or a short body of our own ([`full`]).
 //! - [`LimitedBody`]: the client's request body counted against
-//!   `proxy-body-size`.
+//!   `proxy-body-size`; it records why that body failed (`ClientFault`).
 //! - [`ReclaimableBody`]: the request body shared by the attempts of one
 //!   request, given back when an attempt sent nothing; it reports its
 //!   [`Progress`] for the upstream's send and read timeouts.

@@ -31,7 +31,6 @@ mod timeouts;
 mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::Response;
@@ -118,7 +117,7 @@ impl Upstreams {
     ) -> Result<(Response<UpstreamBody>, SocketAddr), (ProxyError, Option<SocketAddr>)> {
         let replayable_method = request.method.is_idempotent() || settings.next.non_idempotent;
         let body = LimitedBody::new(body, settings.body_limit);
-        let too_large = body.exceeded_flag();
+        let client_fault = body.fault();
         let body = ReclaimableBody::new(body);
         let started = Instant::now();
         let attempts = peers.0.len().min(settings.tries);
@@ -149,8 +148,11 @@ impl Upstreams {
                 Ok(response) => return Ok((response, peer)),
                 Err(failure) => (failure, None),
             };
-            if too_large.load(Ordering::Acquire) {
-                return Err((ProxyError::BodyTooLarge, Some(peer)));
+            // The attempt failed because the client's body did: the client
+            // is answered for its own fault (413, 400), never retried.
+            if let Some(fault) = client_fault.get() {
+                tracing::debug!(%peer, failure = %failure, "the client's request body failed");
+                return Err((fault.to_error(), Some(peer)));
             }
             let retry = more && retryable(&settings.next, &failure, replayable_method, body.reclaimable());
             tracing::debug!(%peer, failure = %failure, retry, "upstream attempt failed");
