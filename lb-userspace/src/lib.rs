@@ -15,6 +15,7 @@ pub mod compile;
 pub mod config;
 pub mod dataplane;
 pub mod diagnostics;
+pub mod fuzzing;
 pub mod health_check;
 pub mod inspect;
 pub mod logging;

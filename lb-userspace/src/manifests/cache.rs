@@ -211,6 +211,13 @@ impl DirCache {
         Ok(refresh)
     }
 
+    /// A cache holding one file `name` with the contents `text`, as if it
+    /// had been read from a directory (for checks of untrusted input).
+    pub fn with_text(name: &str, text: &str) -> Self {
+        let entries = super::loader::parse_file(Path::new(name), text);
+        Self { files: BTreeMap::from([(OsString::from(name), CachedFile { stamp: None, entries })]) }
+    }
+
     /// The snapshot of the remembered objects, and the diagnostics (in file
     /// order, then document order): the first definition of an object wins.
     pub fn snapshot(&self) -> (Snapshot, Vec<Diagnostic>) {

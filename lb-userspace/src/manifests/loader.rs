@@ -31,6 +31,12 @@ pub fn load_dir(dir: &Path) -> (Snapshot, Vec<Diagnostic>) {
     }
 }
 
+/// The objects and problems of one manifest file's `text`, as [`load_dir`]
+/// would find them in a directory holding only that file.
+pub fn load_text(name: &str, text: &str) -> (Snapshot, Vec<Diagnostic>) {
+    DirCache::with_text(name, text).snapshot()
+}
+
 /// The manifest files of `dir`, sorted by name: `*.yaml`, `*.yml` and
 /// `*.json` regular files (or links to them), not in subdirectories. Hidden
 /// files (`.name`, which also covers Kubernetes' `..data` volume links) and

@@ -35,5 +35,5 @@ mod watcher;
 #[cfg(test)]
 mod tests;
 
-pub use loader::{load_dir, manifest_files};
+pub use loader::{load_dir, load_text, manifest_files};
 pub use watcher::watch_dir;
