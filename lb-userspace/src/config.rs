@@ -45,10 +45,12 @@ pub struct AgentConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum IngressStatusSource {
-    /// The load-balancer addresses of the ingress controller's Service.
+    /// The load-balancer addresses of the ingress controller's Service;
+    /// while it has none, as with `Nodes`.
     #[default]
     Service,
-    /// The addresses of the nodes running the agent.
+    /// The addresses of the nodes the agents run on (their node Lease is
+    /// alive; see `status::ingress`).
     Nodes,
 }
 

@@ -3,13 +3,15 @@
 //! unless `--no-status`, the leader election and the status task that
 //! writes while this agent leads.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::liveness::Liveness;
 use super::settings::AgentSettings;
 use crate::cli::RunArgs;
 use crate::cluster::{LeaseSettings, elect, log_liveness, node_lease_settings, renew_node_lease, watch_node_leases};
@@ -48,11 +50,10 @@ impl Writers {
         let stop_signal = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let node_lease = tokio::spawn(renew_node_lease(
-            client.clone(),
-            node_lease_settings(namespace, &settings.node_name, &identity),
-            stop_signal(stopped.clone()),
-        ));
+        let node_lease_settings = node_lease_settings(namespace, &settings.node_name, &identity);
+        let node_lease_duration = node_lease_settings.duration;
+        let node_lease =
+            tokio::spawn(renew_node_lease(client.clone(), node_lease_settings, stop_signal(stopped.clone())));
         let node_leases = watch_node_leases(client.clone(), namespace);
         let (mut election, mut status_task) = (None, None);
         if let Some(sources) = status {
@@ -65,10 +66,17 @@ impl Writers {
                 pools: config.address_pools.clone(),
                 ipam: IpamOptions { load_balancer_class: cluster.load_balancer_class.clone() },
                 identity,
+                node_name: settings.node_name.clone(),
+                node_lease_duration,
             };
             let (leader_tx, leader) = watch::channel(false);
             election = Some(tokio::spawn(elect(client.clone(), lease, leader_tx, stop_signal(stopped))));
-            let inputs = StatusInputs { leader, snapshots: sources.snapshots, diagnostics: sources.diagnostics };
+            let inputs = StatusInputs {
+                leader,
+                snapshots: sources.snapshots,
+                diagnostics: sources.diagnostics,
+                alive_agents: alive_agents(node_leases.clone()),
+            };
             status_task = Some(tokio::spawn(write_status(client, status_settings, inputs)));
         }
         let writers = Self { stop, node_lease, node_leases, election, status: status_task };
@@ -98,4 +106,30 @@ impl Writers {
             tracing::warn!("releasing the Leases timed out");
         }
     }
+}
+
+/// The nodes whose agents are alive, sent again whenever that set changes
+/// (a Lease appears, goes, expires or is renewed after expiring), for the
+/// status task. Ends when the receiver is gone.
+fn alive_agents(leases: watch::Receiver<NodeLeases>) -> watch::Receiver<BTreeSet<String>> {
+    let alive_now = |leases: &watch::Receiver<NodeLeases>| -> BTreeSet<String> {
+        leases.borrow().alive_nodes(Instant::now()).map(str::to_string).collect()
+    };
+    let (tx, rx) = watch::channel(alive_now(&leases));
+    let mut liveness = Liveness::new(Some(leases.clone()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = liveness.changed() => {}
+                () = tx.closed() => return,
+            }
+            let alive = alive_now(&leases);
+            tx.send_if_modified(|sent| {
+                let changed = *sent != alive;
+                *sent = alive;
+                changed
+            });
+        }
+    });
+    rx
 }
