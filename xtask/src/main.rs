@@ -1,7 +1,8 @@
-//! Project automation: `cargo xtask setup | build-ebpf | test | demo | bench`.
+//! Project automation: `cargo xtask setup | build-ebpf | test | demo | bench | fuzz`.
 
 mod cmd;
 mod ebpf;
+mod fuzz;
 mod setup;
 
 use std::ffi::OsString;
@@ -47,7 +48,7 @@ enum Task {
     Bench {
         /// `l4` (XDP vs kube-proxy iptables/nftables), `l7` (vs nginx, HAProxy) or
         /// `control` (time to apply a change, map memory, Maglev builds).
-        #[arg(value_parser = ["l4", "l7", "control"])]
+        #[arg(value_parser = ["l4", "l7", "control", "soak"])]
         bench: String,
         /// The short run (under 5 minutes) instead of the full one.
         #[arg(long)]
@@ -55,6 +56,22 @@ enum Task {
         /// More arguments for lb-bench, after `--` (e.g. `-- --out DIR`).
         #[arg(last = true)]
         bench_args: Vec<OsString>,
+    },
+    /// Long fuzz runs (needs root): the kernel programs through BPF_PROG_TEST_RUN (new outcomes
+    /// recorded as fixtures), then the `cargo fuzz` targets of the parsers of what users write.
+    Fuzz {
+        /// Frames per pipeline of the kernel programs.
+        #[arg(long, default_value_t = 10_000_000)]
+        count: u64,
+        /// Seed of the frame mutations (default: the test's fixed one).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How long each parser target runs under libFuzzer.
+        #[arg(long, default_value_t = 60)]
+        parser_seconds: u64,
+        /// Only the kernel programs.
+        #[arg(long)]
+        skip_parsers: bool,
     },
 }
 
@@ -66,6 +83,9 @@ fn main() -> ExitCode {
         Task::Test { cargo_test_args } => test(&cargo_test_args),
         Task::Demo { demo_args } => demo(&demo_args),
         Task::Bench { bench, quick, bench_args } => run_bench(&bench, quick, &bench_args),
+        Task::Fuzz { count, seed, parser_seconds, skip_parsers } => {
+            fuzz::fuzz(&fuzz::FuzzOptions { count, seed, parser_seconds, skip_parsers })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
