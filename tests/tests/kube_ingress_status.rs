@@ -26,10 +26,7 @@ struct Cluster {
 
 impl Cluster {
     fn new(bed: &L7Bed) -> Self {
-        let api = FakeApi::new();
-        let addr = api.listen().expect("fake API listens");
-        let kubeconfig = bed.log_dir().join("kubeconfig");
-        std::fs::write(&kubeconfig, api.kubeconfig(addr)).unwrap();
+        let (api, kubeconfig) = bed.fake_api().expect("fake API listens");
         Self { api, kubeconfig }
     }
 

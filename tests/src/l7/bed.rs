@@ -203,6 +203,16 @@ impl L7Bed {
         &self.log_dir
     }
 
+    /// A fake API server listening on loopback, and a kubeconfig for it in
+    /// this bed's log directory (what `lb run --kubeconfig` is given).
+    pub fn fake_api(&self) -> Result<(crate::fake_api::FakeApi, PathBuf)> {
+        let api = crate::fake_api::FakeApi::new();
+        let addr = api.listen()?;
+        let kubeconfig = self.log_dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, api.kubeconfig(addr))?;
+        Ok((api, kubeconfig))
+    }
+
     /// Starts an echo pod on a fresh loopback address.
     pub fn echo(&mut self, name: &str) -> Result<EchoPod> {
         self.echo_on(name, unique_loopback_ip())
