@@ -21,7 +21,7 @@ mod notes;
 pub mod params;
 pub mod results;
 pub mod subject;
-mod sys;
+pub(crate) mod sys;
 pub mod tcp;
 pub mod udp;
 

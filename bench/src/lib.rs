@@ -9,6 +9,9 @@
 //!   Maglev table builds.
 //! - [`l7`]: one Ingress set served by lb, nginx (configured as
 //!   ingress-nginx would) and HAProxy, with the same echo backends.
+//! - [`soak`]: lb alone under constant L4 and L7 load while its
+//!   configuration changes every second and an agent is replaced every
+//!   minute: failures, the agents' fds and RSS over time, conntrack fill.
 //!
 //! Every bench produces a [`report::Report`] (JSON, Markdown tables, SVG
 //! charts); every figure is given absolutely and as a ratio to each peer.
@@ -23,6 +26,7 @@ pub mod markdown;
 pub mod meta;
 pub mod profile;
 pub mod report;
+pub mod soak;
 pub mod stats;
 
 use std::path::PathBuf;

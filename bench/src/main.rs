@@ -1,4 +1,4 @@
-//! `lb-bench l4|l7|control [--profile smoke|quick|full] [--out DIR]`
+//! `lb-bench l4|l7|control|soak [--profile smoke|quick|full] [--out DIR]`
 //! (`l4 --only nodeport|cluster-ip` for one part of the l4 bench).
 
 use std::path::PathBuf;
@@ -54,6 +54,8 @@ enum Bench {
     L4,
     L7,
     Control,
+    /// lb alone under load, changes and agent restarts (its own report).
+    Soak,
 }
 
 impl Bench {
@@ -69,6 +71,7 @@ impl Bench {
             (_, Some(_)) => bail!("--only is for the l4 bench"),
             (Bench::L7, None) => vec![("l7", lb_bench::l7::run)],
             (Bench::Control, None) => vec![("control", lb_bench::control::run)],
+            (Bench::Soak, None) => bail!("the soak writes a report of its own"),
         })
     }
 }
@@ -92,6 +95,12 @@ fn run(cli: Cli) -> Result<()> {
     }
     let opts = RunOptions { profile: cli.profile, out_dir: out_dir.clone(), services: cli.services.clone() };
     let update_doc = cli.update_doc.unwrap_or(default_dir && cli.profile == Profile::Full);
+    if matches!(cli.bench, Bench::Soak) {
+        if cli.only.is_some() {
+            bail!("--only is for the l4 bench");
+        }
+        return soak(&opts, cli.rerender, update_doc);
+    }
     // Each part's report is written as soon as it is measured.
     for (name, measure) in cli.bench.parts(cli.only)? {
         let report = if cli.rerender {
@@ -103,6 +112,41 @@ fn run(cli: Cli) -> Result<()> {
             report
         };
         write(&report, &out_dir, update_doc)?;
+    }
+    Ok(())
+}
+
+/// Runs the soak (or reads its last report), writes its files and, if
+/// asked, its section of BENCHMARKS.md; fails when it failed its criteria.
+fn soak(opts: &RunOptions, rerender: bool, update_doc: bool) -> Result<()> {
+    use lb_bench::soak::{SoakReport, record};
+    let report = if rerender {
+        SoakReport::read(&opts.out_dir.join(format!("{}.json", record::NAME)))?
+    } else {
+        let started = Instant::now();
+        let mut report = lb_bench::soak::run(opts)?;
+        report.meta.duration_s = started.elapsed().as_secs_f64();
+        report
+    };
+    for f in report.write(&opts.out_dir)? {
+        println!("[lb-bench] wrote {}", f.display());
+    }
+    print!("{}", report.tables(""));
+    if update_doc {
+        let root = lb_testbed::repo_root();
+        let doc = root.join("BENCHMARKS.md");
+        let rel = opts.out_dir.strip_prefix(&root).unwrap_or(&opts.out_dir);
+        let body = format!(
+            "\n_{} run: {}._\n\n{}",
+            report.profile,
+            report.meta.summary(),
+            report.tables(&format!("{}/", rel.display()))
+        );
+        markdown::replace_generated(&doc, record::NAME, &body).context("updating BENCHMARKS.md")?;
+        println!("[lb-bench] updated {}", doc.display());
+    }
+    if !report.pass {
+        bail!("the soak failed: {}", report.failed_criteria.join("; "));
     }
     Ok(())
 }

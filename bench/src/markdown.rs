@@ -134,17 +134,23 @@ const END: &str = "<!-- END generated: ";
 /// `<!-- BEGIN generated: l4 -->` and `<!-- END generated: l4 -->`) with the
 /// report's tables, charts linked from `chart_dir` (relative to the file).
 pub fn update_benchmarks_md(path: &Path, r: &Report, chart_dir: &str) -> Result<()> {
+    let mut body = format!("\n_{} run: {}._\n\n", r.profile, r.meta.summary());
+    body.push_str(&tables(r, chart_dir));
+    replace_generated(path, &r.bench, &body)
+}
+
+/// Replaces what lies between `<!-- BEGIN generated: NAME -->` and
+/// `<!-- END generated: NAME -->` in the file at `path` with `body`.
+pub fn replace_generated(path: &Path, name: &str, body: &str) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let begin = format!("{BEGIN}{} -->", r.bench);
-    let end = format!("{END}{} -->", r.bench);
+    let begin = format!("{BEGIN}{name} -->");
+    let end = format!("{END}{name} -->");
     let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
         bail!("{} has no `{begin}` … `{end}` section", path.display());
     };
     if e < b {
         bail!("{}: `{end}` comes before `{begin}`", path.display());
     }
-    let mut body = format!("\n_{} run: {}._\n\n", r.profile, r.meta.summary());
-    body.push_str(&tables(r, chart_dir));
     let new = format!("{}{begin}{body}{}", &text[..b], &text[e..]);
     std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }
