@@ -28,10 +28,9 @@ fn soak_smoke_passes_its_criteria() {
     let after_terminating = report.failures.iter().filter(|f| f.context.contains("turned terminating")).count();
     assert!(
         after_terminating == 0,
-        "{after_terminating} of {} failures came right after a pod turned terminating: lb takes a \
-         terminating endpoint out of BACKENDS when ready ones exist, so the open flows to it are \
-         balanced again (flow_backend_gone) and reset, where kube-proxy lets them finish \
-         (BENCHMARKS.md, Soak)\n{summary}",
+        "{after_terminating} of {} failures came right after a pod turned terminating: the open \
+         flows to a terminating pod must finish on it (its backend stays in BACKENDS, draining), \
+         as kube-proxy lets them (BENCHMARKS.md, Soak)\n{summary}",
         report.failures.len()
     );
     assert!(status.success(), "lb-bench soak --profile smoke failed ({status}):\n{summary}");

@@ -213,8 +213,16 @@ pub struct Backend {
     pub addr: u32,
     /// Target port, network byte order.
     pub port: u16,
-    pub _pad: u16,
+    /// `BACKEND_*` flags.
+    pub flags: u16,
 }
+
+/// The backend's endpoint is terminating while the service has ready
+/// ones: flows already open to it keep going to it (conntrack finds it),
+/// but no new flow is given to it — it is in no Maglev row, and session
+/// affinity that points at it is ignored (Cilium's terminating backends,
+/// kube-proxy leaving established connections to terminating pods).
+pub const BACKEND_DRAINING: u16 = 1;
 
 /// A 5-tuple as it appears in a packet at the hook that looks it up.
 #[repr(C)]
@@ -609,7 +617,13 @@ mod ctors {
 
     impl Backend {
         pub fn new(addr: Ipv4Addr, port: u16) -> Self {
-            Self { addr: addr_to_map(addr), port: port_to_map(port), _pad: 0 }
+            Self { addr: addr_to_map(addr), port: port_to_map(port), flags: 0 }
+        }
+
+        /// A backend that keeps its open flows but takes no new one
+        /// ([`BACKEND_DRAINING`]).
+        pub fn draining(addr: Ipv4Addr, port: u16) -> Self {
+            Self { flags: BACKEND_DRAINING, ..Self::new(addr, port) }
         }
     }
 

@@ -2,7 +2,7 @@
 //! socket programs: session affinity first, then the service's Maglev row.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use lb_common::{Affinity, AffinityKey, Backend, Config, Service};
+use lb_common::{Affinity, AffinityKey, BACKEND_DRAINING, Backend, Config, Service};
 
 use crate::maps::{AFFINITY, BACKENDS, MAGLEV};
 
@@ -18,7 +18,8 @@ pub struct Client {
 }
 
 /// The backend for a new flow of `service_id`: the one the client had
-/// within the service's affinity timeout if it still exists, else the
+/// within the service's affinity timeout if it still exists and is not
+/// draining, else the
 /// Maglev slot of `hash`. With affinity, the choice is remembered (and the
 /// timeout restarts, as kube-proxy's `recent` match does).
 #[inline(always)]
@@ -35,7 +36,11 @@ pub fn pick(service_id: u32, service: &Service, hash: u32, client: Client, cfg: 
         if now.saturating_sub(held.last_ns) <= timeout {
             // SAFETY: copied out at once. Backend ids are never reused, so
             // an id still present is still this service's backend.
-            if let Some(backend) = unsafe { BACKENDS.get(&held.backend_id) }.copied() {
+            // A draining backend (terminating endpoint) keeps its open
+            // flows but gets no new one, also not through affinity.
+            if let Some(backend) = unsafe { BACKENDS.get(&held.backend_id) }.copied()
+                && backend.flags & BACKEND_DRAINING == 0
+            {
                 let _ = AFFINITY.insert(&key, &Affinity { last_ns: now, ..held }, 0);
                 return Some((held.backend_id, backend));
             }

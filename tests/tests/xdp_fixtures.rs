@@ -227,6 +227,37 @@ fn tcp_nodeport_syn_established_and_reply() {
     });
 }
 
+/// A pod whose endpoint turns terminating while another is ready: the
+/// flow already open to it keeps going there (its backend stays in the
+/// maps, flagged draining); new flows go to the ready pod.
+#[test]
+fn a_draining_backend_keeps_its_flows_and_gets_no_new_one() {
+    let net = FixtureNet::create().expect("fixture namespace");
+    net.run(|net| {
+        let mut l = load(net);
+        let cport = 40011;
+        let snat = expected_snat_port(cport, 30007);
+        let syn = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, true);
+        assert_eq!(run_xdp(&mut l, &syn).0, XDP_TX);
+
+        let mut draining = tables();
+        let view = service("remote-tcp", Protocol::Tcp);
+        let mut moved = entry(&[BackendAddr { ip: LOCAL_POD, port: 80 }]);
+        moved.draining = vec![BackendAddr { ip: REMOTE_POD, port: 80 }];
+        draining.services.insert(view, moved);
+        l.applier.apply(&draining).expect("apply the draining tables");
+
+        let ack = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport), (NODE_IP, 30007), 64, false);
+        let want = tcp(NODE_MAC, PEER_MAC, (NODE_IP, snat), (REMOTE_POD, 80), 63, false);
+        assert_frame("open flow to the draining pod", run_xdp(&mut l, &ack), XDP_TX, &want);
+        assert_eq!(counter(&l, Counter::FlowBackendGone), 0, "the flow kept its backend");
+        // A new flow: the ready pod on this node (DNAT only, into the stack).
+        let fresh = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport + 1), (NODE_IP, 30007), 64, true);
+        let want = tcp(CLIENT_MAC, NODE_MAC, (CLIENT, cport + 1), (LOCAL_POD, 80), 64, true);
+        assert_frame("new flow to the ready pod", run_xdp(&mut l, &fresh), XDP_PASS, &want);
+    });
+}
+
 /// `--xdp-transmit tc` (the default on a veth): the same translation, but
 /// the frame is passed with a note for `lb_tc_ingress` instead of being
 /// sent by XDP, and its L4 checksum is left for TC, which can tell a

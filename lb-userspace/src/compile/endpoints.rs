@@ -109,6 +109,10 @@ pub(crate) struct NodeTopology<'a> {
 pub(crate) struct Selection {
     /// Sorted, without duplicates.
     pub backends: Vec<BackendAddr>,
+    /// Terminating endpoints left out of `backends` because ready ones
+    /// exist: flows already open to them keep going (sorted, without
+    /// duplicates, none of `backends`).
+    pub draining: Vec<BackendAddr>,
     pub usable_anywhere: bool,
 }
 
@@ -118,6 +122,7 @@ struct Candidate<'e> {
     endpoint: &'e Endpoint,
     ready: bool,
     serving_terminating: bool,
+    terminating: bool,
 }
 
 impl Candidate<'_> {
@@ -199,13 +204,15 @@ impl BackendQuery<'_> {
         };
         let ready: BTreeSet<BackendAddr> =
             eligible.iter().filter(|c| c.ready && hints.allow(c)).map(|c| c.backend).collect();
-        let backends = if ready.is_empty() {
+        let (backends, draining) = if ready.is_empty() {
             let terminating = eligible.iter().filter(|c| c.serving_terminating).map(|c| c.backend);
-            terminating.collect::<BTreeSet<_>>().into_iter().collect()
+            (terminating.collect::<BTreeSet<_>>().into_iter().collect(), Vec::new())
         } else {
-            ready.into_iter().collect()
+            let draining: BTreeSet<BackendAddr> =
+                eligible.iter().filter(|c| c.terminating && !ready.contains(&c.backend)).map(|c| c.backend).collect();
+            (ready.into_iter().collect(), draining.into_iter().collect())
         };
-        Selection { backends, usable_anywhere }
+        Selection { backends, draining, usable_anywhere }
     }
 
     /// The target port of this service port in `slice`, if it resolves.
@@ -255,7 +262,13 @@ impl BackendQuery<'_> {
                     continue;
                 };
                 let backend = BackendAddr { ip, port };
-                candidates.push(Candidate { backend, endpoint, ready, serving_terminating: serving && terminating });
+                candidates.push(Candidate {
+                    backend,
+                    endpoint,
+                    ready,
+                    serving_terminating: serving && terminating,
+                    terminating,
+                });
             }
         }
     }

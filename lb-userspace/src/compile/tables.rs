@@ -143,6 +143,10 @@ pub type MaglevRow = Arc<[u32]>;
 pub struct ServiceEntry {
     /// Backends in a canonical order (sorted, no duplicates).
     pub backends: Vec<BackendAddr>,
+    /// Terminating endpoints while ready ones exist (sorted, no
+    /// duplicates, none of `backends`): kept in the maps, marked draining,
+    /// so that flows already open to them go on; in no Maglev row.
+    pub draining: Vec<BackendAddr>,
     /// Maglev row: slot → index into `backends`. Empty when there are no
     /// backends (new flows are then rejected). Shared with the compiler's
     /// [`MaglevRows`](super::l4::MaglevRows), which hands an unchanged

@@ -21,7 +21,15 @@
 //! names its backend ids; what no service port claims is removed by the
 //! plan. So an agent restarted on pinned maps writes only what changed
 //! while it was away, and a plan never trusts a picture the kernel may not
-//! hold.
+//! hold. Draining backends (terminating endpoints, in no row) are found by
+//! their flag and address: a service port the tables give that draining
+//! address takes the id back, so flows open to it survive the restart.
+//!
+//! **Draining.** A service port's terminating endpoints, while it has ready
+//! ones, stay in `BACKENDS` flagged [`BACKEND_DRAINING`] under the id they
+//! had: conntrack entries naming that id keep their backend, and no row
+//! names it. An endpoint turning terminating or ready again only has its
+//! flag rewritten (before the row, when it becomes usable again).
 //!
 //! **Deltas.** Handed the entries a compile changed ([`TablesDelta`]), a
 //! plan visits those alone, so its cost follows the change and not the
@@ -34,7 +42,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use lb_common::{
-    Backend, FRONTEND_SNAT, Frontend, FrontendKey, SCOPE_SOCKET, SCOPE_XDP, SERVICE_DROP_WHEN_EMPTY, Service,
+    BACKEND_DRAINING, Backend, FRONTEND_SNAT, Frontend, FrontendKey, SCOPE_SOCKET, SCOPE_XDP, SERVICE_DROP_WHEN_EMPTY,
+    Service,
 };
 
 use super::MapStore;
@@ -125,7 +134,10 @@ pub struct Adopted {
 #[derive(Debug)]
 struct AppliedService {
     id: u32,
+    /// Its backends' ids, the draining ones included.
     backends: BTreeMap<BackendAddr, u32>,
+    /// Those of `backends` written as draining.
+    draining: BTreeSet<BackendAddr>,
     /// The compiled row the service's slots were last written from in full
     /// (with the same backends): handed the same row again, the plan skips
     /// the row. Empty when the slots are not known to match a row.
@@ -154,6 +166,9 @@ struct Picture {
     /// Adopted and unclaimed: removed by the next plan.
     orphans: Vec<Orphan>,
     orphan_backends: Vec<u32>,
+    /// Adopted draining backends by address, for the service ports that
+    /// still drain them; the next plan removes the unclaimed ones.
+    draining_found: BTreeMap<BackendAddr, Vec<u32>>,
     /// Service ports were left without an id: the next plan compares
     /// everything, to give them one if one is free.
     waiting_for_ids: bool,
@@ -237,18 +252,37 @@ impl Planner {
                 let applied = AppliedService {
                     id,
                     backends: BTreeMap::new(),
+                    draining: BTreeSet::new(),
                     written_from: MaglevRow::default(),
                     value: Service::default(),
                 };
                 picture.services.insert(name.clone(), applied);
             }
             let applied = picture.services.get_mut(name).expect("allocated above");
-            let same_backends = applied.backends.keys().eq(entry.backends.iter());
-            for addr in &entry.backends {
-                if !applied.backends.contains_key(addr) {
-                    let id = picture.backend_ids.allocate();
-                    inserts.push(MapOp::InsertBackend { id, backend: Backend::new(addr.ip, addr.port) });
-                    applied.backends.insert(*addr, id);
+            let same_backends =
+                applied.backends.keys().filter(|a| !applied.draining.contains(a)).eq(entry.backends.iter());
+            let wanted = entry.backends.iter().map(|a| (a, false)).chain(entry.draining.iter().map(|a| (a, true)));
+            for (addr, draining) in wanted {
+                let backend =
+                    if draining { Backend::draining(addr.ip, addr.port) } else { Backend::new(addr.ip, addr.port) };
+                match applied.backends.get(addr) {
+                    None => {
+                        let found = picture.draining_found.get_mut(addr).and_then(Vec::pop);
+                        let id = found.unwrap_or_else(|| picture.backend_ids.allocate());
+                        if !(draining && found.is_some()) {
+                            inserts.push(MapOp::InsertBackend { id, backend });
+                        }
+                        applied.backends.insert(*addr, id);
+                    }
+                    Some(&id) if applied.draining.contains(addr) != draining => {
+                        inserts.push(MapOp::InsertBackend { id, backend });
+                    }
+                    Some(_) => {}
+                }
+                if draining {
+                    applied.draining.insert(*addr);
+                } else {
+                    applied.draining.remove(addr);
                 }
             }
             let row_unchanged = same_backends
@@ -272,9 +306,16 @@ impl Planner {
                 rows_and_services.push(MapOp::WriteService { service_id: applied.id, service: value });
                 applied.value = value;
             }
-            let gone: Vec<BackendAddr> =
-                applied.backends.keys().filter(|a| entry.backends.binary_search(a).is_err()).copied().collect();
-            stale_backends.extend(gone.iter().filter_map(|a| applied.backends.remove(a)));
+            let gone: Vec<BackendAddr> = applied
+                .backends
+                .keys()
+                .filter(|a| entry.backends.binary_search(a).is_err() && entry.draining.binary_search(a).is_err())
+                .copied()
+                .collect();
+            for addr in gone {
+                applied.draining.remove(&addr);
+                stale_backends.extend(applied.backends.remove(&addr));
+            }
         }
         let high_water = picture.backend_ids.last();
         if high_water > picture.recorded_high_water {
@@ -333,6 +374,8 @@ impl Planner {
             picture.service_ids.release(orphan.id);
         }
         plan.ops.extend(std::mem::take(&mut picture.orphan_backends).into_iter().map(|id| MapOp::DeleteBackend { id }));
+        let unclaimed = std::mem::take(&mut picture.draining_found).into_values().flatten();
+        plan.ops.extend(unclaimed.map(|id| MapOp::DeleteBackend { id }));
         Ok(())
     }
 }
@@ -449,15 +492,30 @@ fn adopt(
             }
         }
         let value = values.get(&id).copied().unwrap_or_default();
-        services
-            .insert(view.clone(), AppliedService { id, backends: by_addr, written_from: MaglevRow::default(), value });
+        let applied = AppliedService {
+            id,
+            backends: by_addr,
+            draining: BTreeSet::new(),
+            written_from: MaglevRow::default(),
+            value,
+        };
+        services.insert(view.clone(), applied);
     }
     let mut orphans = Vec::new();
     for &id in in_use.difference(&claimed_ids) {
         let ids: Vec<u32> = row_backends(id)?.into_iter().filter(|b| referenced.insert(*b)).collect();
         orphans.push(Orphan { id, backends: ids, value: values.get(&id).copied().unwrap_or_default() });
     }
-    let orphan_backends: Vec<u32> = backends.keys().filter(|id| !referenced.contains(id)).copied().collect();
+    let mut orphan_backends: Vec<u32> = Vec::new();
+    let mut draining_found: BTreeMap<BackendAddr, Vec<u32>> = BTreeMap::new();
+    for (&id, backend) in backends.iter().filter(|(id, _)| !referenced.contains(id)) {
+        if backend.flags & BACKEND_DRAINING != 0 {
+            let addr = BackendAddr { ip: lb_common::addr_from_map(backend.addr), port: u16::from_be(backend.port) };
+            draining_found.entry(addr).or_default().push(id);
+        } else {
+            orphan_backends.push(id);
+        }
+    }
     let recorded_high_water = maps.backend_id_high_water()?;
     let highest = backends.keys().next_back().copied().unwrap_or(0).max(recorded_high_water);
     let adopted = Adopted {
@@ -474,6 +532,7 @@ fn adopt(
         frontends,
         orphans,
         orphan_backends,
+        draining_found,
         waiting_for_ids: false,
     };
     Ok((picture, adopted))

@@ -202,7 +202,7 @@ impl ServiceCompiler<'_> {
                 continue;
             }
             let selection = match listener {
-                Some(listener) => Selection { backends: vec![listener], usable_anywhere: true },
+                Some(listener) => Selection { backends: vec![listener], draining: Vec::new(), usable_anywhere: true },
                 None => {
                     let topology = NodeTopology { name: &context.node.name, zone: context.zone };
                     let scope = match view.scope {
@@ -215,7 +215,13 @@ impl ServiceCompiler<'_> {
             };
             let maglev = self.maglev_row(&field, &selection.backends);
             let drop_when_empty = selection.backends.is_empty() && selection.usable_anywhere;
-            let entry = ServiceEntry { backends: selection.backends, maglev, affinity_timeout_s, drop_when_empty };
+            let entry = ServiceEntry {
+                backends: selection.backends,
+                draining: selection.draining,
+                maglev,
+                affinity_timeout_s,
+                drop_when_empty,
+            };
             self.output.entries.insert(view, entry);
         }
     }

@@ -177,6 +177,24 @@ fn terminating_endpoints_are_used_when_none_is_ready() {
 }
 
 #[test]
+fn terminating_endpoints_drain_while_ready_ones_take_new_flows() {
+    let endpoints = [
+        ("10.244.1.1", ""),
+        ("10.244.1.2", "\n  conditions: {ready: false}"),
+        ("10.244.1.4", "\n  conditions: {ready: false, serving: true, terminating: true}"),
+        ("10.244.1.5", "\n  conditions: {ready: false, serving: false, terminating: true}"),
+    ];
+    let yaml = format!("{NODEPORT}{}", slice("s", "my-service-nodeport", "[{port: 80}]", &endpoints));
+    let (tables, _) = compile(&yaml);
+    let name = port_name("my-service-nodeport", "", Protocol::Tcp);
+    assert_eq!(backends(&tables, &name), [backend([10, 244, 1, 1], 80)]);
+    // Both terminating endpoints keep the flows open to them; the unready
+    // one, not terminating, does not.
+    let draining: Vec<BackendAddr> = tables.services[&name].draining.clone();
+    assert_eq!(draining, [backend([10, 244, 1, 4], 80), backend([10, 244, 1, 5], 80)]);
+}
+
+#[test]
 fn local_policy_keeps_this_nodes_endpoints_and_does_not_snat() {
     let service = NODEPORT.replace("type: NodePort", "type: NodePort\n  externalTrafficPolicy: Local");
     let endpoints =

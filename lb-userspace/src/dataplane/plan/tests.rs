@@ -185,3 +185,75 @@ fn service_ports_beyond_the_capacity_are_reported_and_left_out() {
     assert_eq!(report.services_over_capacity.len(), 2);
     assert_eq!(lb.maps().services.values().filter(|s| s.backend_count > 0).count(), MAX_SERVICES as usize);
 }
+
+/// `web` (cluster IP 10.96.0.1) with a ready pod 10.244.1.1 and 10.244.2.1
+/// ready, or terminating (and serving), or gone.
+fn web_with_second_pod(second: Option<&str>) -> String {
+    let mut endpoints = vec![("10.244.1.1", "")];
+    if let Some(conditions) = second {
+        endpoints.push(("10.244.2.1", conditions));
+    }
+    let slice = slice("web-1", "web", "[{port: 8080}]", &endpoints);
+    format!(
+        "---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.1
+  ports:
+  - {{port: 80, targetPort: 8080, nodePort: 30001}}
+{slice}"
+    )
+}
+
+#[test]
+fn a_terminating_endpoint_keeps_its_backend_id_draining_until_it_is_gone() {
+    const TERMINATING: &str = "\n  conditions: {ready: false, serving: true, terminating: true}";
+    let id_of = |maps: &FakeMaps, ip: &str| {
+        let want = Backend::new(ip.parse().unwrap(), 8080);
+        maps.backends.iter().find(|(_, b)| (b.addr, b.port) == (want.addr, want.port)).map(|(id, b)| (*id, b.flags))
+    };
+    let mut lb = applier(FakeMaps::new(MAGLEV, MAX_SERVICES));
+    lb.apply(&tables(&[web_with_second_pod(Some(""))])).unwrap();
+    let (second, flags) = id_of(lb.maps(), "10.244.2.1").unwrap();
+    assert_eq!(flags, 0);
+
+    // Terminating while a ready pod remains: the same id, flagged; no row
+    // names it, so new flows go to the ready pod only.
+    let draining = tables(&[web_with_second_pod(Some(TERMINATING))]);
+    let report = lb.apply(&draining).unwrap();
+    assert_eq!(id_of(lb.maps(), "10.244.2.1"), Some((second, lb_common::BACKEND_DRAINING)));
+    assert_eq!(report.backends_deleted, 0);
+    assert_eq!(lb.maps().reachable(&node_port(1)), pods(&["10.244.1.1"]));
+
+    // A restarted agent finds it by flag and address: nothing to write.
+    let mut pinned = lb.maps().clone();
+    pinned.writes.clear();
+    let mut restarted = applier(pinned);
+    restarted.apply(&draining).unwrap();
+    assert_eq!(restarted.maps().writes, Vec::<String>::new());
+    assert_eq!(id_of(restarted.maps(), "10.244.2.1"), Some((second, lb_common::BACKEND_DRAINING)));
+
+    // Ready again: the flag goes, the id stays, the row names it again.
+    restarted.apply(&tables(&[web_with_second_pod(Some(""))])).unwrap();
+    assert_eq!(id_of(restarted.maps(), "10.244.2.1"), Some((second, 0)));
+    assert_eq!(restarted.maps().reachable(&node_port(1)), pods(&["10.244.1.1", "10.244.2.1"]));
+
+    // Gone from the slice: deleted.
+    restarted.apply(&draining).unwrap();
+    let report = restarted.apply(&tables(&[web_with_second_pod(None)])).unwrap();
+    assert_eq!(report.backends_deleted, 1);
+    assert_eq!(id_of(restarted.maps(), "10.244.2.1"), None);
+
+    // A draining backend no service port wants any more is removed by the
+    // next adoption.
+    let mut lb = applier(FakeMaps::new(MAGLEV, MAX_SERVICES));
+    lb.apply(&draining).unwrap();
+    let mut pinned = lb.maps().clone();
+    pinned.writes.clear();
+    let mut restarted = applier(pinned);
+    restarted.apply(&tables(&[web_with_second_pod(None)])).unwrap();
+    assert_eq!(id_of(restarted.maps(), "10.244.2.1"), None);
+}
