@@ -1,13 +1,14 @@
 //! The eBPF side of `lb run`: the data path, its maps and their sync with
 //! the snapshots.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use lb_common::{L2Vip, L2VipKey};
 use tracing::{error, info, warn};
 
 use super::settings::{AgentSettings, DataPathSettings};
@@ -54,6 +55,10 @@ pub struct L4 {
     maglev_table_size: u32,
     /// The addresses this node answers ARP for (MetalLB's layer 2).
     speaker: Speaker,
+    /// `L2_VIPS` as last written; `None` until the first write (which
+    /// reads the map back, entries a previous agent left included) and
+    /// after a failed one.
+    l2_written: Option<BTreeMap<L2VipKey, L2Vip>>,
     /// This agent's right to the pinned data path, for as long as it runs.
     pins: PinLock,
 }
@@ -100,6 +105,7 @@ impl L4 {
             stats: None,
             maglev_table_size: maps.maglev_table_size,
             speaker: Speaker::new(agent.node_name.clone(), l2_uplinks, agent.config.address_pools.clone()),
+            l2_written: None,
             pins,
         })
     }
@@ -146,17 +152,20 @@ impl L4 {
         for diagnostic in &update.diagnostics {
             warn!("{diagnostic}");
         }
-        match self.applier.maps_mut().set_l2_vips(&update.entries) {
-            Ok(write) if write.written + write.deleted > 0 => {
-                info!(
-                    addresses = update.entries.len(),
-                    written = write.written,
-                    deleted = write.deleted,
-                    "ARP responder updated"
-                )
+        if self.l2_written.as_ref() != Some(&update.entries) {
+            match self.applier.maps_mut().set_l2_vips(&update.entries) {
+                Ok(write) => {
+                    if write.written + write.deleted > 0 {
+                        let (addresses, written, deleted) = (update.entries.len(), write.written, write.deleted);
+                        info!(addresses, written, deleted, "ARP responder updated");
+                    }
+                    self.l2_written = Some(update.entries);
+                }
+                Err(e) => {
+                    self.l2_written = None;
+                    error!("writing the ARP responder's addresses failed (retried on the next snapshot): {e:#}");
+                }
             }
-            Ok(_) => {}
-            Err(e) => error!("writing the ARP responder's addresses failed (retried on the next change): {e:#}"),
         }
         for lost in &update.lost {
             info!(ip = %lost.ip, interface = %lost.interface, service = %format!("{}/{}", lost.service.0, lost.service.1), "no longer announcing");
