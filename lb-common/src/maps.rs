@@ -477,6 +477,10 @@ pub enum Counter {
     /// An ARP request for an address this node announces was left to the
     /// stack unanswered: the agent's heartbeat is older than its lease.
     ArpAgentStale,
+    /// An IPv4 frame arrived already carrying lb's hand-off mark (the
+    /// reserved flag) on an uplink whose frames TC finishes with notes in
+    /// `HANDOFFS`: it cannot be told from lb's own, so it is dropped.
+    DropForgedMark,
     /// Must stay last.
     Max,
 }
@@ -513,6 +517,7 @@ impl Counter {
         Counter::SockRevNat,
         Counter::ArpReply,
         Counter::ArpAgentStale,
+        Counter::DropForgedMark,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -545,6 +550,7 @@ impl Counter {
             Counter::SockRevNat => "sock_revnat",
             Counter::ArpReply => "arp_reply",
             Counter::ArpAgentStale => "arp_agent_stale",
+            Counter::DropForgedMark => "drop_forged_mark",
             Counter::Max => "max",
         }
     }

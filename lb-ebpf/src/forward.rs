@@ -19,11 +19,15 @@ use crate::packet::{Headers, OFF_ETH_DST, OFF_ETH_SRC, parse, read};
 use crate::route::{Route, lookup};
 use crate::select::{Client, pick};
 use crate::stats::{count, service_rx};
-use crate::transmit::{pass, through_tc, transmit};
+use crate::transmit::{forged_mark, pass, through_tc, transmit};
 use crate::{arp, reject, reply};
 
 #[inline(always)]
 pub fn handle(ctx: &XdpContext) -> Result<u32, ()> {
+    if forged_mark(ctx) {
+        count(Counter::DropForgedMark);
+        return Ok(XDP_DROP);
+    }
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let h = match parse(data, data_end, data_end - data) {
         Ok(h) => h,

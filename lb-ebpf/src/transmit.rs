@@ -22,8 +22,9 @@
 //! frame's addresses and ports, with the reserved IPv4 flag set on the
 //! frame to say it has one; `lb_tc_ingress` looks only at marked frames and
 //! clears the flag. The notes of one flow direction are all the same, so
-//! they stay (one entry per flow, the LRU drops old ones). A frame someone
-//! else sent with the flag set and no note passes untouched.
+//! they stay (one entry per flow, the LRU drops old ones). A frame that
+//! arrives already carrying the flag is dropped by `lb_xdp` on such uplinks
+//! ([`forged_mark`]): TC could not tell it from a marked one.
 
 use aya_ebpf::{
     bindings::{
@@ -53,7 +54,7 @@ const HANDOFF_LEN: usize = core::mem::size_of::<Handoff>();
 static HANDOFF_IN_METADATA: u8 = 1;
 
 #[inline(always)]
-fn in_metadata() -> bool {
+pub fn in_metadata() -> bool {
     // SAFETY: a read of our own global (volatile: its value comes at load).
     unsafe { core::ptr::read_volatile(&HANDOFF_IN_METADATA) != 0 }
 }
@@ -66,6 +67,23 @@ fn in_metadata() -> bool {
 pub fn through_tc(ctx: &XdpContext, egress: u32) -> bool {
     let ingress = ctx.ingress_ifindex() as u32;
     flagged(ingress) || (egress != 0 && egress != ingress && flagged(egress))
+}
+
+/// Whether the frame arrived already carrying the hand-off mark on an
+/// uplink where the mark means a note in `HANDOFFS` (notes not in the
+/// metadata, frames finished by TC). RFC 791 says the bit must be zero;
+/// such a frame cannot be told from one lb marked, and TC would finish it
+/// with another flow's note, so it is dropped. One load on the fast path:
+/// the uplink is looked up only for frames with the bit set.
+#[inline(always)]
+pub fn forged_mark(ctx: &XdpContext) -> bool {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if in_metadata() || data + OFF_IP_FRAG + 2 > data_end {
+        return false;
+    }
+    // SAFETY: the ethertype and the flags word are within the bound checked above.
+    let (ethertype, flags): (u16, u16) = unsafe { (read(data, OFF_ETH_TYPE), read(data, OFF_IP_FRAG)) };
+    ethertype == ETH_P_IPV4_BE && flags & IP_FLAG_HANDED_OFF_BE != 0 && flagged(ctx.ingress_ifindex() as u32)
 }
 
 /// Whether frames of this uplink are finished by TC
