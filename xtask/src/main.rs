@@ -221,11 +221,18 @@ fn run_bench(bench: &str, quick: bool, bench_args: &[OsString]) -> Result<()> {
     build_ebpf(true)?;
     // Release builds of lb, lb-echo and lb-bench: a debug proxy would measure the compiler.
     cargo_step("build --release", &["build", "--release", "--workspace", "--bins"], &[])?;
+    // The agent as it ships (the `dist` profile: whole-program LTO), so the
+    // bench measures what users run.
+    cargo_step("build --profile dist", &["build", "--profile", "dist", "-p", "lb-userspace", "--bin", "lb"], &[])?;
     let bin = cmd::target_dir().join("release").join("lb-bench");
-    if !bin.is_file() {
-        bail!("{} was not built", bin.display());
+    let lb = cmd::target_dir().join("dist").join("lb");
+    for built in [&bin, &lb] {
+        if !built.is_file() {
+            bail!("{} was not built", built.display());
+        }
     }
     let mut c = Command::new(&bin);
+    c.env("LB_BIN", &lb);
     c.arg(bench).args(["--profile", if quick { "quick" } else { "full" }]).args(bench_args);
     let status = cmd::status(&mut c)?;
     if !status.success() {

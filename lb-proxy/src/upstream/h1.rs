@@ -126,7 +126,9 @@ impl H1Pool {
                 Err(Unanswered::Failed(failure)) => return Err(failure),
             }
         }
-        let conn = connect(peer, tls.then_some(&self.tls), connect_timeout).await?;
+        // Boxed: opening a connection is the rare path, and its future would
+        // make every request's future (and each move of it) larger.
+        let conn = Box::pin(connect(peer, tls.then_some(&self.tls), connect_timeout)).await?;
         match exchange(conn, request, &self.idle, key).await {
             Ok(response) => Ok(response),
             Err(Unanswered::Unsent(_)) => Err(Failure::Request {

@@ -130,7 +130,8 @@ impl Upstreams {
             let tls = request.transport.tls;
             let exchange = async {
                 if request.transport.http2 {
-                    let response = self.h2c.send(peer, tls, settings.connect_timeout, upstream).await?;
+                    // Boxed, so that HTTP/1.1 requests' futures do not carry its size.
+                    let response = Box::pin(self.h2c.send(peer, tls, settings.connect_timeout, upstream)).await?;
                     Ok(response.map(UpstreamBody::without_connection))
                 } else {
                     self.http1.send(peer, tls, settings.connect_timeout, upstream).await

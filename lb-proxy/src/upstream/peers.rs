@@ -32,7 +32,9 @@ impl Peers {
                 Ok(Peers(attempt_order(endpoints, random_start(endpoints.len()), tries)))
             }
             BackendTarget::ExternalName { host, port } => {
-                let ips = resolver.resolve(host).await.ok_or_else(|| ProxyError::Unresolvable(host.clone()))?;
+                // Boxed: a lookup's future would otherwise size every request's.
+                let ips =
+                    Box::pin(resolver.resolve(host)).await.ok_or_else(|| ProxyError::Unresolvable(host.clone()))?;
                 let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, *port)).collect();
                 Ok(Peers(attempt_order(&addrs, random_start(addrs.len()), tries)))
             }
