@@ -1048,7 +1048,7 @@ fn containerfile_builds_the_agent_from_paths_that_exist() {
         "rustup toolchain install nightly",
         "cargo xtask setup",
         "cargo xtask build-ebpf",
-        "cargo build --release",
+        "cargo build --profile dist",
         "/usr/local/bin/lb",
     ];
     let found: Vec<Option<usize>> = steps.iter().map(|s| position(s)).collect();
@@ -1057,6 +1057,10 @@ fn containerfile_builds_the_agent_from_paths_that_exist() {
     });
     problems.check(run_text.iter().any(|r| r.contains("-p lb-userspace") && r.contains("--bin lb")), || {
         "the builder does not build `-p lb-userspace --bin lb`".into()
+    });
+    // The shipped agent is the `dist` build (whole-program LTO), the one the bench measures.
+    problems.check(run_text.iter().any(|r| r.contains("--profile dist") && r.contains("target/dist/lb")), || {
+        "the builder does not install the `dist` build (target/dist/lb) it builds".into()
     });
     let workdir =
         builder.iter().rev().find(|i| i.keyword == "WORKDIR").map(|i| i.rest.trim_end_matches('/').to_string());

@@ -141,6 +141,14 @@ pub struct Failure {
     pub context: String,
 }
 
+impl Failure {
+    /// `error` of `load`, now in `window`'s time (its context is filled in
+    /// by the report).
+    fn now(window: &Window, load: &str, error: &anyhow::Error) -> Self {
+        Self { t_s: window.t(), load: load.into(), error: format!("{error:#}"), context: String::new() }
+    }
+}
+
 /// Failures of every load, the first [`KEPT_FAILURES`] kept.
 #[derive(Default)]
 pub struct Failures(Mutex<Vec<Failure>>);
@@ -290,12 +298,7 @@ fn l4_load(load: &Load, window: &Window, failures: &Failures) -> LoadTally {
         };
         if let Err(e) = tried {
             tally.failed += 1;
-            failures.push(Failure {
-                t_s: window.t(),
-                load: load.name.into(),
-                error: format!("{e:#}"),
-                context: String::new(),
-            });
+            failures.push(Failure::now(window, load.name, &e));
         }
     }
     tally
@@ -342,12 +345,7 @@ async fn l7_load(load: Load, ca: Arc<TestCa>, window: Window, failures: Arc<Fail
         if let Err(e) = l7_exchange(&load.target, &ca, &mut conn, &mut tally).await {
             conn = None;
             tally.failed += 1;
-            failures.push(Failure {
-                t_s: window.t(),
-                load: load.name.into(),
-                error: format!("{e:#}"),
-                context: String::new(),
-            });
+            failures.push(Failure::now(&window, load.name, &e));
         }
     }
     tally
